@@ -1,0 +1,33 @@
+// Command goldproxy is a pull-through registry mirror that serves only vetted images.
+package main
+
+import (
+	"fmt"
+	"os"
+
+	"github.com/spf13/cobra"
+)
+
+func main() {
+	if err := newRootCmd().Execute(); err != nil {
+		fmt.Fprintln(os.Stderr, "goldproxy:", err)
+		os.Exit(1)
+	}
+}
+
+func newRootCmd() *cobra.Command {
+	root := &cobra.Command{
+		Use:   "goldproxy",
+		Short: "A pull-through registry mirror that only lets vetted images through",
+		Long: `goldproxy is a read-only OCI registry mirror in front of Docker Hub, cgr.dev, gcr.io,
+quay.io and private registries. It fetches what clients pull into a local store and
+serves a manifest only when its gate allows it.
+
+Example:
+  goldproxy serve --config configs/goldproxy.yaml`,
+		SilenceUsage:  true,
+		SilenceErrors: true,
+	}
+	root.AddCommand(newServeCmd())
+	return root
+}

@@ -1,0 +1,113 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"syscall"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/goldproxy/goldproxy/proxy"
+	"github.com/goldproxy/goldproxy/storage"
+)
+
+func newServeCmd() *cobra.Command {
+	var configPath, listen, dataDir string
+	cmd := &cobra.Command{
+		Use:   "serve",
+		Short: "Run the registry mirror",
+		Long: `Run the registry mirror. Without --config it runs on the embedded default
+(configs/goldproxy.yaml): listen on :5000, data under ./data, the public upstreams and
+an allowlist of hardened images. --listen and --data-dir override the config's keys.
+
+Example:
+  goldproxy serve
+  goldproxy serve --config /etc/goldproxy/goldproxy.yaml --listen 127.0.0.1:5000`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			cfg, err := loadConfig(configPath)
+			if err != nil {
+				return err
+			}
+			if listen != "" {
+				cfg.Listen = listen
+			}
+			if dataDir != "" {
+				cfg.DataDir = dataDir
+			}
+			if err := cfg.Validate(); err != nil {
+				return err
+			}
+			return serve(cmd.Context(), cfg)
+		},
+	}
+	cmd.Flags().StringVar(&configPath, "config", "", "config file (default: the embedded configs/goldproxy.yaml)")
+	cmd.Flags().StringVar(&listen, "listen", "", "address to listen on (config: listen)")
+	cmd.Flags().StringVar(&dataDir, "data-dir", "", "data directory (config: data_dir)")
+	return cmd
+}
+
+func loadConfig(path string) (*proxy.Config, error) {
+	if path == "" {
+		return proxy.DefaultConfig()
+	}
+	return proxy.LoadConfig(path)
+}
+
+func newLogger(cfg *proxy.Config) *slog.Logger {
+	var level slog.Level
+	_ = level.UnmarshalText([]byte(cfg.Log.Level))
+	opts := &slog.HandlerOptions{Level: level}
+	if cfg.Log.Format == "json" {
+		return slog.New(slog.NewJSONHandler(os.Stderr, opts))
+	}
+	return slog.New(slog.NewTextHandler(os.Stderr, opts))
+}
+
+func serve(ctx context.Context, cfg *proxy.Config) error {
+	if ctx == nil {
+		ctx = context.Background()
+	}
+	log := newLogger(cfg)
+	slog.SetDefault(log)
+	ctx, stop := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
+	defer stop()
+
+	store, err := storage.Open(ctx, cfg.DataDir)
+	if err != nil {
+		return err
+	}
+	defer store.Close()
+	srv, err := proxy.New(cfg, store, proxy.WithLogger(log))
+	if err != nil {
+		return err
+	}
+	ln, err := net.Listen("tcp", cfg.Listen)
+	if err != nil {
+		return fmt.Errorf("listen: %w", err)
+	}
+	hs := &http.Server{Handler: srv, ReadHeaderTimeout: 30 * time.Second}
+	log.Info("goldproxy listening", "addr", ln.Addr().String(), "data_dir", cfg.DataDir, "upstreams", len(cfg.Upstreams))
+	log.Warn("serving plain HTTP: docker needs this host in insecure-registries, containerd and podman need plain-http/insecure mirror entries")
+	errc := make(chan error, 1)
+	go func() { errc <- hs.Serve(ln) }()
+	select {
+	case err := <-errc:
+		return err
+	case <-ctx.Done():
+	}
+	log.Info("shutting down: letting in-flight pulls finish")
+	sctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	if err := hs.Shutdown(sctx); err != nil && !errors.Is(err, http.ErrServerClosed) {
+		return err
+	}
+	return nil
+}

@@ -1,0 +1,245 @@
+package proxy
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"strconv"
+	"sync"
+
+	"github.com/opencontainers/go-digest"
+
+	"github.com/goldproxy/goldproxy/storage"
+)
+
+// blobFetch is one upstream fetch of a blob that concurrent requests wait on.
+type blobFetch struct {
+	done chan struct{}
+	repo string
+	err  error
+}
+
+// chunkSize is the unit blobs move in from the upstream to the store and the client.
+const chunkSize = 1 << 20
+
+var chunkPool = sync.Pool{New: func() any { b := make([]byte, chunkSize); return &b }}
+
+// serveBlob answers GET/HEAD /v2/<name>/blobs/<digest>.
+func (s *Server) serveBlob(w http.ResponseWriter, r *http.Request, rt *route) error {
+	ctx := r.Context()
+	dgst, err := digest.Parse(rt.ref)
+	if err != nil {
+		return errDigestInvalid("invalid digest %q: %v", rt.ref, err)
+	}
+	if _, err := s.store.StatBlob(ctx, dgst); err == nil {
+		if err := s.ensureLinked(ctx, rt, dgst); err != nil {
+			return err
+		}
+		return s.serveStoredBlob(w, r, dgst)
+	} else if !errors.Is(err, storage.ErrNotFound) {
+		return err
+	}
+	if r.Method == http.MethodHead {
+		return s.headUpstreamBlob(w, r, rt, dgst)
+	}
+	return s.fetchBlob(w, r, rt, dgst)
+}
+
+func (s *Server) serveStoredBlob(w http.ResponseWriter, r *http.Request, dgst digest.Digest) error {
+	w.Header().Set("Content-Type", "application/octet-stream")
+	w.Header().Set("Docker-Content-Digest", dgst.String())
+	if err := s.store.ServeBlob(r.Context(), w, r, dgst); err != nil {
+		if errors.Is(err, storage.ErrNotFound) {
+			return errBlobUnknown("blob %s is not known", dgst)
+		}
+		return err
+	}
+	return nil
+}
+
+// ensureLinked makes sure a stored blob may be served under rt's repository: content
+// fetched for one repository is served under another only once that repository's
+// upstream confirmed it has it, so credentials scoped to one repository never leak
+// another's content.
+func (s *Server) ensureLinked(ctx context.Context, rt *route, dgst digest.Digest) error {
+	if s.store.Linked(rt.key, dgst) {
+		return nil
+	}
+	uctx, cancel := s.detach(ctx)
+	defer cancel()
+	resp, err := s.upstreamBlob(uctx, rt, dgst, http.MethodHead)
+	if err != nil {
+		return err
+	}
+	resp.Body.Close()
+	return s.store.Link(rt.key, dgst)
+}
+
+func (s *Server) headUpstreamBlob(w http.ResponseWriter, r *http.Request, rt *route, dgst digest.Digest) error {
+	uctx, cancel := s.detach(r.Context())
+	defer cancel()
+	resp, err := s.upstreamBlob(uctx, rt, dgst, http.MethodHead)
+	if err != nil {
+		return err
+	}
+	resp.Body.Close()
+	w.Header().Set("Content-Type", "application/octet-stream")
+	w.Header().Set("Docker-Content-Digest", dgst.String())
+	if resp.ContentLength >= 0 {
+		w.Header().Set("Content-Length", strconv.FormatInt(resp.ContentLength, 10))
+	}
+	w.WriteHeader(http.StatusOK)
+	return nil
+}
+
+// upstreamBlob sends one request for a blob to rt's upstream and checks the answer.
+func (s *Server) upstreamBlob(ctx context.Context, rt *route, dgst digest.Digest, method string) (*http.Response, error) {
+	tr, err := rt.up.blobTransport(ctx, rt.repo)
+	if err != nil {
+		return nil, upstreamErr(err, rt, dgst.String())
+	}
+	req, err := http.NewRequestWithContext(ctx, method, rt.up.blobURL(rt.repo, dgst.String()), nil)
+	if err != nil {
+		return nil, err
+	}
+	resp, err := (&http.Client{Transport: tr}).Do(req)
+	if err != nil {
+		return nil, errUpstream("upstream %s: blob %s: %v", rt.up.name, dgst, err)
+	}
+	switch resp.StatusCode {
+	case http.StatusOK:
+		return resp, nil
+	case http.StatusNotFound:
+		resp.Body.Close()
+		return nil, errBlobUnknown("blob %s of %s is not known upstream", dgst, rt.key)
+	default:
+		resp.Body.Close()
+		return nil, upstreamErr(fmt.Errorf("status %s", resp.Status), rt, dgst.String())
+	}
+}
+
+// fetchBlob ingests a missing blob. The first request streams it to its client while it
+// is written to the store; concurrent requests for the same digest wait for that one
+// fetch and are then served from the store.
+func (s *Server) fetchBlob(w http.ResponseWriter, r *http.Request, rt *route, dgst digest.Digest) error {
+	s.mu.Lock()
+	if f, ok := s.inflight[dgst]; ok {
+		s.mu.Unlock()
+		select {
+		case <-f.done:
+		case <-r.Context().Done():
+			return r.Context().Err()
+		}
+		if f.err != nil {
+			return f.err
+		}
+		if f.repo != rt.key {
+			if err := s.ensureLinked(r.Context(), rt, dgst); err != nil {
+				return err
+			}
+		}
+		return s.serveStoredBlob(w, r, dgst)
+	}
+	f := &blobFetch{done: make(chan struct{}), repo: rt.key}
+	s.inflight[dgst] = f
+	s.mu.Unlock()
+
+	// The fetch outlives a client that goes away: others may be waiting on it.
+	var client http.ResponseWriter
+	if r.Header.Get("Range") == "" {
+		client = w
+	}
+	streamed, err := s.ingestBlob(context.WithoutCancel(r.Context()), rt, dgst, client)
+	f.err = err
+	s.mu.Lock()
+	delete(s.inflight, dgst)
+	s.mu.Unlock()
+	close(f.done)
+	if err != nil || streamed {
+		return err
+	}
+	return s.serveStoredBlob(w, r, dgst)
+}
+
+// ingestBlob copies a blob from the upstream into the store, verifying it against its
+// digest, and streams it to client (when not nil) as it goes. The last chunk is held back
+// until the digest is verified, so a client never receives a complete wrong blob: on a
+// mismatch or a broken upstream the error is returned after headers were sent, and the
+// connection is cut. streamed reports whether the response went to the client.
+func (s *Server) ingestBlob(ctx context.Context, rt *route, dgst digest.Digest, client http.ResponseWriter) (streamed bool, err error) {
+	hctx, cancel := context.WithTimeout(ctx, s.cfg.UpstreamTimeout)
+	resp, err := s.upstreamBlob(hctx, rt, dgst, http.MethodGet)
+	// The body streams for as long as it takes; only the wait for headers is bounded.
+	defer cancel()
+	if err != nil {
+		return false, err
+	}
+	defer resp.Body.Close()
+	bw, err := s.store.CreateBlob(ctx)
+	if err != nil {
+		return false, err
+	}
+	committed := false
+	defer func() {
+		if !committed {
+			_ = bw.Cancel(ctx)
+		}
+	}()
+	if client != nil {
+		h := client.Header()
+		h.Set("Content-Type", "application/octet-stream")
+		h.Set("Docker-Content-Digest", dgst.String())
+		if resp.ContentLength >= 0 {
+			h.Set("Content-Length", strconv.FormatInt(resp.ContentLength, 10))
+		}
+		client.WriteHeader(http.StatusOK)
+	}
+	clientOK := client != nil
+	send := func(b []byte) {
+		if clientOK {
+			if _, err := client.Write(b); err != nil {
+				clientOK = false // the client left; the store still gets the blob
+			}
+		}
+	}
+	cur, prev := chunkPool.Get().(*[]byte), chunkPool.Get().(*[]byte)
+	defer chunkPool.Put(cur)
+	defer chunkPool.Put(prev)
+	var pending []byte
+	for {
+		n, rerr := io.ReadFull(resp.Body, *cur)
+		if n > 0 {
+			if _, err := bw.Write((*cur)[:n]); err != nil {
+				return false, fmt.Errorf("store blob %s: %w", dgst, err)
+			}
+			send(pending)
+			pending = (*cur)[:n]
+			cur, prev = prev, cur
+		}
+		if rerr == io.EOF || rerr == io.ErrUnexpectedEOF && resp.ContentLength < 0 {
+			break
+		}
+		if rerr == io.ErrUnexpectedEOF && bw.Written() == resp.ContentLength {
+			break
+		}
+		if rerr != nil {
+			s.log.Error("upstream blob transfer failed", "repository", rt.key, "digest", dgst, "err", rerr)
+			return false, errUpstream("upstream %s: blob %s: transfer failed after %d bytes: %v; nothing was stored", rt.up.name, dgst, bw.Written(), rerr)
+		}
+	}
+	if err := bw.Commit(ctx, dgst, resp.ContentLength); err != nil {
+		if errors.Is(err, storage.ErrDigestMismatch) {
+			s.log.Error("upstream blob does not match its digest", "repository", rt.key, "digest", dgst, "bytes", bw.Written())
+			return false, errUpstream("upstream %s sent content for blob %s that does not match its digest; nothing was stored", rt.up.name, dgst)
+		}
+		return false, err
+	}
+	committed = true
+	if err := s.store.Link(rt.key, dgst); err != nil {
+		return false, err
+	}
+	send(pending)
+	return client != nil, nil
+}

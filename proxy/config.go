@@ -1,0 +1,265 @@
+package proxy
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/url"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"time"
+
+	"gopkg.in/yaml.v3"
+
+	"github.com/goldproxy/goldproxy/configs"
+)
+
+// Config is the whole configuration tree of a goldproxy server. It is decoded strictly
+// (unknown keys are errors) and checked by Validate, which names the offending key.
+type Config struct {
+	Listen          string            `yaml:"listen"`
+	DataDir         string            `yaml:"data_dir"`
+	Log             LogConfig         `yaml:"log"`
+	Storage         StorageConfig     `yaml:"storage"`
+	Tags            TagConfig         `yaml:"tags"`
+	UpstreamTimeout time.Duration     `yaml:"upstream_timeout"`
+	Upstreams       []UpstreamConfig  `yaml:"upstreams"`
+	Aliases         map[string]string `yaml:"aliases"`
+	Allow           AllowConfig       `yaml:"allow"`
+
+	// dir is the directory of the config file; relative list paths resolve against it.
+	dir string
+}
+
+// LogConfig selects the log format and level.
+type LogConfig struct {
+	Format string `yaml:"format"`
+	Level  string `yaml:"level"`
+}
+
+// StorageConfig selects the blob store backend.
+type StorageConfig struct {
+	Driver string `yaml:"driver"`
+}
+
+// TagConfig controls how long tag resolutions are trusted.
+type TagConfig struct {
+	TTL time.Duration `yaml:"ttl"`
+}
+
+// UpstreamConfig is one registry goldproxy pulls from.
+type UpstreamConfig struct {
+	Name     string        `yaml:"name"`
+	URL      string        `yaml:"url"`
+	Aliases  []string      `yaml:"aliases"`
+	Auth     AuthConfig    `yaml:"auth"`
+	Insecure bool          `yaml:"insecure"`
+	CAFile   string        `yaml:"ca_file"`
+	TagTTL   time.Duration `yaml:"tag_ttl"`
+}
+
+// AuthConfig holds upstream credentials by reference: secrets come from the
+// environment or from files, never from the config itself.
+type AuthConfig struct {
+	Username     string `yaml:"username"`
+	PasswordEnv  string `yaml:"password_env"`
+	PasswordFile string `yaml:"password_file"`
+	TokenEnv     string `yaml:"token_env"`
+	TokenFile    string `yaml:"token_file"`
+	Keychain     bool   `yaml:"keychain"`
+}
+
+// AllowConfig lists the repositories that may be pulled at all.
+type AllowConfig struct {
+	Repositories []string `yaml:"repositories"`
+	Lists        []string `yaml:"lists"`
+}
+
+// DefaultConfig returns the embedded default configuration (configs/goldproxy.yaml).
+func DefaultConfig() (*Config, error) {
+	return ParseConfig(configs.DefaultConfig, "")
+}
+
+// LoadConfig reads, decodes and validates the config file at path.
+func LoadConfig(path string) (*Config, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("config: %w", err)
+	}
+	cfg, err := ParseConfig(b, filepath.Dir(path))
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	return cfg, nil
+}
+
+var unknownField = regexp.MustCompile(`line (\d+): field (\S+) not found in type \S+`)
+
+// ParseConfig decodes a config strictly, fills defaults and validates it. dir is the
+// directory relative list paths resolve against.
+func ParseConfig(b []byte, dir string) (*Config, error) {
+	cfg := &Config{dir: dir}
+	dec := yaml.NewDecoder(bytes.NewReader(b))
+	dec.KnownFields(true)
+	if err := dec.Decode(cfg); err != nil && !errors.Is(err, io.EOF) /* an empty file means all defaults */ {
+		msg := err.Error()
+		if m := unknownField.FindStringSubmatch(msg); m != nil {
+			hint := ""
+			if m[2] == "password" || m[2] == "token" {
+				hint = fmt.Sprintf(" (secrets are never inline: use %s_env or %s_file)", m[2], m[2])
+			}
+			return nil, fmt.Errorf("config: line %s: unknown key %q%s", m[1], m[2], hint)
+		}
+		return nil, fmt.Errorf("config: %s", strings.TrimPrefix(msg, "yaml: "))
+	}
+	cfg.setDefaults()
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	return cfg, nil
+}
+
+func (c *Config) setDefaults() {
+	if c.Listen == "" {
+		c.Listen = ":5000"
+	}
+	if c.DataDir == "" {
+		c.DataDir = "./data"
+	}
+	if c.Log.Format == "" {
+		c.Log.Format = "text"
+	}
+	if c.Log.Level == "" {
+		c.Log.Level = "info"
+	}
+	if c.Storage.Driver == "" {
+		c.Storage.Driver = "filesystem"
+	}
+	if c.Tags.TTL == 0 {
+		c.Tags.TTL = 5 * time.Minute
+	}
+	if c.UpstreamTimeout == 0 {
+		c.UpstreamTimeout = 30 * time.Second
+	}
+}
+
+// Validate checks every key and names the first one that is wrong.
+func (c *Config) Validate() error {
+	if _, _, err := net.SplitHostPort(c.Listen); err != nil {
+		return fmt.Errorf("config: listen: %q is not host:port", c.Listen)
+	}
+	switch c.Log.Format {
+	case "text", "json":
+	default:
+		return fmt.Errorf("config: log.format: %q is not text or json", c.Log.Format)
+	}
+	switch c.Log.Level {
+	case "debug", "info", "warn", "error":
+	default:
+		return fmt.Errorf("config: log.level: %q is not debug, info, warn or error", c.Log.Level)
+	}
+	if c.Storage.Driver != "filesystem" {
+		return fmt.Errorf("config: storage.driver: %q is not supported (filesystem)", c.Storage.Driver)
+	}
+	if c.Tags.TTL < 0 {
+		return fmt.Errorf("config: tags.ttl: must not be negative")
+	}
+	if c.UpstreamTimeout < 0 {
+		return fmt.Errorf("config: upstream_timeout: must not be negative")
+	}
+	if len(c.Upstreams) == 0 {
+		return fmt.Errorf("config: upstreams: at least one upstream is required")
+	}
+	seen := map[string]string{}
+	for i, u := range c.Upstreams {
+		key := fmt.Sprintf("upstreams[%d]", i)
+		if u.Name == "" {
+			return fmt.Errorf("config: %s.name: required", key)
+		}
+		if strings.ContainsAny(u.Name, "/ ") {
+			return fmt.Errorf("config: %s.name: %q must be a registry host, without scheme or path", key, u.Name)
+		}
+		pu, err := url.Parse(u.URL)
+		if err != nil || (pu.Scheme != "http" && pu.Scheme != "https") || pu.Host == "" {
+			return fmt.Errorf("config: %s.url: %q is not an http(s) URL", key, u.URL)
+		}
+		if pu.Path != "" && pu.Path != "/" {
+			return fmt.Errorf("config: %s.url: %q must not have a path", key, u.URL)
+		}
+		for _, h := range append([]string{u.Name}, u.Aliases...) {
+			if prev, dup := seen[h]; dup {
+				return fmt.Errorf("config: %s: host %q is already used by %s", key, h, prev)
+			}
+			seen[h] = key
+		}
+		a := u.Auth
+		if a.PasswordEnv != "" && a.PasswordFile != "" {
+			return fmt.Errorf("config: %s.auth: set password_env or password_file, not both", key)
+		}
+		if a.TokenEnv != "" && a.TokenFile != "" {
+			return fmt.Errorf("config: %s.auth: set token_env or token_file, not both", key)
+		}
+		if (a.PasswordEnv != "" || a.PasswordFile != "") && a.Username == "" {
+			return fmt.Errorf("config: %s.auth.username: required with a password", key)
+		}
+		if u.CAFile != "" {
+			if _, err := os.Stat(c.resolve(u.CAFile)); err != nil {
+				return fmt.Errorf("config: %s.ca_file: %w", key, err)
+			}
+		}
+		if u.TagTTL < 0 {
+			return fmt.Errorf("config: %s.tag_ttl: must not be negative", key)
+		}
+	}
+	for alias, target := range c.Aliases {
+		if alias == "" || strings.Contains(alias, "/") {
+			return fmt.Errorf("config: aliases.%s: an alias is one path component", alias)
+		}
+		host, _, _ := strings.Cut(target, "/")
+		if _, ok := seen[host]; !ok {
+			return fmt.Errorf("config: aliases.%s: %q does not start with a configured upstream", alias, target)
+		}
+	}
+	for i, g := range c.Allow.Repositories {
+		if _, err := compileGlob(g); err != nil {
+			return fmt.Errorf("config: allow.repositories[%d]: %w", i, err)
+		}
+	}
+	for i, l := range c.Allow.Lists {
+		if _, err := os.Stat(c.resolve(l)); err != nil {
+			return fmt.Errorf("config: allow.lists[%d]: %w", i, err)
+		}
+	}
+	return nil
+}
+
+// resolve makes a path from the config relative to the config file's directory.
+func (c *Config) resolve(p string) string {
+	if filepath.IsAbs(p) || c.dir == "" {
+		return p
+	}
+	return filepath.Join(c.dir, p)
+}
+
+// secret reads a secret from an environment variable or a file.
+func secret(env, file string) (string, error) {
+	switch {
+	case env != "":
+		v, ok := os.LookupEnv(env)
+		if !ok {
+			return "", fmt.Errorf("environment variable %s is not set", env)
+		}
+		return v, nil
+	case file != "":
+		b, err := os.ReadFile(file)
+		if err != nil {
+			return "", err
+		}
+		return strings.TrimRight(string(b), "\r\n"), nil
+	}
+	return "", nil
+}

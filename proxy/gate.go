@@ -1,0 +1,160 @@
+package proxy
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"io"
+	"os"
+	"regexp"
+	"strings"
+
+	"github.com/google/go-containerregistry/pkg/name"
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+)
+
+// Gate decides whether a manifest may be served. The proxy asks it for every manifest
+// digest before a byte of it reaches a client.
+type Gate interface {
+	Check(ctx context.Context, m Manifest) (Verdict, error)
+}
+
+// Manifest is what a Gate judges: a manifest of an upstream repository.
+type Manifest struct {
+	// Repository is "<upstream>/<repository>", e.g. "docker.io/library/alpine".
+	Repository string
+	// Tag is the tag it was pulled by, empty for a pull by digest.
+	Tag        string
+	Descriptor v1.Descriptor
+}
+
+// Verdict is a Gate's answer.
+type Verdict struct {
+	Allowed bool
+	// Rule names what decided, e.g. "allowlist".
+	Rule string
+	// Message is written for the developer who was denied: what, why, what next.
+	Message string
+}
+
+// Allowlist admits repositories matching configured globs or named in list files.
+// It is the first Gate, and also the check that keeps the proxy from fetching anything
+// of a repository no list admits.
+type Allowlist struct {
+	globs []*regexp.Regexp
+	repos map[string]bool
+}
+
+// NewAllowlist builds an allowlist from globs and list files (one image ref per line,
+// "#" comments, blank lines ignored).
+func NewAllowlist(globs []string, lists []string) (*Allowlist, error) {
+	a := &Allowlist{repos: map[string]bool{}}
+	for _, g := range globs {
+		re, err := compileGlob(g)
+		if err != nil {
+			return nil, err
+		}
+		a.globs = append(a.globs, re)
+	}
+	for _, l := range lists {
+		f, err := os.Open(l)
+		if err != nil {
+			return nil, fmt.Errorf("allowlist: %w", err)
+		}
+		refs, err := ParseImageList(f)
+		f.Close()
+		if err != nil {
+			return nil, fmt.Errorf("allowlist: %s: %w", l, err)
+		}
+		for _, r := range refs {
+			a.repos[RepositoryOf(r)] = true
+		}
+	}
+	return a, nil
+}
+
+// Allowed reports whether repository ("<upstream>/<repo>") may be pulled.
+func (a *Allowlist) Allowed(repository string) bool {
+	if a.repos[repository] {
+		return true
+	}
+	for _, g := range a.globs {
+		if g.MatchString(repository) {
+			return true
+		}
+	}
+	return false
+}
+
+// Check implements Gate.
+func (a *Allowlist) Check(_ context.Context, m Manifest) (Verdict, error) {
+	if a.Allowed(m.Repository) {
+		return Verdict{Allowed: true, Rule: "allowlist"}, nil
+	}
+	return Verdict{Rule: "allowlist", Message: notAllowedMessage(m.Repository)}, nil
+}
+
+func notAllowedMessage(repo string) string {
+	return fmt.Sprintf("repository %s is not on the allowlist of this proxy; ask the platform team to add it (allow.repositories or an allow list file) or use an approved hardened image", repo)
+}
+
+// compileGlob turns a repository glob into a regexp: "*" matches within one path
+// component, "**" across components, "?" one character.
+func compileGlob(g string) (*regexp.Regexp, error) {
+	if g == "" {
+		return nil, fmt.Errorf("empty glob")
+	}
+	var b strings.Builder
+	b.WriteString("^")
+	for i := 0; i < len(g); i++ {
+		switch c := g[i]; c {
+		case '*':
+			if i+1 < len(g) && g[i+1] == '*' {
+				b.WriteString(".*")
+				i++
+			} else {
+				b.WriteString("[^/]*")
+			}
+		case '?':
+			b.WriteString("[^/]")
+		default:
+			b.WriteString(regexp.QuoteMeta(string(c)))
+		}
+	}
+	b.WriteString("$")
+	return regexp.Compile(b.String())
+}
+
+// ParseImageList reads the seed list format: one image reference per line, "#" starts a
+// comment, blank lines are ignored. A line that is not a valid reference is an error
+// naming its line number.
+func ParseImageList(r io.Reader) ([]name.Reference, error) {
+	var refs []name.Reference
+	sc := bufio.NewScanner(r)
+	for n := 1; sc.Scan(); n++ {
+		line := sc.Text()
+		if i := strings.Index(line, "#"); i >= 0 {
+			line = line[:i]
+		}
+		line = strings.TrimSpace(line)
+		if line == "" {
+			continue
+		}
+		ref, err := name.ParseReference(line)
+		if err != nil {
+			return nil, fmt.Errorf("line %d: %q: %w", n, line, err)
+		}
+		refs = append(refs, ref)
+	}
+	return refs, sc.Err()
+}
+
+// RepositoryOf is the "<upstream>/<repo>" name of a reference, with Docker Hub spelled
+// docker.io as the proxy's upstream names do.
+func RepositoryOf(ref name.Reference) string {
+	reg := ref.Context().RegistryStr()
+	if reg == name.DefaultRegistry || reg == "docker.io" {
+		reg = "docker.io"
+	}
+	return reg + "/" + ref.Context().RepositoryStr()
+}

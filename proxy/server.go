@@ -1,0 +1,209 @@
+package proxy
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"sync"
+	"time"
+
+	"github.com/opencontainers/go-digest"
+	"golang.org/x/sync/singleflight"
+
+	"github.com/goldproxy/goldproxy/storage"
+)
+
+// Server is the registry front: it answers the OCI pull API for every configured
+// upstream from the store, ingesting on a miss.
+type Server struct {
+	cfg    *Config
+	store  *storage.Store
+	router *router
+	allow  *Allowlist
+	gate   Gate
+	log    *slog.Logger
+	now    func() time.Time
+
+	sf       singleflight.Group // tag resolutions and manifest fetches
+	mu       sync.Mutex
+	inflight map[digest.Digest]*blobFetch
+}
+
+// Option configures a Server.
+type Option func(*Server)
+
+// WithGate replaces the gate that decides whether a manifest is served (default: the
+// allowlist).
+func WithGate(g Gate) Option { return func(s *Server) { s.gate = g } }
+
+// WithLogger sets the logger.
+func WithLogger(l *slog.Logger) Option { return func(s *Server) { s.log = l } }
+
+// WithClock sets the clock used for tag TTLs (tests).
+func WithClock(now func() time.Time) Option { return func(s *Server) { s.now = now } }
+
+// New builds a Server over an opened store.
+func New(cfg *Config, store *storage.Store, opts ...Option) (*Server, error) {
+	ups := make([]*upstream, 0, len(cfg.Upstreams))
+	for _, uc := range cfg.Upstreams {
+		u, err := newUpstream(uc, cfg.Tags.TTL, cfg.UpstreamTimeout, cfg.resolve)
+		if err != nil {
+			return nil, err
+		}
+		ups = append(ups, u)
+	}
+	lists := make([]string, len(cfg.Allow.Lists))
+	for i, l := range cfg.Allow.Lists {
+		lists[i] = cfg.resolve(l)
+	}
+	allow, err := NewAllowlist(cfg.Allow.Repositories, lists)
+	if err != nil {
+		return nil, err
+	}
+	s := &Server{
+		cfg:      cfg,
+		store:    store,
+		router:   newRouter(ups, cfg),
+		allow:    allow,
+		gate:     allow,
+		log:      slog.Default(),
+		now:      time.Now,
+		inflight: map[digest.Digest]*blobFetch{},
+	}
+	for _, o := range opts {
+		o(s)
+	}
+	return s, nil
+}
+
+// Allowlist is the server's repository allowlist.
+func (s *Server) Allowlist() *Allowlist { return s.allow }
+
+type ctxKey int
+
+const requestIDKey ctxKey = 0
+
+// ServeHTTP implements http.Handler.
+func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	start := time.Now()
+	id := r.Header.Get("X-Request-Id")
+	if id == "" {
+		var b [8]byte
+		_, _ = rand.Read(b[:])
+		id = hex.EncodeToString(b[:])
+	}
+	rw := &responseWriter{ResponseWriter: w}
+	rw.Header().Set("X-Request-Id", id)
+	ctx := context.WithValue(r.Context(), requestIDKey, id)
+	r = r.WithContext(ctx)
+	log := s.log.With("request_id", id)
+	defer func() {
+		log.Info("request", "method", r.Method, "path", r.URL.Path, "ns", r.URL.Query().Get("ns"),
+			"status", rw.status(), "bytes", rw.n, "duration", time.Since(start).Round(time.Microsecond))
+	}()
+	err := s.serve(rw, r)
+	if err == nil {
+		return
+	}
+	var re *regError
+	if !errors.As(err, &re) || re.Status >= 500 {
+		log.Error("request failed", "method", r.Method, "path", r.URL.Path, "err", err)
+	}
+	if rw.wrote {
+		// Headers (and maybe bytes) are out: the only honest signal left is to cut the
+		// connection so the client sees a failed transfer, never a "complete" bad one.
+		panic(http.ErrAbortHandler)
+	}
+	writeError(rw, r, err)
+}
+
+func (s *Server) serve(w http.ResponseWriter, r *http.Request) error {
+	w.Header().Set("Docker-Distribution-API-Version", "registry/2.0")
+	rt, ok := parseRoute(r)
+	if !ok {
+		return &regError{Status: http.StatusNotFound, Code: "NOT_FOUND", Message: fmt.Sprintf("no such endpoint: %s", r.URL.Path)}
+	}
+	if rt.kind == kindUpload {
+		return errUnsupported("goldproxy is a read-only mirror: uploads are not supported")
+	}
+	if r.Method != http.MethodGet && r.Method != http.MethodHead {
+		return errUnsupported("goldproxy is a read-only mirror: %s is not supported", r.Method)
+	}
+	if rt.kind == kindBase {
+		w.Header().Set("Content-Type", "application/json")
+		_, _ = w.Write([]byte("{}"))
+		return nil
+	}
+	if err := s.router.resolve(rt); err != nil {
+		return err
+	}
+	if !s.allow.Allowed(rt.key) {
+		return errDenied("%s", notAllowedMessage(rt.key))
+	}
+	switch rt.kind {
+	case kindManifest:
+		return s.serveManifest(w, r, rt)
+	case kindBlob:
+		return s.serveBlob(w, r, rt)
+	case kindTags:
+		return s.serveTags(w, r, rt)
+	case kindReferrers:
+		return s.serveReferrers(w, r, rt)
+	}
+	return errUnsupported("unsupported request")
+}
+
+// detach gives upstream work shared by several requests a context that no single
+// client's disconnect cancels, bounded by the upstream timeout.
+func (s *Server) detach(ctx context.Context) (context.Context, context.CancelFunc) {
+	return context.WithTimeout(context.WithoutCancel(ctx), s.cfg.UpstreamTimeout)
+}
+
+// responseWriter remembers whether headers went out and how many bytes followed.
+type responseWriter struct {
+	http.ResponseWriter
+	code  int
+	wrote bool
+	n     int64
+}
+
+func (w *responseWriter) WriteHeader(code int) {
+	if !w.wrote {
+		w.code, w.wrote = code, true
+	}
+	w.ResponseWriter.WriteHeader(code)
+}
+
+func (w *responseWriter) Write(b []byte) (int, error) {
+	if !w.wrote {
+		w.code, w.wrote = http.StatusOK, true
+	}
+	n, err := w.ResponseWriter.Write(b)
+	w.n += int64(n)
+	return n, err
+}
+
+func (w *responseWriter) status() int {
+	if !w.wrote {
+		return http.StatusOK
+	}
+	return w.code
+}
+
+// Unwrap lets http.ResponseController reach the underlying writer.
+func (w *responseWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
+
+// ReadFrom keeps the underlying writer's fast path (sendfile) reachable through the wrapper.
+func (w *responseWriter) ReadFrom(r io.Reader) (int64, error) {
+	if !w.wrote {
+		w.code, w.wrote = http.StatusOK, true
+	}
+	n, err := io.Copy(w.ResponseWriter, r)
+	w.n += n
+	return n, err
+}

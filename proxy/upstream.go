@@ -1,0 +1,164 @@
+package proxy
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"fmt"
+	"net"
+	"net/http"
+	"net/url"
+	"os"
+	"sync"
+	"time"
+
+	"github.com/google/go-containerregistry/pkg/authn"
+	"github.com/google/go-containerregistry/pkg/name"
+	"github.com/google/go-containerregistry/pkg/v1/remote"
+	"github.com/google/go-containerregistry/pkg/v1/remote/transport"
+)
+
+// upstream is one registry goldproxy pulls from, with its credentials and transports.
+type upstream struct {
+	name    string // the host clients use for it ("docker.io")
+	reg     name.Registry
+	auth    authn.Authenticator
+	keys    authn.Keychain
+	base    http.RoundTripper
+	puller  *remote.Puller
+	tagTTL  time.Duration
+	timeout time.Duration
+
+	mu     sync.Mutex
+	blobRT map[string]http.RoundTripper // authenticated transports for raw blob GETs, by repository
+}
+
+func newUpstream(c UpstreamConfig, defTTL, timeout time.Duration, resolve func(string) string) (*upstream, error) {
+	u, err := url.Parse(c.URL)
+	if err != nil {
+		return nil, err
+	}
+	var opts []name.Option
+	if u.Scheme == "http" {
+		opts = append(opts, name.Insecure)
+	}
+	reg, err := name.NewRegistry(u.Host, opts...)
+	if err != nil {
+		return nil, fmt.Errorf("upstream %s: %w", c.Name, err)
+	}
+	tr := http.DefaultTransport.(*http.Transport).Clone()
+	tr.MaxIdleConnsPerHost = 64
+	tr.DialContext = (&net.Dialer{Timeout: 10 * time.Second, KeepAlive: 30 * time.Second}).DialContext
+	tr.ResponseHeaderTimeout = timeout
+	if c.Insecure || c.CAFile != "" {
+		tlsc := &tls.Config{InsecureSkipVerify: c.Insecure} //nolint:gosec // explicit per-upstream opt-in
+		if c.CAFile != "" {
+			pem, err := os.ReadFile(resolve(c.CAFile))
+			if err != nil {
+				return nil, fmt.Errorf("upstream %s: ca_file: %w", c.Name, err)
+			}
+			pool, err := x509.SystemCertPool()
+			if err != nil {
+				pool = x509.NewCertPool()
+			}
+			if !pool.AppendCertsFromPEM(pem) {
+				return nil, fmt.Errorf("upstream %s: ca_file: no certificate found", c.Name)
+			}
+			tlsc.RootCAs = pool
+		}
+		tr.TLSClientConfig = tlsc
+	}
+	up := &upstream{name: c.Name, reg: reg, base: tr, tagTTL: c.TagTTL, timeout: timeout, blobRT: map[string]http.RoundTripper{}}
+	if up.tagTTL == 0 {
+		up.tagTTL = defTTL
+	}
+	if err := up.setAuth(c.Auth, resolve); err != nil {
+		return nil, fmt.Errorf("upstream %s: auth: %w", c.Name, err)
+	}
+	popts := []remote.Option{
+		remote.WithTransport(tr),
+		remote.WithUserAgent("goldproxy"),
+		// One quick retry: a flaky upstream should not stall a pull, and an unreachable
+		// one should fall back to the cache fast.
+		remote.WithRetryBackoff(remote.Backoff{Duration: 100 * time.Millisecond, Factor: 2, Steps: 2}),
+	}
+	if up.keys != nil {
+		popts = append(popts, remote.WithAuthFromKeychain(up.keys))
+	} else {
+		popts = append(popts, remote.WithAuth(up.auth))
+	}
+	if up.puller, err = remote.NewPuller(popts...); err != nil {
+		return nil, err
+	}
+	return up, nil
+}
+
+func (u *upstream) setAuth(a AuthConfig, resolve func(string) string) error {
+	file := func(f string) string {
+		if f == "" {
+			return ""
+		}
+		return resolve(f)
+	}
+	switch {
+	case a.Keychain:
+		u.keys = authn.DefaultKeychain
+		return nil
+	case a.TokenEnv != "" || a.TokenFile != "":
+		tok, err := secret(a.TokenEnv, file(a.TokenFile))
+		if err != nil {
+			return err
+		}
+		u.auth = &authn.Bearer{Token: tok}
+	case a.Username != "":
+		pw, err := secret(a.PasswordEnv, file(a.PasswordFile))
+		if err != nil {
+			return err
+		}
+		u.auth = &authn.Basic{Username: a.Username, Password: pw}
+	default:
+		u.auth = authn.Anonymous
+	}
+	return nil
+}
+
+func (u *upstream) repo(repo string) name.Repository {
+	return u.reg.Repo(repo)
+}
+
+func (u *upstream) authenticator(repo string) (authn.Authenticator, error) {
+	if u.keys != nil {
+		return u.keys.Resolve(u.repo(repo))
+	}
+	return u.auth, nil
+}
+
+// blobTransport returns a transport authenticated for pulling from repo, made once per
+// repository (ggcr's bearer transport refreshes its token on a 401 by itself).
+func (u *upstream) blobTransport(ctx context.Context, repo string) (http.RoundTripper, error) {
+	u.mu.Lock()
+	rt, ok := u.blobRT[repo]
+	u.mu.Unlock()
+	if ok {
+		return rt, nil
+	}
+	auth, err := u.authenticator(repo)
+	if err != nil {
+		return nil, err
+	}
+	pctx, cancel := context.WithTimeout(ctx, u.timeout)
+	defer cancel()
+	rt, err = transport.NewWithContext(pctx, u.reg, auth, u.base, []string{u.repo(repo).Scope(transport.PullScope)})
+	if err != nil {
+		return nil, err
+	}
+	u.mu.Lock()
+	u.blobRT[repo] = rt
+	u.mu.Unlock()
+	return rt, nil
+}
+
+// blobURL is where repo's blob dgst is fetched from.
+func (u *upstream) blobURL(repo, dgst string) string {
+	return fmt.Sprintf("%s://%s/v2/%s/blobs/%s", u.reg.Scheme(), u.reg.RegistryStr(), repo, dgst)
+}

@@ -1,0 +1,200 @@
+package storage
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"sort"
+	"time"
+
+	"github.com/opencontainers/go-digest"
+	bolt "go.etcd.io/bbolt"
+)
+
+// Buckets of the metadata database. Keys are "<repository>\x00<rest>": repository names
+// cannot contain NUL, so a prefix scan over one repository is exact.
+var (
+	bucketManifests = []byte("manifests") // repo\x00digest → ManifestRecord
+	bucketTags      = []byte("tags")      // repo\x00tag → TagRecord
+	bucketLinks     = []byte("links")     // repo\x00digest → "" (blob seen in repo)
+	bucketReferrers = []byte("referrers") // repo\x00subject\x00referrer → Descriptor
+)
+
+func initBuckets(db *bolt.DB) error {
+	return db.Update(func(tx *bolt.Tx) error {
+		for _, b := range [][]byte{bucketManifests, bucketTags, bucketLinks, bucketReferrers} {
+			if _, err := tx.CreateBucketIfNotExists(b); err != nil {
+				return fmt.Errorf("storage: create bucket %s: %w", b, err)
+			}
+		}
+		return nil
+	})
+}
+
+func key(parts ...string) []byte {
+	return []byte(joinNUL(parts))
+}
+
+func joinNUL(parts []string) string {
+	var b bytes.Buffer
+	for i, p := range parts {
+		if i > 0 {
+			b.WriteByte(0)
+		}
+		b.WriteString(p)
+	}
+	return b.String()
+}
+
+// Descriptor describes a manifest as the referrers API lists it.
+type Descriptor struct {
+	MediaType    string            `json:"mediaType"`
+	Digest       digest.Digest     `json:"digest"`
+	Size         int64             `json:"size"`
+	ArtifactType string            `json:"artifactType,omitempty"`
+	Annotations  map[string]string `json:"annotations,omitempty"`
+}
+
+// ManifestRecord is what the store knows about a manifest in one repository.
+type ManifestRecord struct {
+	Descriptor
+	Subject  digest.Digest `json:"subject,omitempty"`
+	StoredAt time.Time     `json:"storedAt"`
+}
+
+// TagRecord is a tag's last known digest and when it was resolved upstream.
+type TagRecord struct {
+	Digest    digest.Digest `json:"digest"`
+	FetchedAt time.Time     `json:"fetchedAt"`
+}
+
+func (s *Store) put(bucket, k []byte, v any) error {
+	b, err := json.Marshal(v)
+	if err != nil {
+		return err
+	}
+	return s.db.Update(func(tx *bolt.Tx) error { return tx.Bucket(bucket).Put(k, b) })
+}
+
+func (s *Store) get(bucket, k []byte, v any) error {
+	return s.db.View(func(tx *bolt.Tx) error {
+		b := tx.Bucket(bucket).Get(k)
+		if b == nil {
+			return ErrNotFound
+		}
+		return json.Unmarshal(b, v)
+	})
+}
+
+// Tag returns the last known resolution of repo:tag, or ErrNotFound.
+func (s *Store) Tag(repo, tag string) (TagRecord, error) {
+	var t TagRecord
+	err := s.get(bucketTags, key(repo, tag), &t)
+	return t, err
+}
+
+// SetTag records that repo:tag resolved to dgst at fetchedAt.
+func (s *Store) SetTag(repo, tag string, dgst digest.Digest, fetchedAt time.Time) error {
+	return s.put(bucketTags, key(repo, tag), TagRecord{Digest: dgst, FetchedAt: fetchedAt})
+}
+
+// Tags lists the tags of repo that the store has seen, sorted.
+func (s *Store) Tags(repo string) ([]string, error) {
+	var tags []string
+	prefix := key(repo, "")
+	err := s.db.View(func(tx *bolt.Tx) error {
+		c := tx.Bucket(bucketTags).Cursor()
+		for k, _ := c.Seek(prefix); k != nil && bytes.HasPrefix(k, prefix); k, _ = c.Next() {
+			tags = append(tags, string(k[len(prefix):]))
+		}
+		return nil
+	})
+	sort.Strings(tags)
+	return tags, err
+}
+
+// Link records that dgst is content of repo, so it may be served under that name.
+func (s *Store) Link(repo string, dgst digest.Digest) error {
+	return s.db.Update(func(tx *bolt.Tx) error { return tx.Bucket(bucketLinks).Put(key(repo, dgst.String()), nil) })
+}
+
+// Linked reports whether dgst was seen as content of repo.
+func (s *Store) Linked(repo string, dgst digest.Digest) bool {
+	found := false
+	_ = s.db.View(func(tx *bolt.Tx) error {
+		found = tx.Bucket(bucketLinks).Get(key(repo, dgst.String())) != nil
+		return nil
+	})
+	return found
+}
+
+// PutManifest stores a manifest's exact bytes (after verifying them against rec.Digest)
+// and records it, its link and, when it has a subject, its referrer entry under repo.
+func (s *Store) PutManifest(ctx context.Context, repo string, rec ManifestRecord, raw []byte) error {
+	if err := s.PutBlob(ctx, rec.Digest, raw); err != nil {
+		return err
+	}
+	if rec.StoredAt.IsZero() {
+		rec.StoredAt = time.Now().UTC()
+	}
+	rec.Size = int64(len(raw))
+	b, err := json.Marshal(rec)
+	if err != nil {
+		return err
+	}
+	d, err := json.Marshal(rec.Descriptor)
+	if err != nil {
+		return err
+	}
+	return s.db.Update(func(tx *bolt.Tx) error {
+		if err := tx.Bucket(bucketManifests).Put(key(repo, rec.Digest.String()), b); err != nil {
+			return err
+		}
+		if err := tx.Bucket(bucketLinks).Put(key(repo, rec.Digest.String()), nil); err != nil {
+			return err
+		}
+		if rec.Subject != "" {
+			return tx.Bucket(bucketReferrers).Put(key(repo, rec.Subject.String(), rec.Digest.String()), d)
+		}
+		return nil
+	})
+}
+
+// Manifest returns the record and exact bytes of a manifest stored under repo.
+func (s *Store) Manifest(ctx context.Context, repo string, dgst digest.Digest) (ManifestRecord, []byte, error) {
+	var rec ManifestRecord
+	if err := s.get(bucketManifests, key(repo, dgst.String()), &rec); err != nil {
+		return rec, nil, err
+	}
+	raw, err := s.ReadBlob(ctx, dgst)
+	if err != nil {
+		return rec, nil, err
+	}
+	return rec, raw, nil
+}
+
+// HasManifest reports whether repo has the manifest dgst without reading its bytes.
+func (s *Store) HasManifest(repo string, dgst digest.Digest) (ManifestRecord, bool) {
+	var rec ManifestRecord
+	err := s.get(bucketManifests, key(repo, dgst.String()), &rec)
+	return rec, err == nil
+}
+
+// Referrers lists the stored manifests of repo whose subject is subject.
+func (s *Store) Referrers(repo string, subject digest.Digest) ([]Descriptor, error) {
+	var out []Descriptor
+	prefix := key(repo, subject.String(), "")
+	err := s.db.View(func(tx *bolt.Tx) error {
+		c := tx.Bucket(bucketReferrers).Cursor()
+		for k, v := c.Seek(prefix); k != nil && bytes.HasPrefix(k, prefix); k, v = c.Next() {
+			var d Descriptor
+			if err := json.Unmarshal(v, &d); err != nil {
+				return err
+			}
+			out = append(out, d)
+		}
+		return nil
+	})
+	return out, err
+}
