@@ -181,9 +181,9 @@ func (s *Server) ingestBlob(ctx context.Context, rt *route, dgst digest.Digest, 
 	if err != nil {
 		return false, err
 	}
-	committed := false
+	finished := false // Commit, successful or not, cleans up after itself
 	defer func() {
-		if !committed {
+		if !finished {
 			_ = bw.Cancel(ctx)
 		}
 	}()
@@ -229,6 +229,7 @@ func (s *Server) ingestBlob(ctx context.Context, rt *route, dgst digest.Digest, 
 			return false, errUpstream("upstream %s: blob %s: transfer failed after %d bytes: %v; nothing was stored", rt.up.name, dgst, bw.Written(), rerr)
 		}
 	}
+	finished = true
 	if err := bw.Commit(ctx, dgst, resp.ContentLength); err != nil {
 		if errors.Is(err, storage.ErrDigestMismatch) {
 			s.log.Error("upstream blob does not match its digest", "repository", rt.key, "digest", dgst, "bytes", bw.Written())
@@ -236,7 +237,6 @@ func (s *Server) ingestBlob(ctx context.Context, rt *route, dgst digest.Digest, 
 		}
 		return false, err
 	}
-	committed = true
 	if err := s.store.Link(rt.key, dgst); err != nil {
 		return false, err
 	}

@@ -49,8 +49,9 @@ func Open(ctx context.Context, dir string) (*Store, error) {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return nil, fmt.Errorf("storage: %w", err)
 	}
-	// distribution logs every storage call through logrus; we log what matters ourselves.
-	logrus.SetLevel(logrus.WarnLevel)
+	// distribution logs through logrus, down to digest mismatches we already report with
+	// the repository and upstream they came from; keep its log quiet.
+	logrus.SetLevel(logrus.FatalLevel)
 	drv := filesystem.New(filesystem.DriverParameters{RootDirectory: filepath.Join(dir, "registry"), MaxThreads: 100})
 	// The blob store keeps the context it was built with: give it one that outlives ctx.
 	bg := context.WithoutCancel(ctx)

@@ -1,0 +1,192 @@
+// Package proxytest starts upstream registries and goldproxy servers on loopback for
+// tests, and counts what the upstream was asked.
+package proxytest
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"log"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync"
+	"testing"
+
+	"github.com/google/go-containerregistry/pkg/name"
+	"github.com/google/go-containerregistry/pkg/registry"
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"github.com/google/go-containerregistry/pkg/v1/remote"
+
+	"github.com/goldproxy/goldproxy/proxy"
+	"github.com/goldproxy/goldproxy/storage"
+)
+
+// Upstream is an in-process OCI registry (go-containerregistry's, with referrers) that
+// counts the requests it gets and can be made to misbehave.
+type Upstream struct {
+	*httptest.Server
+	// Host is "127.0.0.1:<port>", where the registry listens.
+	Host string
+	// Name is the registry host the proxy's config names this upstream by
+	// ("r<port>.test"; Host is its alias), so it can stand first in a repository path.
+	Name string
+
+	mu     sync.Mutex
+	counts map[string]int
+	fault  func(w http.ResponseWriter, r *http.Request) bool
+}
+
+// NewUpstream starts an upstream registry that is closed when the test ends.
+func NewUpstream(t testing.TB) *Upstream {
+	t.Helper()
+	u := &Upstream{counts: map[string]int{}}
+	reg := registry.New(registry.WithReferrersSupport(true), registry.Logger(log.New(io.Discard, "", 0)))
+	u.Server = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		u.mu.Lock()
+		u.counts[r.Method+" "+r.URL.Path]++
+		fault := u.fault
+		u.mu.Unlock()
+		if fault != nil && fault(w, r) {
+			return
+		}
+		reg.ServeHTTP(w, r)
+	}))
+	t.Cleanup(u.Close)
+	u.Host = strings.TrimPrefix(u.URL, "http://")
+	_, port, _ := strings.Cut(u.Host, ":")
+	u.Name = "r" + port + ".test"
+	return u
+}
+
+// SetFault installs f in front of the registry: when it returns true it has answered
+// the request itself. nil removes the fault.
+func (u *Upstream) SetFault(f func(w http.ResponseWriter, r *http.Request) bool) {
+	u.mu.Lock()
+	u.fault = f
+	u.mu.Unlock()
+}
+
+// Count is how many requests with method were made for path.
+func (u *Upstream) Count(method, path string) int {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	return u.counts[method+" "+path]
+}
+
+// BlobGETs is how many times repo's blob d was fetched.
+func (u *Upstream) BlobGETs(repo string, d v1.Hash) int {
+	return u.Count(http.MethodGet, "/v2/"+repo+"/blobs/"+d.String())
+}
+
+// Total is how many requests of any kind the upstream got, /v2/ pings excluded.
+func (u *Upstream) Total() int {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	n := 0
+	for k, c := range u.counts {
+		if !strings.HasSuffix(k, " /v2/") {
+			n += c
+		}
+	}
+	return n
+}
+
+// ResetCounts forgets all counted requests.
+func (u *Upstream) ResetCounts() {
+	u.mu.Lock()
+	u.counts = map[string]int{}
+	u.mu.Unlock()
+}
+
+// Ref parses "repo:tag" or "repo@digest" as a reference on this upstream.
+func (u *Upstream) Ref(t testing.TB, s string) name.Reference {
+	t.Helper()
+	ref, err := name.ParseReference(u.Host+"/"+s, name.Insecure)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return ref
+}
+
+// Push writes img as repo:tag and returns its manifest digest.
+func (u *Upstream) Push(t testing.TB, repoTag string, img v1.Image) v1.Hash {
+	t.Helper()
+	if err := remote.Write(u.Ref(t, repoTag), img); err != nil {
+		t.Fatal(err)
+	}
+	d, err := img.Digest()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return d
+}
+
+// PushIndex writes idx as repo:tag and returns its digest.
+func (u *Upstream) PushIndex(t testing.TB, repoTag string, idx v1.ImageIndex) v1.Hash {
+	t.Helper()
+	if err := remote.WriteIndex(u.Ref(t, repoTag), idx); err != nil {
+		t.Fatal(err)
+	}
+	d, err := idx.Digest()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return d
+}
+
+// Config returns a proxy config whose only upstreams are ups (named by Name, with Host
+// as an alias),
+// that allows every repository, with data under a fresh temp dir.
+func Config(t testing.TB, ups ...*Upstream) *proxy.Config {
+	t.Helper()
+	var b strings.Builder
+	fmt.Fprintf(&b, "listen: 127.0.0.1:0\ndata_dir: %s\nupstreams:\n", t.TempDir())
+	for _, u := range ups {
+		fmt.Fprintf(&b, "  - name: %q\n    url: %s\n    aliases: [%q]\n", u.Name, u.URL, u.Host)
+	}
+	b.WriteString("allow:\n  repositories: [\"**\"]\n")
+	cfg, err := proxy.ParseConfig([]byte(b.String()), "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return cfg
+}
+
+// Proxy is a running goldproxy in a test.
+type Proxy struct {
+	*httptest.Server
+	Host  string
+	Store *storage.Store
+	Gold  *proxy.Server
+	once  sync.Once
+}
+
+// Start opens the store under cfg.DataDir and serves a proxy on loopback until the test
+// ends or Close is called.
+func Start(t testing.TB, cfg *proxy.Config, opts ...proxy.Option) *Proxy {
+	t.Helper()
+	store, err := storage.Open(context.Background(), cfg.DataDir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	opts = append([]proxy.Option{proxy.WithLogger(slog.New(slog.DiscardHandler))}, opts...)
+	srv, err := proxy.New(cfg, store, opts...)
+	if err != nil {
+		store.Close()
+		t.Fatal(err)
+	}
+	p := &Proxy{Server: httptest.NewServer(srv), Store: store, Gold: srv}
+	p.Host = strings.TrimPrefix(p.URL, "http://")
+	t.Cleanup(p.Close)
+	return p
+}
+
+// Close stops the server and closes the store; it may be called more than once.
+func (p *Proxy) Close() {
+	p.once.Do(func() {
+		p.Server.Close()
+		p.Store.Close()
+	})
+}
