@@ -161,6 +161,22 @@ type Proxy struct {
 	Store *storage.Store
 	Gold  *proxy.Server
 	once  sync.Once
+
+	mu   sync.Mutex
+	seen []string // "METHOD /path?query" of every request, in order
+}
+
+// Requests lists the requests the proxy got whose "METHOD /path?query" contains substr.
+func (p *Proxy) Requests(substr string) []string {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	var out []string
+	for _, s := range p.seen {
+		if strings.Contains(s, substr) {
+			out = append(out, s)
+		}
+	}
+	return out
 }
 
 // Start opens the store under cfg.DataDir and serves a proxy on loopback until the test
@@ -177,7 +193,13 @@ func Start(t testing.TB, cfg *proxy.Config, opts ...proxy.Option) *Proxy {
 		store.Close()
 		t.Fatal(err)
 	}
-	p := &Proxy{Server: httptest.NewServer(srv), Store: store, Gold: srv}
+	p := &Proxy{Store: store, Gold: srv}
+	p.Server = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		p.mu.Lock()
+		p.seen = append(p.seen, r.Method+" "+r.URL.RequestURI())
+		p.mu.Unlock()
+		srv.ServeHTTP(w, r)
+	}))
 	p.Host = strings.TrimPrefix(p.URL, "http://")
 	t.Cleanup(p.Close)
 	return p

@@ -1,0 +1,138 @@
+package proxy_test
+
+import (
+	"context"
+	"fmt"
+	"net/url"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/opencontainers/go-digest"
+
+	"github.com/goldproxy/goldproxy/proxy/proxytest"
+)
+
+// requireE2E skips a test that needs a system tool unless GOLDPROXY_E2E=1 (set by CI),
+// in which case a missing tool is a failure, not a skip.
+func requireE2E(t *testing.T, tools ...string) {
+	t.Helper()
+	var missing []string
+	for _, tool := range tools {
+		if _, err := exec.LookPath(tool); err != nil {
+			missing = append(missing, tool)
+		}
+	}
+	if os.Geteuid() != 0 {
+		missing = append(missing, "root")
+	}
+	if len(missing) == 0 {
+		return
+	}
+	if os.Getenv("GOLDPROXY_E2E") == "1" {
+		t.Fatalf("GOLDPROXY_E2E=1 but this machine lacks %v (.ci/run installs them)", missing)
+	}
+	t.Skipf("needs %v; set GOLDPROXY_E2E=1 to require it", missing)
+}
+
+// containerd is a containerd daemon with its root, state and socket in a temp dir.
+type containerd struct {
+	sock string
+}
+
+func startContainerd(t *testing.T) *containerd {
+	t.Helper()
+	dir, err := os.MkdirTemp("", "ctd")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	c := &containerd{sock: filepath.Join(dir, "c.sock")}
+	cfg := fmt.Sprintf(`version = 2
+root = %q
+state = %q
+disabled_plugins = ["io.containerd.grpc.v1.cri"]
+[grpc]
+  address = %q
+[ttrpc]
+  address = %q
+`, filepath.Join(dir, "root"), filepath.Join(dir, "state"), c.sock, c.sock+".ttrpc")
+	if err := os.WriteFile(filepath.Join(dir, "config.toml"), []byte(cfg), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	cmd := exec.CommandContext(ctx, "containerd", "--config", filepath.Join(dir, "config.toml"))
+	logf, _ := os.Create(filepath.Join(dir, "containerd.log"))
+	cmd.Stdout, cmd.Stderr = logf, logf
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cancel(); _ = cmd.Wait(); logf.Close() })
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		if out, err := c.ctr("version"); err == nil {
+			return c
+		} else if time.Now().After(deadline) {
+			log, _ := os.ReadFile(filepath.Join(dir, "containerd.log"))
+			t.Fatalf("containerd did not start: %v\n%s\n%s", err, out, log)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+func (c *containerd) ctr(args ...string) (string, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	out, err := exec.CommandContext(ctx, "ctr", append([]string{"--address", c.sock, "--namespace", "goldproxy-test"}, args...)...).CombinedOutput()
+	return string(out), err
+}
+
+// hostsDir writes a containerd hosts.toml that sends pulls of upstreamHost to mirror.
+func hostsDir(t *testing.T, upstreamHost, mirror string) string {
+	t.Helper()
+	dir := t.TempDir()
+	if err := os.MkdirAll(filepath.Join(dir, upstreamHost), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	toml := fmt.Sprintf("server = \"http://%s\"\n\n[host.\"http://%s\"]\n  capabilities = [\"pull\", \"resolve\"]\n", upstreamHost, mirror)
+	if err := os.WriteFile(filepath.Join(dir, upstreamHost, "hosts.toml"), []byte(toml), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return dir
+}
+
+func TestContainerdPullsThroughMirror(t *testing.T) {
+	requireE2E(t, "containerd", "ctr")
+	up := proxytest.NewUpstream(t)
+	img := randomImage(t, 2)
+	dgst := up.Push(t, "test/app:1", img)
+	p := proxytest.Start(t, proxytest.Config(t, up))
+	c := startContainerd(t)
+
+	out, err := c.ctr("images", "pull", "--hosts-dir", hostsDir(t, up.Host, p.Host), "--plain-http",
+		"--snapshotter", "native", up.Host+"/test/app:1")
+	if err != nil {
+		t.Fatalf("ctr pull: %v\n%s", err, out)
+	}
+	ns := "ns=" + url.QueryEscape(up.Host)
+	if reqs := p.Requests("GET /v2/test/app/manifests/"); len(reqs) == 0 || !strings.Contains(reqs[0], ns) {
+		t.Fatalf("containerd did not pull the manifest through the mirror with %s: %v", ns, reqs)
+	}
+	layers, _ := img.Layers()
+	for _, l := range layers {
+		ld, _ := l.Digest()
+		if reqs := p.Requests("GET /v2/test/app/blobs/" + ld.String()); len(reqs) != 1 {
+			t.Errorf("layer %s: proxy requests %v", ld, reqs)
+		}
+	}
+	if _, ok := p.Store.HasManifest(up.Name+"/test/app", digest.Digest(dgst.String())); !ok {
+		t.Error("manifest not in the proxy's store")
+	}
+	list, _ := c.ctr("images", "ls", "-q")
+	if !strings.Contains(list, up.Host+"/test/app:1") {
+		t.Fatalf("image not in containerd: %s", list)
+	}
+}
