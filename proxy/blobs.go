@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"strconv"
 	"sync"
+	"sync/atomic"
 
 	"github.com/opencontainers/go-digest"
 
@@ -204,42 +205,101 @@ func (s *Server) ingestBlob(ctx context.Context, rt *route, dgst digest.Digest, 
 			}
 		}
 	}
-	cur, prev := chunkPool.Get().(*[]byte), chunkPool.Get().(*[]byte)
-	defer chunkPool.Put(cur)
-	defer chunkPool.Put(prev)
-	var pending []byte
-	for {
-		n, rerr := io.ReadFull(resp.Body, *cur)
-		if n > 0 {
-			if _, err := bw.Write((*cur)[:n]); err != nil {
-				return false, fmt.Errorf("store blob %s: %w", dgst, err)
+	// The copy is a small pipeline so the store's hashing and writing run beside our own
+	// verification and the send to the client: a reader fills buffers, the store and the
+	// client side each consume every chunk. Our verifier decides before the last chunk
+	// goes out; the store checks again at Commit, whose fsync the client does not wait for.
+	verifier := dgst.Verifier()
+	const nbuf = 4
+	free := make(chan *[]byte, nbuf)
+	for range nbuf {
+		b := chunkPool.Get().(*[]byte)
+		defer chunkPool.Put(b)
+		free <- b
+	}
+	type chunk struct {
+		buf  *[]byte
+		n    int
+		refs atomic.Int32
+	}
+	release := func(c *chunk) {
+		if c.refs.Add(-1) == 0 {
+			free <- c.buf
+		}
+	}
+	storeCh, sendCh := make(chan *chunk, nbuf), make(chan *chunk, nbuf)
+	var storeErr error
+	var last *chunk
+	var wg sync.WaitGroup
+	wg.Add(2)
+	go func() {
+		defer wg.Done()
+		for c := range storeCh {
+			if storeErr == nil {
+				_, storeErr = bw.Write((*c.buf)[:c.n])
 			}
-			send(pending)
-			pending = (*cur)[:n]
-			cur, prev = prev, cur
+			release(c)
 		}
-		if rerr == io.EOF || rerr == io.ErrUnexpectedEOF && resp.ContentLength < 0 {
+	}()
+	go func() {
+		defer wg.Done()
+		for c := range sendCh {
+			_, _ = verifier.Write((*c.buf)[:c.n])
+			if last != nil {
+				send((*last.buf)[:last.n])
+				release(last)
+			}
+			last = c
+		}
+	}()
+	var read int64
+	var rerr error
+	for {
+		buf := <-free
+		n, err := io.ReadFull(resp.Body, *buf)
+		if n > 0 {
+			read += int64(n)
+			c := &chunk{buf: buf, n: n}
+			c.refs.Store(2)
+			storeCh <- c
+			sendCh <- c
+		} else {
+			free <- buf
+		}
+		if err == io.EOF || err == io.ErrUnexpectedEOF && (resp.ContentLength < 0 || read == resp.ContentLength) {
 			break
 		}
-		if rerr == io.ErrUnexpectedEOF && bw.Written() == resp.ContentLength {
+		if err != nil {
+			rerr = err
 			break
 		}
-		if rerr != nil {
-			s.log.Error("upstream blob transfer failed", "repository", rt.key, "digest", dgst, "err", rerr)
-			return false, errUpstream("upstream %s: blob %s: transfer failed after %d bytes: %v; nothing was stored", rt.up.name, dgst, bw.Written(), rerr)
-		}
 	}
-	finished = true
-	if err := bw.Commit(ctx, dgst, resp.ContentLength); err != nil {
-		if errors.Is(err, storage.ErrDigestMismatch) {
-			s.log.Error("upstream blob does not match its digest", "repository", rt.key, "digest", dgst, "bytes", bw.Written())
-			return false, errUpstream("upstream %s sent content for blob %s that does not match its digest; nothing was stored", rt.up.name, dgst)
-		}
-		return false, err
+	close(storeCh)
+	close(sendCh)
+	wg.Wait()
+	if rerr != nil {
+		s.log.Error("upstream blob transfer failed", "repository", rt.key, "digest", dgst, "err", rerr)
+		return false, errUpstream("upstream %s: blob %s: transfer failed after %d bytes: %v; nothing was stored", rt.up.name, dgst, read, rerr)
 	}
-	if err := s.store.Link(rt.key, dgst); err != nil {
-		return false, err
+	if storeErr != nil {
+		return false, fmt.Errorf("store blob %s: %w", dgst, storeErr)
+	}
+	var pending []byte
+	if last != nil {
+		pending = (*last.buf)[:last.n]
+	}
+	if !verifier.Verified() || (resp.ContentLength >= 0 && read != resp.ContentLength) {
+		s.log.Error("upstream blob does not match its digest", "repository", rt.key, "digest", dgst, "bytes", read)
+		return false, errUpstream("upstream %s sent content for blob %s that does not match its digest; nothing was stored", rt.up.name, dgst)
 	}
 	send(pending)
+	finished = true
+	if err := bw.Commit(ctx, dgst, resp.ContentLength); err != nil {
+		// The client got verified bytes; only the store missed them.
+		return client != nil, err
+	}
+	if err := s.store.Link(rt.key, dgst); err != nil {
+		return client != nil, err
+	}
 	return client != nil, nil
 }

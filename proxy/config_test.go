@@ -29,13 +29,13 @@ func TestDefaultConfig(t *testing.T) {
 		t.Fatal(err)
 	}
 	for repo, want := range map[string]bool{
-		"cgr.dev/chainguard/static":                  true,
-		"gcr.io/distroless/static-debian12":          true,
-		"docker.io/library/alpine":                   true,
+		"cgr.dev/chainguard/static":                   true,
+		"gcr.io/distroless/static-debian12":           true,
+		"docker.io/library/alpine":                    true,
 		"registry.access.redhat.com/ubi9/ubi-minimal": true,
-		"docker.io/someone/alpine":                   false,
-		"quay.io/anything/else":                      false,
-		"gcr.io/distroless/nested/deeper":            false,
+		"docker.io/someone/alpine":                    false,
+		"quay.io/anything/else":                       false,
+		"gcr.io/distroless/nested/deeper":             false,
 	} {
 		if got := a.Allowed(repo); got != want {
 			t.Errorf("default allowlist: %s allowed=%v, want %v", repo, got, want)

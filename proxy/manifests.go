@@ -92,9 +92,13 @@ func (s *Server) resolveTag(ctx context.Context, rt *route, tag string) (digest.
 	v, err, _ := s.sf.Do("tag\x00"+rt.key+"\x00"+tag, func() (any, error) {
 		uctx, cancel := s.detach(ctx)
 		defer cancel()
+		if kerr != nil {
+			// A tag never seen: one GET brings the manifest, whose bytes define its digest.
+			return s.fetchTagged(uctx, rt, tag)
+		}
 		desc, err := rt.up.puller.Head(uctx, rt.up.repo(rt.repo).Tag(tag))
 		if err != nil {
-			if kerr == nil && recoverable(err) {
+			if recoverable(err) {
 				s.log.Warn("upstream unavailable, serving last known tag (stale-if-error)",
 					"repository", rt.key, "tag", tag, "digest", known.Digest, "fetched_at", known.FetchedAt, "err", err)
 				return known.Digest, nil
@@ -113,10 +117,28 @@ func (s *Server) resolveTag(ctx context.Context, rt *route, tag string) (digest.
 	return v.(digest.Digest), nil
 }
 
+// fetchTagged GETs repo:tag from the upstream, stores the manifest under the digest of
+// its bytes and records the tag.
+func (s *Server) fetchTagged(ctx context.Context, rt *route, tag string) (digest.Digest, error) {
+	desc, err := rt.up.puller.Get(ctx, rt.up.repo(rt.repo).Tag(tag))
+	if err != nil {
+		return "", upstreamErr(err, rt, tag)
+	}
+	dgst := digest.FromBytes(desc.Manifest)
+	rec, refs := describeManifest(string(desc.MediaType), dgst, desc.Manifest)
+	if err := s.store.PutManifest(rt.key, rec, desc.Manifest, refs...); err != nil {
+		return "", err
+	}
+	if err := s.store.SetTag(rt.key, tag, dgst, s.now()); err != nil {
+		return "", err
+	}
+	return dgst, nil
+}
+
 // loadManifest returns a manifest of repo from the store or, on a miss, fetches it by
 // digest from the upstream, verifies it and stores it (one fetch for concurrent misses).
 func (s *Server) loadManifest(ctx context.Context, rt *route, dgst digest.Digest) (storage.ManifestRecord, []byte, error) {
-	rec, raw, err := s.store.Manifest(ctx, rt.key, dgst)
+	rec, raw, err := s.store.Manifest(rt.key, dgst)
 	if err == nil {
 		return rec, raw, nil
 	}
@@ -140,14 +162,8 @@ func (s *Server) loadManifest(ctx context.Context, rt *route, dgst digest.Digest
 			return nil, errUpstream("upstream %s returned a manifest that does not match digest %s; nothing was stored", rt.up.name, dgst)
 		}
 		rec, refs := describeManifest(string(desc.MediaType), dgst, raw)
-		if err := s.store.PutManifest(uctx, rt.key, rec, raw); err != nil {
+		if err := s.store.PutManifest(rt.key, rec, raw, refs...); err != nil {
 			return nil, err
-		}
-		// Content a verified manifest of this repository references is this repository's.
-		for _, d := range refs {
-			if err := s.store.Link(rt.key, d); err != nil {
-				return nil, err
-			}
 		}
 		return result{rec, raw}, nil
 	})

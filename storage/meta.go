@@ -2,7 +2,6 @@ package storage
 
 import (
 	"bytes"
-	"context"
 	"encoding/json"
 	"fmt"
 	"sort"
@@ -19,11 +18,14 @@ var (
 	bucketTags      = []byte("tags")      // repo\x00tag → TagRecord
 	bucketLinks     = []byte("links")     // repo\x00digest → "" (blob seen in repo)
 	bucketReferrers = []byte("referrers") // repo\x00subject\x00referrer → Descriptor
+	// Manifest bytes are small and read on every pull: they live here, by digest, rather
+	// than in the blob store, whose reader is built for layers.
+	bucketManifestContent = []byte("manifest-content") // digest → exact bytes
 )
 
 func initBuckets(db *bolt.DB) error {
 	return db.Update(func(tx *bolt.Tx) error {
-		for _, b := range [][]byte{bucketManifests, bucketTags, bucketLinks, bucketReferrers} {
+		for _, b := range [][]byte{bucketManifests, bucketTags, bucketLinks, bucketReferrers, bucketManifestContent} {
 			if _, err := tx.CreateBucketIfNotExists(b); err != nil {
 				return fmt.Errorf("storage: create bucket %s: %w", b, err)
 			}
@@ -116,6 +118,9 @@ func (s *Store) Tags(repo string) ([]string, error) {
 
 // Link records that dgst is content of repo, so it may be served under that name.
 func (s *Store) Link(repo string, dgst digest.Digest) error {
+	if s.Linked(repo, dgst) {
+		return nil // a read, not a write transaction and its fsync
+	}
 	return s.db.Update(func(tx *bolt.Tx) error { return tx.Bucket(bucketLinks).Put(key(repo, dgst.String()), nil) })
 }
 
@@ -130,10 +135,15 @@ func (s *Store) Linked(repo string, dgst digest.Digest) bool {
 }
 
 // PutManifest stores a manifest's exact bytes (after verifying them against rec.Digest)
-// and records it, its link and, when it has a subject, its referrer entry under repo.
-func (s *Store) PutManifest(ctx context.Context, repo string, rec ManifestRecord, raw []byte) error {
-	if err := s.PutBlob(ctx, rec.Digest, raw); err != nil {
+// and records it, its link and, when it has a subject, its referrer entry under repo, in
+// one transaction. refs are the blobs the manifest references: content a verified
+// manifest of repo names is repo's, so they are linked to repo too.
+func (s *Store) PutManifest(repo string, rec ManifestRecord, raw []byte, refs ...digest.Digest) error {
+	if err := rec.Digest.Validate(); err != nil {
 		return err
+	}
+	if rec.Digest.Algorithm().FromBytes(raw) != rec.Digest {
+		return fmt.Errorf("%w: manifest %s", ErrDigestMismatch, rec.Digest)
 	}
 	if rec.StoredAt.IsZero() {
 		rec.StoredAt = time.Now().UTC()
@@ -148,11 +158,17 @@ func (s *Store) PutManifest(ctx context.Context, repo string, rec ManifestRecord
 		return err
 	}
 	return s.db.Update(func(tx *bolt.Tx) error {
+		if err := tx.Bucket(bucketManifestContent).Put([]byte(rec.Digest.String()), raw); err != nil {
+			return err
+		}
 		if err := tx.Bucket(bucketManifests).Put(key(repo, rec.Digest.String()), b); err != nil {
 			return err
 		}
-		if err := tx.Bucket(bucketLinks).Put(key(repo, rec.Digest.String()), nil); err != nil {
-			return err
+		links := tx.Bucket(bucketLinks)
+		for _, d := range append(refs, rec.Digest) {
+			if err := links.Put(key(repo, d.String()), nil); err != nil {
+				return err
+			}
 		}
 		if rec.Subject != "" {
 			return tx.Bucket(bucketReferrers).Put(key(repo, rec.Subject.String(), rec.Digest.String()), d)
@@ -162,16 +178,19 @@ func (s *Store) PutManifest(ctx context.Context, repo string, rec ManifestRecord
 }
 
 // Manifest returns the record and exact bytes of a manifest stored under repo.
-func (s *Store) Manifest(ctx context.Context, repo string, dgst digest.Digest) (ManifestRecord, []byte, error) {
+func (s *Store) Manifest(repo string, dgst digest.Digest) (ManifestRecord, []byte, error) {
 	var rec ManifestRecord
-	if err := s.get(bucketManifests, key(repo, dgst.String()), &rec); err != nil {
-		return rec, nil, err
-	}
-	raw, err := s.ReadBlob(ctx, dgst)
-	if err != nil {
-		return rec, nil, err
-	}
-	return rec, raw, nil
+	var raw []byte
+	err := s.db.View(func(tx *bolt.Tx) error {
+		b := tx.Bucket(bucketManifests).Get(key(repo, dgst.String()))
+		c := tx.Bucket(bucketManifestContent).Get([]byte(dgst.String()))
+		if b == nil || c == nil {
+			return ErrNotFound
+		}
+		raw = append([]byte(nil), c...) // bbolt memory is valid only inside the transaction
+		return json.Unmarshal(b, &rec)
+	})
+	return rec, raw, err
 }
 
 // HasManifest reports whether repo has the manifest dgst without reading its bytes.
