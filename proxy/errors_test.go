@@ -102,7 +102,7 @@ func TestErrorCodes(t *testing.T) {
 		{"delete blob", "DELETE", "/v2/library/alpine/blobs/" + zero, 405, "UNSUPPORTED", ""},
 		{"start upload", "POST", "/v2/library/alpine/blobs/uploads/", 405, "UNSUPPORTED", "uploads"},
 		{"patch upload", "PATCH", "/v2/library/alpine/blobs/uploads/abc", 405, "UNSUPPORTED", ""},
-		{"unknown endpoint", "GET", "/v2/_catalog", 404, "NOT_FOUND", ""},
+		{"unknown endpoint", "GET", "/v2/_catalog", 404, "UNSUPPORTED", "no such endpoint"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			resp, body := get(t, tc.method, p.URL+tc.path, nil)

@@ -126,7 +126,7 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request) error {
 	w.Header().Set("Docker-Distribution-API-Version", "registry/2.0")
 	rt, ok := parseRoute(r)
 	if !ok {
-		return &regError{Status: http.StatusNotFound, Code: "NOT_FOUND", Message: fmt.Sprintf("no such endpoint: %s", r.URL.Path)}
+		return &regError{Status: http.StatusNotFound, Code: "UNSUPPORTED", Message: fmt.Sprintf("no such endpoint: %s", r.URL.Path)}
 	}
 	if rt.kind == kindUpload {
 		return errUnsupported("goldproxy is a read-only mirror: uploads are not supported")
