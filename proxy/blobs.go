@@ -121,47 +121,61 @@ func (s *Server) upstreamBlob(ctx context.Context, rt *route, dgst digest.Digest
 	}
 }
 
-// fetchBlob ingests a missing blob. The first request streams it to its client while it
-// is written to the store; concurrent requests for the same digest wait for that one
-// fetch and are then served from the store.
+// fetchBlob serves a missing blob: a plain GET gets it streamed while it is ingested, a
+// ranged one is answered from the store once the blob is in.
 func (s *Server) fetchBlob(w http.ResponseWriter, r *http.Request, rt *route, dgst digest.Digest) error {
+	var client http.ResponseWriter
+	if r.Header.Get("Range") == "" {
+		client = w
+	}
+	streamed, err := s.sharedFetch(r.Context(), rt, dgst, client)
+	if err != nil || streamed {
+		return err
+	}
+	return s.serveStoredBlob(w, r, dgst)
+}
+
+// ensureBlob makes sure a blob of rt's repository is in the store.
+func (s *Server) ensureBlob(ctx context.Context, rt *route, dgst digest.Digest) error {
+	if _, err := s.store.StatBlob(ctx, dgst); err == nil {
+		return s.ensureLinked(ctx, rt, dgst)
+	}
+	_, err := s.sharedFetch(ctx, rt, dgst, nil)
+	return err
+}
+
+// sharedFetch ingests a blob with one upstream fetch however many ask at once. The first
+// caller fetches, streaming to client when it has one; the others wait for that fetch
+// and find the blob in the store. streamed reports whether client got the response.
+func (s *Server) sharedFetch(ctx context.Context, rt *route, dgst digest.Digest, client http.ResponseWriter) (streamed bool, err error) {
 	s.mu.Lock()
 	if f, ok := s.inflight[dgst]; ok {
 		s.mu.Unlock()
 		select {
 		case <-f.done:
-		case <-r.Context().Done():
-			return r.Context().Err()
+		case <-ctx.Done():
+			return false, ctx.Err()
 		}
 		if f.err != nil {
-			return f.err
+			return false, f.err
 		}
 		if f.repo != rt.key {
-			if err := s.ensureLinked(r.Context(), rt, dgst); err != nil {
-				return err
-			}
+			return false, s.ensureLinked(ctx, rt, dgst)
 		}
-		return s.serveStoredBlob(w, r, dgst)
+		return false, nil
 	}
 	f := &blobFetch{done: make(chan struct{}), repo: rt.key}
 	s.inflight[dgst] = f
 	s.mu.Unlock()
 
-	// The fetch outlives a client that goes away: others may be waiting on it.
-	var client http.ResponseWriter
-	if r.Header.Get("Range") == "" {
-		client = w
-	}
-	streamed, err := s.ingestBlob(context.WithoutCancel(r.Context()), rt, dgst, client)
+	// The fetch outlives a caller that goes away: others may be waiting on it.
+	streamed, err = s.ingestBlob(context.WithoutCancel(ctx), rt, dgst, client)
 	f.err = err
 	s.mu.Lock()
 	delete(s.inflight, dgst)
 	s.mu.Unlock()
 	close(f.done)
-	if err != nil || streamed {
-		return err
-	}
-	return s.serveStoredBlob(w, r, dgst)
+	return streamed, err
 }
 
 // ingestBlob copies a blob from the upstream into the store, verifying it against its

@@ -10,6 +10,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"runtime"
 	"strings"
 	"time"
 
@@ -30,6 +31,8 @@ type Config struct {
 	Upstreams       []UpstreamConfig  `yaml:"upstreams"`
 	Aliases         map[string]string `yaml:"aliases"`
 	Allow           AllowConfig       `yaml:"allow"`
+	Scan            ScanConfig        `yaml:"scan"`
+	DB              DBConfig          `yaml:"db"`
 
 	// dir is the directory of the config file; relative list paths resolve against it.
 	dir string
@@ -71,6 +74,15 @@ type AuthConfig struct {
 	TokenEnv     string `yaml:"token_env"`
 	TokenFile    string `yaml:"token_file"`
 	Keychain     bool   `yaml:"keychain"`
+}
+
+// DBConfig says where the vulnerability database comes from.
+type DBConfig struct {
+	// Dir is a local directory with trivy.db and metadata.json, kept up to date by the site
+	// (air-gapped). When empty the DB lives under <data_dir>/trivy-db and is fetched from
+	// Repository through the matching upstream and its credentials.
+	Dir        string `yaml:"dir"`
+	Repository string `yaml:"repository"`
 }
 
 // AllowConfig lists the repositories that may be pulled at all.
@@ -144,6 +156,21 @@ func (c *Config) setDefaults() {
 	}
 	if c.UpstreamTimeout == 0 {
 		c.UpstreamTimeout = 30 * time.Second
+	}
+	if c.Scan.Workers == 0 {
+		c.Scan.Workers = runtime.NumCPU()
+	}
+	if c.Scan.Wait == 0 {
+		c.Scan.Wait = 10 * time.Minute
+	}
+	if c.Scan.Timeout == 0 {
+		c.Scan.Timeout = 30 * time.Minute
+	}
+	if c.Scan.OnScanError == "" {
+		c.Scan.OnScanError = "deny"
+	}
+	if c.DB.Repository == "" {
+		c.DB.Repository = "ghcr.io/aquasecurity/trivy-db:2"
 	}
 }
 
@@ -224,6 +251,22 @@ func (c *Config) Validate() error {
 			return fmt.Errorf("config: aliases.%s: %q does not start with a configured upstream", alias, target)
 		}
 	}
+	if c.Scan.Workers < 0 {
+		return fmt.Errorf("config: scan.workers: must be positive")
+	}
+	if c.Scan.Wait < 0 || c.Scan.Timeout < 0 {
+		return fmt.Errorf("config: scan.wait and scan.timeout must not be negative")
+	}
+	switch c.Scan.OnScanError {
+	case "deny", "allow":
+	default:
+		return fmt.Errorf("config: scan.on_scan_error: %q is not deny or allow", c.Scan.OnScanError)
+	}
+	if c.DB.Dir != "" {
+		if fi, err := os.Stat(c.resolve(c.DB.Dir)); err != nil || !fi.IsDir() {
+			return fmt.Errorf("config: db.dir: %q is not a directory", c.DB.Dir)
+		}
+	}
 	for i, g := range c.Allow.Repositories {
 		if _, err := compileGlob(g); err != nil {
 			return fmt.Errorf("config: allow.repositories[%d]: %w", i, err)
@@ -236,6 +279,9 @@ func (c *Config) Validate() error {
 	}
 	return nil
 }
+
+// Resolve makes a path from the config relative to the config file's directory.
+func (c *Config) Resolve(p string) string { return c.resolve(p) }
 
 // resolve makes a path from the config relative to the config file's directory.
 func (c *Config) resolve(p string) string {

@@ -9,6 +9,7 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"strings"
 	"sync"
 	"time"
 
@@ -26,7 +27,10 @@ type Server struct {
 	router *router
 	allow  *Allowlist
 	gate   Gate
+	scan   *scanGate
 	log    *slog.Logger
+	ctx    context.Context // the server's lifetime, for background scans
+	stop   context.CancelFunc
 	now    func() time.Time
 
 	sf       singleflight.Group // tag resolutions and manifest fetches
@@ -78,7 +82,25 @@ func New(cfg *Config, store *storage.Store, opts ...Option) (*Server, error) {
 	for _, o := range opts {
 		o(s)
 	}
+	s.ctx, s.stop = context.WithCancel(context.Background())
+	if s.scan != nil {
+		s.gate = s.scan
+		s.scan.start(s.ctx)
+	}
 	return s, nil
+}
+
+// Close stops background work (rescans). In-flight requests are the HTTP server's to drain.
+func (s *Server) Close() { s.stop() }
+
+// routeFor finds the route of a "<upstream>/<repository>" name.
+func (s *Server) routeFor(key string) (*route, error) {
+	host, repo, ok := strings.Cut(key, "/")
+	up, known := s.router.byHost[host]
+	if !ok || !known {
+		return nil, fmt.Errorf("no upstream for %q", key)
+	}
+	return &route{kind: kindManifest, name: key, up: up, repo: repo, key: key}, nil
 }
 
 // Allowlist is the server's repository allowlist.
@@ -123,6 +145,11 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *Server) serve(w http.ResponseWriter, r *http.Request) error {
+	if !strings.HasPrefix(r.URL.Path, "/v2") {
+		if handled, err := s.serveAPI(w, r); handled {
+			return err
+		}
+	}
 	w.Header().Set("Docker-Distribution-API-Version", "registry/2.0")
 	rt, ok := parseRoute(r)
 	if !ok {

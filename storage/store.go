@@ -202,3 +202,11 @@ func mapErr(err error) error {
 	}
 	return err
 }
+
+// Writable checks that the metadata database accepts writes.
+func (s *Store) Writable() error {
+	return s.db.Update(func(tx *bolt.Tx) error {
+		_, err := tx.CreateBucketIfNotExists([]byte("health"))
+		return err
+	})
+}

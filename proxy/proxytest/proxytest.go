@@ -208,6 +208,7 @@ func Start(t testing.TB, cfg *proxy.Config, opts ...proxy.Option) *Proxy {
 // Close stops the server and closes the store; it may be called more than once.
 func (p *Proxy) Close() {
 	p.once.Do(func() {
+		p.Gold.Close()
 		p.Server.Close()
 		p.Store.Close()
 	})

@@ -1,0 +1,69 @@
+package proxy
+
+import (
+	"encoding/json"
+	"errors"
+	"net/http"
+	"strings"
+
+	"github.com/opencontainers/go-digest"
+
+	"github.com/goldproxy/goldproxy/storage"
+)
+
+// serveAPI answers goldproxy's own endpoints: /healthz, /readyz and /api/v1/.
+func (s *Server) serveAPI(w http.ResponseWriter, r *http.Request) (bool, error) {
+	p := r.URL.Path
+	switch {
+	case p == "/healthz":
+		w.Header().Set("Content-Type", "text/plain")
+		_, _ = w.Write([]byte("ok\n"))
+		return true, nil
+	case p == "/readyz":
+		return true, s.serveReady(w)
+	case strings.HasPrefix(p, "/api/v1/images/") && strings.HasSuffix(p, "/report"):
+		d, err := digest.Parse(strings.TrimSuffix(strings.TrimPrefix(p, "/api/v1/images/"), "/report"))
+		if err != nil {
+			return true, errDigestInvalid("invalid digest: %v", err)
+		}
+		report, err := s.store.Report(d)
+		if errors.Is(err, storage.ErrNotFound) {
+			return true, errManifestUnknown("no scan report for %s", d)
+		}
+		if err != nil {
+			return true, err
+		}
+		w.Header().Set("Content-Type", "application/json")
+		_, err = w.Write(report)
+		return true, err
+	}
+	return false, nil
+}
+
+// Readiness is implemented by a Scanner that can say whether it is able to scan.
+type Readiness interface {
+	Ready() error
+}
+
+func (s *Server) serveReady(w http.ResponseWriter) error {
+	checks := map[string]string{}
+	ok := true
+	if err := s.store.Writable(); err != nil {
+		checks["store"], ok = err.Error(), false
+	} else {
+		checks["store"] = "ok"
+	}
+	if s.scan != nil {
+		checks["scanner"] = "ok"
+		if rd, is := s.scan.scanner.(Readiness); is {
+			if err := rd.Ready(); err != nil {
+				checks["scanner"], ok = err.Error(), false
+			}
+		}
+	}
+	w.Header().Set("Content-Type", "application/json")
+	if !ok {
+		w.WriteHeader(http.StatusServiceUnavailable)
+	}
+	return json.NewEncoder(w).Encode(map[string]any{"ready": ok, "checks": checks})
+}

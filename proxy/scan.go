@@ -1,0 +1,322 @@
+package proxy
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"github.com/google/go-containerregistry/pkg/v1/types"
+	"github.com/opencontainers/go-digest"
+
+	"github.com/goldproxy/goldproxy/policy"
+)
+
+// Scanner analyses an image whose manifest, config and layers are all in the store.
+// It must make no network call.
+type Scanner interface {
+	Scan(ctx context.Context, img v1.Image, ref string) (*ScanResult, error)
+}
+
+// ScanResult is what a Scanner found, in policy terms, with its full report.
+type ScanResult struct {
+	OS              string
+	Vulnerabilities []policy.Vulnerability
+	// Report is the scanner's full report (Trivy's JSON report schema).
+	Report json.RawMessage
+	// DBVersion identifies the vulnerability database the scan used.
+	DBVersion string
+}
+
+// Verdict states.
+const (
+	statePending = "pending" // a scan started and has not finished
+	stateAllowed = "allowed"
+	stateDenied  = "denied"
+	stateError   = "error" // the scan failed; not final, the next pull scans again
+)
+
+// VerdictRecord is what the gate keeps in bbolt per manifest digest: enough to explain
+// the verdict and to recompute it under another policy without scanning again.
+type VerdictRecord struct {
+	State      string         `json:"state"`
+	Digest     string         `json:"digest"`
+	Repository string         `json:"repository"`
+	Tag        string         `json:"tag,omitempty"`
+	MediaType  string         `json:"mediaType"`
+	StartedAt  time.Time      `json:"startedAt"`
+	ScannedAt  time.Time      `json:"scannedAt,omitzero"`
+	DBVersion  string         `json:"dbVersion,omitempty"`
+	PolicyHash string         `json:"policyHash,omitempty"`
+	Verdict    policy.Verdict `json:"verdict"`
+	Input      *policy.Input  `json:"input,omitempty"`
+	Error      string         `json:"error,omitempty"`
+}
+
+func (r *VerdictRecord) final() bool { return r.State == stateAllowed || r.State == stateDenied }
+
+// ScanConfig controls the scanning gate.
+type ScanConfig struct {
+	// Workers is how many scans run at once (default: number of CPUs); more wait in a queue.
+	Workers int `yaml:"workers"`
+	// Wait is how long a pull waits for its scan before getting 503 with Retry-After; the
+	// scan goes on.
+	Wait time.Duration `yaml:"wait"`
+	// Timeout bounds one scan; past it the image is denied (fail closed).
+	Timeout time.Duration `yaml:"timeout"`
+	// OnScanError is "deny" (default: fail closed) or "allow" (explicit, logged opt-in).
+	OnScanError string `yaml:"on_scan_error"`
+}
+
+// scanGate is the gate that scans every new image manifest before it is served.
+type scanGate struct {
+	s       *Server
+	scanner Scanner
+	policy  atomic.Pointer[policy.Policy]
+	slots   chan struct{}
+	scans   atomic.Int64
+	queued  atomic.Int64
+	running atomic.Int64
+}
+
+// WithScanner puts a scanning gate behind the allowlist: every image manifest is
+// ingested whole, scanned and judged by pol before it is served.
+func WithScanner(sc Scanner, pol *policy.Policy) Option {
+	return func(s *Server) {
+		g := &scanGate{s: s, scanner: sc}
+		g.policy.Store(pol)
+		s.scan = g
+	}
+}
+
+// Scans is how many scans the gate has run (tests, metrics).
+func (s *Server) Scans() int64 {
+	if s.scan == nil {
+		return 0
+	}
+	return s.scan.scans.Load()
+}
+
+func (g *scanGate) start(ctx context.Context) {
+	g.slots = make(chan struct{}, g.s.cfg.Scan.Workers)
+	// Scans a crash or restart interrupted are done again now, never served as "pending".
+	var pending []VerdictRecord
+	_ = g.s.store.Verdicts(func(_ digest.Digest, b []byte) error {
+		var rec VerdictRecord
+		if json.Unmarshal(b, &rec) == nil && rec.State == statePending {
+			pending = append(pending, rec)
+		}
+		return nil
+	})
+	for _, rec := range pending {
+		g.s.log.Info("rescanning an image whose scan did not finish", "repository", rec.Repository, "digest", rec.Digest)
+		m := Manifest{Repository: rec.Repository, Tag: rec.Tag, Descriptor: v1.Descriptor{MediaType: types.MediaType(rec.MediaType), Digest: toHash(digest.Digest(rec.Digest))}}
+		go func() { _, _ = g.judge(ctx, m) }()
+	}
+}
+
+// Check implements Gate: a known digest is answered from its stored verdict; a new one
+// is scanned (one scan however many pulls wait for it) and judged.
+func (g *scanGate) Check(ctx context.Context, m Manifest) (Verdict, error) {
+	if isIndex(string(m.Descriptor.MediaType)) {
+		return Verdict{Allowed: true, Rule: "index"}, nil // each platform manifest is judged on its own
+	}
+	dgst := digest.Digest(m.Descriptor.Digest.String())
+	if rec, err := g.load(dgst); err == nil && rec.final() {
+		return g.verdictOf(g.current(rec)), nil
+	}
+	ch := g.s.sf.DoChan("scan\x00"+dgst.String(), func() (any, error) {
+		return g.judge(context.WithoutCancel(ctx), m)
+	})
+	timer := time.NewTimer(g.s.cfg.Scan.Wait)
+	defer timer.Stop()
+	select {
+	case res := <-ch:
+		if res.Err != nil {
+			return Verdict{}, res.Err
+		}
+		return g.verdictOf(res.Val.(*VerdictRecord)), nil
+	case <-timer.C:
+		return Verdict{}, &regError{Status: 503, Code: "TOOMANYREQUESTS", RetryAfter: 30,
+			Message: fmt.Sprintf("%s@%s is being scanned (%d scans queued); retry shortly, the scan goes on", m.Repository, dgst, g.queued.Load())}
+	case <-ctx.Done():
+		return Verdict{}, ctx.Err()
+	}
+}
+
+// current re-evaluates a stored verdict whose policy has changed since it was made,
+// from its stored scan result: no scan, no layer read.
+func (g *scanGate) current(rec *VerdictRecord) *VerdictRecord {
+	pol := g.policy.Load()
+	if rec.PolicyHash == pol.Hash() || rec.Input == nil {
+		return rec
+	}
+	next := *rec
+	next.Verdict = pol.Evaluate(*rec.Input)
+	next.PolicyHash = pol.Hash()
+	next.State = stateDenied
+	if next.Verdict.Allowed {
+		next.State = stateAllowed
+	}
+	if b, err := json.Marshal(&next); err == nil {
+		_ = g.s.store.PutVerdict(digest.Digest(rec.Digest), b)
+	}
+	return &next
+}
+
+func (g *scanGate) load(dgst digest.Digest) (*VerdictRecord, error) {
+	b, err := g.s.store.Verdict(dgst)
+	if err != nil {
+		return nil, err
+	}
+	var rec VerdictRecord
+	return &rec, json.Unmarshal(b, &rec)
+}
+
+func (g *scanGate) save(rec *VerdictRecord, report []byte) error {
+	b, err := json.Marshal(rec)
+	if err != nil {
+		return err
+	}
+	if report != nil {
+		return g.s.store.PutVerdictAndReport(digest.Digest(rec.Digest), b, report)
+	}
+	return g.s.store.PutVerdict(digest.Digest(rec.Digest), b)
+}
+
+// judge ingests, scans and judges one manifest and stores the verdict.
+func (g *scanGate) judge(ctx context.Context, m Manifest) (*VerdictRecord, error) {
+	dgst := digest.Digest(m.Descriptor.Digest.String())
+	rec := &VerdictRecord{State: statePending, Digest: dgst.String(), Repository: m.Repository, Tag: m.Tag,
+		MediaType: string(m.Descriptor.MediaType), StartedAt: time.Now().UTC()}
+	if err := g.save(rec, nil); err != nil {
+		return nil, err
+	}
+	g.queued.Add(1)
+	select {
+	case g.slots <- struct{}{}:
+		g.queued.Add(-1)
+	case <-ctx.Done():
+		g.queued.Add(-1)
+		return nil, ctx.Err()
+	}
+	g.running.Add(1)
+	defer func() { g.running.Add(-1); <-g.slots }()
+
+	sctx, cancel := context.WithTimeout(ctx, g.s.cfg.Scan.Timeout)
+	defer cancel()
+	start := time.Now()
+	res, artifact, err := g.scanOne(sctx, m, dgst)
+	rec.ScannedAt = time.Now().UTC()
+	log := g.s.log.With("repository", m.Repository, "digest", dgst, "duration", time.Since(start).Round(time.Millisecond))
+	if artifact {
+		rec.State, rec.Verdict = stateAllowed, policy.Verdict{Allowed: true, Policy: "artifact"}
+		log.Info("scan skipped: not a container image")
+		return rec, g.save(rec, nil)
+	}
+	if err != nil {
+		if errors.Is(sctx.Err(), context.DeadlineExceeded) {
+			err = fmt.Errorf("scan timed out after %s: %w", g.s.cfg.Scan.Timeout, err)
+		}
+		rec.State, rec.Error = stateError, err.Error()
+		log.Error("scan failed", "err", err, "on_scan_error", g.s.cfg.Scan.OnScanError)
+		return rec, g.save(rec, nil)
+	}
+	pol := g.policy.Load()
+	rec.Input = &policy.Input{Repository: m.Repository, Tag: m.Tag, Digest: dgst.String(), OS: res.OS, Vulnerabilities: res.Vulnerabilities}
+	rec.Verdict = pol.Evaluate(*rec.Input)
+	rec.PolicyHash, rec.DBVersion = pol.Hash(), res.DBVersion
+	rec.State = stateDenied
+	if rec.Verdict.Allowed {
+		rec.State = stateAllowed
+	}
+	log.Info("scan", "verdict", rec.State, "os", res.OS, "vulnerabilities", len(res.Vulnerabilities), "counts", rec.Verdict.Counts, "rule", rec.Verdict.Rule())
+	return rec, g.save(rec, res.Report)
+}
+
+// scanOne ingests every blob of the manifest into the store and scans the stored image.
+// artifact is true for manifests that are not container images (signatures, SBOMs).
+func (g *scanGate) scanOne(ctx context.Context, m Manifest, dgst digest.Digest) (res *ScanResult, artifact bool, err error) {
+	g.scans.Add(1)
+	rt, err := g.s.routeFor(m.Repository)
+	if err != nil {
+		return nil, false, err
+	}
+	mrec, raw, err := g.s.store.Manifest(rt.key, dgst)
+	if err != nil {
+		return nil, false, fmt.Errorf("manifest not in the store: %w", err)
+	}
+	var mf manifestFields
+	if err := json.Unmarshal(raw, &mf); err != nil || mf.Config == nil {
+		return nil, false, fmt.Errorf("unreadable image manifest: %v", err)
+	}
+	if !isImageConfig(mf.Config.MediaType) {
+		return nil, true, nil
+	}
+	blobs := []digest.Digest{mf.Config.Digest}
+	for _, l := range mf.Layers {
+		blobs = append(blobs, l.Digest)
+	}
+	for _, b := range blobs {
+		if err := g.s.ensureBlob(ctx, rt, b); err != nil {
+			return nil, false, fmt.Errorf("ingest %s: %w", b, err)
+		}
+	}
+	img, err := storedImage(ctx, g.s.store, mrec.MediaType, raw)
+	if err != nil {
+		return nil, false, err
+	}
+	ref := m.Repository + "@" + dgst.String()
+	if m.Tag != "" {
+		ref = m.Repository + ":" + m.Tag
+	}
+	res, err = g.scanner.Scan(ctx, img, ref)
+	return res, false, err
+}
+
+func isImageConfig(mt string) bool {
+	return mt == string(types.DockerConfigJSON) || mt == string(types.OCIConfigJSON)
+}
+
+// verdictOf turns a record into the gate's answer, with the message a denied developer
+// reads in their terminal.
+func (g *scanGate) verdictOf(rec *VerdictRecord) Verdict {
+	image := rec.Repository + "@" + rec.Digest
+	if rec.Tag != "" {
+		image = rec.Repository + ":" + rec.Tag + " (" + rec.Digest + ")"
+	}
+	switch rec.State {
+	case stateAllowed:
+		return Verdict{Allowed: true, Rule: rec.Verdict.Policy}
+	case stateError:
+		if g.s.cfg.Scan.OnScanError == "allow" {
+			g.s.log.Warn("serving an image that could not be scanned (on_scan_error: allow)", "image", image, "err", rec.Error)
+			return Verdict{Allowed: true, Rule: "on_scan_error"}
+		}
+		return Verdict{Rule: "scan-error", Message: fmt.Sprintf(
+			"image %s could not be scanned, and goldproxy does not serve what it has not scanned: %s. Retry the pull; if it keeps failing, tell the platform team", image, rec.Error)}
+	}
+	var b strings.Builder
+	fmt.Fprintf(&b, "image %s is denied by policy %q", image, rec.Verdict.Policy)
+	for _, r := range rec.Verdict.Reasons {
+		fmt.Fprintf(&b, ", rule %q: %s", r.Rule, r.Message)
+		ev := r.Evidence
+		for i, v := range ev {
+			if i == 5 {
+				fmt.Fprintf(&b, "; and %d more", len(ev)-5)
+				break
+			}
+			fmt.Fprintf(&b, "; %s in %s %s", v.ID, v.Package, v.InstalledVersion)
+			if v.FixedVersion != "" {
+				fmt.Fprintf(&b, " → %s", v.FixedVersion)
+			}
+			fmt.Fprintf(&b, " (%s)", v.Severity)
+		}
+	}
+	fmt.Fprintf(&b, ". Full report: /api/v1/images/%s/report. Use a rebuilt image with the fixes (a newer tag or a hardened base) or ask the platform team for an exception", rec.Digest)
+	return Verdict{Rule: rec.Verdict.Rule(), Message: b.String()}
+}

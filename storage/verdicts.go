@@ -1,0 +1,62 @@
+package storage
+
+import (
+	"bytes"
+
+	"github.com/opencontainers/go-digest"
+	bolt "go.etcd.io/bbolt"
+)
+
+// Verdicts and scan reports are kept by manifest digest. The store does not interpret
+// them: their shape belongs to the gate that writes them.
+var (
+	bucketVerdicts = []byte("verdicts") // manifest digest → verdict record (JSON)
+	bucketReports  = []byte("reports")  // manifest digest → scan report (JSON)
+)
+
+// PutVerdict stores the verdict record of a manifest digest.
+func (s *Store) PutVerdict(dgst digest.Digest, rec []byte) error {
+	return s.db.Update(func(tx *bolt.Tx) error { return tx.Bucket(bucketVerdicts).Put([]byte(dgst), rec) })
+}
+
+// PutVerdictAndReport stores a verdict record and its scan report in one transaction.
+func (s *Store) PutVerdictAndReport(dgst digest.Digest, rec, report []byte) error {
+	return s.db.Update(func(tx *bolt.Tx) error {
+		if err := tx.Bucket(bucketReports).Put([]byte(dgst), report); err != nil {
+			return err
+		}
+		return tx.Bucket(bucketVerdicts).Put([]byte(dgst), rec)
+	})
+}
+
+// Verdict returns the verdict record of a manifest digest, or ErrNotFound.
+func (s *Store) Verdict(dgst digest.Digest) ([]byte, error) {
+	return s.getRaw(bucketVerdicts, []byte(dgst))
+}
+
+// Report returns the scan report of a manifest digest, or ErrNotFound.
+func (s *Store) Report(dgst digest.Digest) ([]byte, error) {
+	return s.getRaw(bucketReports, []byte(dgst))
+}
+
+// Verdicts calls fn for every stored verdict record, in digest order.
+func (s *Store) Verdicts(fn func(dgst digest.Digest, rec []byte) error) error {
+	return s.db.View(func(tx *bolt.Tx) error {
+		return tx.Bucket(bucketVerdicts).ForEach(func(k, v []byte) error {
+			return fn(digest.Digest(k), bytes.Clone(v))
+		})
+	})
+}
+
+func (s *Store) getRaw(bucket, k []byte) ([]byte, error) {
+	var out []byte
+	err := s.db.View(func(tx *bolt.Tx) error {
+		v := tx.Bucket(bucket).Get(k)
+		if v == nil {
+			return ErrNotFound
+		}
+		out = bytes.Clone(v)
+		return nil
+	})
+	return out, err
+}
