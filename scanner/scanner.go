@@ -1,0 +1,129 @@
+package scanner
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"strings"
+
+	trivydb "github.com/aquasecurity/trivy-db/pkg/db"
+	"github.com/aquasecurity/trivy/pkg/cache"
+	"github.com/aquasecurity/trivy/pkg/fanal/analyzer"
+	"github.com/aquasecurity/trivy/pkg/fanal/applier"
+	"github.com/aquasecurity/trivy/pkg/fanal/artifact"
+	aimage "github.com/aquasecurity/trivy/pkg/fanal/artifact/image"
+	ftypes "github.com/aquasecurity/trivy/pkg/fanal/types"
+	tlog "github.com/aquasecurity/trivy/pkg/log"
+	"github.com/aquasecurity/trivy/pkg/scan"
+	"github.com/aquasecurity/trivy/pkg/scan/langpkg"
+	"github.com/aquasecurity/trivy/pkg/scan/local"
+	"github.com/aquasecurity/trivy/pkg/scan/ospkg"
+	"github.com/aquasecurity/trivy/pkg/types"
+	"github.com/aquasecurity/trivy/pkg/vulnerability"
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+)
+
+// Scanner scans images with the embedded Trivy.
+type Scanner struct {
+	db    *DB
+	cache cache.Cache
+}
+
+// New returns a Scanner whose layer analysis cache (Trivy's bbolt FS cache) lives in
+// cacheDir, scanning against db.
+func New(cacheDir string, db *DB) (*Scanner, error) {
+	tlog.InitLogger(false, true) // Trivy's own logger: quiet; goldproxy logs each scan
+	if err := os.MkdirAll(cacheDir, 0o755); err != nil {
+		return nil, err
+	}
+	c, err := cache.NewFSCache(cacheDir)
+	if err != nil {
+		return nil, fmt.Errorf("scanner: layer cache: %w", err)
+	}
+	return &Scanner{db: db, cache: c}, nil
+}
+
+// Close closes the layer cache.
+func (s *Scanner) Close() error { return s.cache.Close() }
+
+// DB is the scanner's vulnerability DB.
+func (s *Scanner) DB() *DB { return s.db }
+
+// Ready reports why the scanner cannot scan, or nil.
+func (s *Scanner) Ready() error { return s.db.Ready() }
+
+// Result is a scan's report and the DB it was made with.
+type Result struct {
+	Report types.Report
+	DB     DBInfo
+}
+
+// artifactOption turns off everything the gate does not need; what is left reads only
+// the image it is given.
+func artifactOption() artifact.Option {
+	return artifact.Option{
+		Offline:           true,
+		Parallel:          2,
+		DisabledAnalyzers: append(append([]analyzer.Type{}, analyzer.TypeLockfiles...), analyzer.TypeApkCommand, analyzer.TypeSecret, analyzer.TypeLicenseFile, analyzer.TypeExecutable, analyzer.TypeSBOM),
+		DisabledHandlers:  []ftypes.HandlerType{ftypes.UnpackagedPostHandler},
+	}
+}
+
+// Scan analyses img (cached by layer) and detects vulnerabilities in its OS and language
+// packages. ref names the image in the report.
+func (s *Scanner) Scan(ctx context.Context, img v1.Image, ref string) (*Result, error) {
+	info, release, err := s.db.acquire()
+	if err != nil {
+		return nil, err
+	}
+	defer release()
+	art, err := aimage.NewArtifact(&namedImage{Image: img, ref: ref}, s.cache, artifactOption())
+	if err != nil {
+		return nil, fmt.Errorf("scanner: %w", err)
+	}
+	svc := scan.NewService(local.NewService(applier.NewApplier(s.cache), ospkg.NewScanner(), langpkg.NewScanner(),
+		vulnerability.NewClient(trivydb.Config{})), art)
+	report, err := svc.ScanArtifact(ctx, types.ScanOptions{
+		PkgTypes:         []string{types.PkgTypeOS, types.PkgTypeLibrary},
+		PkgRelationships: ftypes.Relationships,
+		Scanners:         types.Scanners{types.VulnerabilityScanner},
+	})
+	if err != nil {
+		return nil, fmt.Errorf("scanner: %w", err)
+	}
+	return &Result{Report: report, DB: info}, nil
+}
+
+// namedImage gives a v1.Image the names Trivy's image artifact asks for.
+type namedImage struct {
+	v1.Image
+	ref string
+}
+
+func (i *namedImage) Name() string { return i.ref }
+
+func (i *namedImage) ID() (string, error) {
+	h, err := i.ConfigName()
+	return h.String(), err
+}
+
+func (i *namedImage) RepoTags() []string {
+	if strings.Contains(i.ref, "@") {
+		return nil
+	}
+	return []string{i.ref}
+}
+
+func (i *namedImage) RepoDigests() []string {
+	d, err := i.Digest()
+	if err != nil {
+		return nil
+	}
+	repo := i.ref
+	if at := strings.Index(repo, "@"); at >= 0 {
+		repo = repo[:at]
+	} else if c := strings.LastIndex(repo, ":"); c > strings.LastIndex(repo, "/") {
+		repo = repo[:c]
+	}
+	return []string{repo + "@" + d.String()}
+}

@@ -1,0 +1,223 @@
+package scanner_test
+
+import (
+	"context"
+	"errors"
+	"io"
+	"net/http"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/google/go-containerregistry/pkg/name"
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"github.com/google/go-containerregistry/pkg/v1/mutate"
+	"github.com/google/go-containerregistry/pkg/v1/remote"
+
+	"github.com/goldproxy/goldproxy/proxy/proxytest"
+	"github.com/goldproxy/goldproxy/scanner"
+	"github.com/goldproxy/goldproxy/scanner/scannertest"
+)
+
+func newScanner(t *testing.T) *scanner.Scanner {
+	t.Helper()
+	dbDir := filepath.Join(t.TempDir(), "db")
+	scannertest.BuildDB(t, dbDir, time.Now())
+	db := scanner.NewDB()
+	if _, err := db.Load(dbDir, "test"); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { db.Close() })
+	s, err := scanner.New(filepath.Join(t.TempDir(), "cache"), db)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close() })
+	return s
+}
+
+// findings lists "CVE pkg" pairs of a scan.
+func findings(t *testing.T, s *scanner.Scanner, img v1.Image) []string {
+	t.Helper()
+	res, err := s.Scan(context.Background(), img, "r.test/app:1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out []string
+	for _, r := range res.Report.Results {
+		for _, v := range r.Vulnerabilities {
+			out = append(out, v.VulnerabilityID+" "+v.PkgName)
+		}
+	}
+	slices.Sort(out)
+	return out
+}
+
+func TestDetectsPackagesAndVulnerabilities(t *testing.T) {
+	s := newScanner(t)
+	for _, tc := range []struct {
+		name string
+		img  v1.Image
+		want []string
+	}{
+		{"alpine apk vulnerable", scannertest.AlpineImage(t, true), []string{
+			"CVE-2023-42363 busybox", "CVE-2024-0727 libcrypto3", "CVE-2024-0727 libssl3",
+			"CVE-2024-5535 libcrypto3", "CVE-2024-5535 libssl3", "CVE-2024-6119 libcrypto3", "CVE-2024-6119 libssl3"}},
+		{"alpine apk fixed", scannertest.AlpineImage(t, false), nil},
+		{"debian dpkg status", scannertest.DebianImage(t, false), []string{"CVE-2023-4911 libc6", "CVE-2024-6119 libssl3"}},
+		{"distroless dpkg status.d", scannertest.DebianImage(t, true), []string{"CVE-2023-4911 libc6", "CVE-2024-6119 libssl3"}},
+		{"go binary build info", scannertest.GoBinaryImage(t), []string{"CVE-2021-38561 golang.org/x/text", "CVE-2022-32149 golang.org/x/text"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if got := findings(t, s, tc.img); strings.Join(got, ",") != strings.Join(tc.want, ",") {
+				t.Fatalf("found %v, want %v", got, tc.want)
+			}
+		})
+	}
+}
+
+// countingImage counts reads of its layers' content.
+type countingImage struct {
+	v1.Image
+	reads *atomic.Int64
+}
+
+type countingLayer struct {
+	v1.Layer
+	reads *atomic.Int64
+}
+
+func (l *countingLayer) Compressed() (io.ReadCloser, error) {
+	l.reads.Add(1)
+	return l.Layer.Compressed()
+}
+func (l *countingLayer) Uncompressed() (io.ReadCloser, error) {
+	l.reads.Add(1)
+	return l.Layer.Uncompressed()
+}
+
+func (i countingImage) Layers() ([]v1.Layer, error) {
+	ls, err := i.Image.Layers()
+	for n := range ls {
+		ls[n] = &countingLayer{ls[n], i.reads}
+	}
+	return ls, err
+}
+
+func (i countingImage) LayerByDiffID(h v1.Hash) (v1.Layer, error) {
+	l, err := i.Image.LayerByDiffID(h)
+	return &countingLayer{l, i.reads}, err
+}
+
+func (i countingImage) LayerByDigest(h v1.Hash) (v1.Layer, error) {
+	l, err := i.Image.LayerByDigest(h)
+	return &countingLayer{l, i.reads}, err
+}
+
+func TestLayerAnalysisIsCached(t *testing.T) {
+	s := newScanner(t)
+	base := scannertest.AlpineImage(t, true)
+	reads := &atomic.Int64{}
+	first := findings(t, s, countingImage{base, reads})
+	if reads.Load() == 0 {
+		t.Fatal("the first scan read no layer")
+	}
+	reads.Store(0)
+	if again := findings(t, s, countingImage{base, reads}); strings.Join(again, ",") != strings.Join(first, ",") {
+		t.Fatalf("re-detection differs: %v vs %v", again, first)
+	}
+	if n := reads.Load(); n != 0 {
+		t.Fatalf("re-detection read %d layers, want 0", n)
+	}
+	// An image built on the same base reads only its own new layer.
+	derived, err := mutate.AppendLayers(base, scannertest.Layer(t, map[string][]byte{"app/config.txt": []byte("x")}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	findings(t, s, countingImage{derived, reads})
+	if n := reads.Load(); n != 1 {
+		t.Fatalf("derived image read %d layers, want 1 (the shared base is cached)", n)
+	}
+}
+
+type noNetwork struct{ t *testing.T }
+
+func (n noNetwork) RoundTrip(r *http.Request) (*http.Response, error) {
+	n.t.Errorf("a scan made a network call: %s %s", r.Method, r.URL)
+	return nil, errors.New("network calls are not allowed during a scan")
+}
+
+func TestScanMakesNoNetworkCall(t *testing.T) {
+	s := newScanner(t)
+	saved := http.DefaultTransport
+	http.DefaultTransport = noNetwork{t}
+	defer func() { http.DefaultTransport = saved }()
+	for _, img := range []v1.Image{scannertest.AlpineImage(t, true), scannertest.DebianImage(t, true)} {
+		if len(findings(t, s, img)) == 0 {
+			t.Fatal("nothing found")
+		}
+	}
+}
+
+func TestDBLifecycle(t *testing.T) {
+	db := scanner.NewDB()
+	defer db.Close()
+	s, err := scanner.New(filepath.Join(t.TempDir(), "cache"), db)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	if _, err := s.Scan(context.Background(), scannertest.AlpineImage(t, true), "r.test/a:1"); !errors.Is(err, scanner.ErrNoDB) {
+		t.Fatalf("scan without a DB: %v", err)
+	}
+	if s.Ready() == nil {
+		t.Fatal("ready without a DB")
+	}
+	// Corrupt and mismatched DBs are rejected.
+	bad := t.TempDir()
+	os.WriteFile(filepath.Join(bad, "metadata.json"), []byte(`{"Version":2}`), 0o644)
+	os.WriteFile(filepath.Join(bad, "trivy.db"), []byte("not a bolt file"), 0o644)
+	if _, err := db.Load(bad, "test"); err == nil {
+		t.Fatal("corrupt DB accepted")
+	}
+	old := t.TempDir()
+	scannertest.BuildDB(t, old, time.Now())
+	os.WriteFile(filepath.Join(old, "metadata.json"), []byte(`{"Version":1}`), 0o644)
+	if _, err := db.Load(old, "test"); err == nil || !strings.Contains(err.Error(), "schema version 1") {
+		t.Fatalf("old schema: %v", err)
+	}
+
+	// Fetched from an OCI repository through an upstream, validated, loaded.
+	up := proxytest.NewUpstream(t)
+	good := t.TempDir()
+	updated := time.Date(2026, 11, 20, 6, 0, 0, 0, time.UTC)
+	scannertest.BuildDB(t, good, updated)
+	if err := remote.Write(up.Ref(t, "aquasecurity/trivy-db:2"), scannertest.DBArtifact(t, good)); err != nil {
+		t.Fatal(err)
+	}
+	ref, _ := name.ParseReference(up.Host+"/aquasecurity/trivy-db:2", name.Insecure)
+	dir, err := scanner.Fetch(context.Background(), ref, t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	info, err := db.Load(dir, ref.String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !info.UpdatedAt.Equal(updated) || info.Version != 2 {
+		t.Fatalf("loaded %+v", info)
+	}
+	if _, err := db.Load(bad, "test"); err == nil {
+		t.Fatal("corrupt DB replaced a good one")
+	}
+	if cur, err := db.Info(); err != nil || cur.Dir != dir {
+		t.Fatalf("after a rejected load the good DB must stay: %+v %v", cur, err)
+	}
+	if _, err := s.Scan(context.Background(), scannertest.AlpineImage(t, true), "r.test/a:1"); err != nil {
+		t.Fatalf("scan with the fetched DB: %v", err)
+	}
+}

@@ -1,0 +1,212 @@
+// Package scannertest builds what scanner tests need: a Trivy vulnerability DB from the
+// YAML advisory records in scanner/testdata/db, and images carrying real package
+// databases (an apk installed file, a dpkg status file, a Go binary's build info).
+// It does not import Trivy, so tests outside scanner/ can use it cheaply.
+package scannertest
+
+import (
+	"archive/tar"
+	"bytes"
+	"compress/gzip"
+	"encoding/json"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"sort"
+	"strings"
+	"testing"
+	"time"
+
+	fixtures "github.com/aquasecurity/bolt-fixtures"
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"github.com/google/go-containerregistry/pkg/v1/empty"
+	"github.com/google/go-containerregistry/pkg/v1/mutate"
+	"github.com/google/go-containerregistry/pkg/v1/static"
+	"github.com/google/go-containerregistry/pkg/v1/tarball"
+	"github.com/google/go-containerregistry/pkg/v1/types"
+)
+
+// fixturesDir is scanner/testdata/db, found from this file's location.
+func fixturesDir() string {
+	_, file, _, _ := runtime.Caller(0)
+	return filepath.Join(filepath.Dir(file), "..", "testdata", "db")
+}
+
+// BuildDB writes trivy.db (from every YAML file in scanner/testdata/db plus extra YAML
+// files) and metadata.json (schema version 2, updated at updatedAt) into dir.
+func BuildDB(t testing.TB, dir string, updatedAt time.Time, extra ...string) {
+	t.Helper()
+	files, err := filepath.Glob(filepath.Join(fixturesDir(), "*.yaml"))
+	if err != nil || len(files) == 0 {
+		t.Fatalf("no DB fixtures in %s: %v", fixturesDir(), err)
+	}
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	l, err := fixtures.New(filepath.Join(dir, "trivy.db"), append(files, extra...))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := l.Load(); err != nil {
+		t.Fatal(err)
+	}
+	if err := l.Close(); err != nil {
+		t.Fatal(err)
+	}
+	meta, _ := json.Marshal(map[string]any{"Version": 2, "NextUpdate": updatedAt.Add(24 * time.Hour), "UpdatedAt": updatedAt, "DownloadedAt": updatedAt})
+	if err := os.WriteFile(filepath.Join(dir, "metadata.json"), meta, 0o644); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// DBArtifact packs a DB directory as the Trivy DB OCI artifact (one tar+gzip layer).
+func DBArtifact(t testing.TB, dir string) v1.Image {
+	t.Helper()
+	var buf bytes.Buffer
+	gz := gzip.NewWriter(&buf)
+	tw := tar.NewWriter(gz)
+	for _, name := range []string{"trivy.db", "metadata.json"} {
+		b, err := os.ReadFile(filepath.Join(dir, name))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := tw.WriteHeader(&tar.Header{Name: name, Mode: 0o644, Size: int64(len(b)), Typeflag: tar.TypeReg}); err != nil {
+			t.Fatal(err)
+		}
+		_, _ = tw.Write(b)
+	}
+	tw.Close()
+	gz.Close()
+	layer := static.NewLayer(buf.Bytes(), "application/vnd.aquasec.trivy.db.layer.v1.tar+gzip")
+	img, err := mutate.AppendLayers(mutate.MediaType(empty.Image, types.OCIManifestSchema1), layer)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return mutate.ConfigMediaType(img, "application/vnd.aquasec.trivy.config.v1+json")
+}
+
+// Layer is a gzipped tar layer of files; files under a bin/ directory are executable.
+func Layer(t testing.TB, files map[string][]byte) v1.Layer {
+	t.Helper()
+	var buf bytes.Buffer
+	tw := tar.NewWriter(&buf)
+	names := make([]string, 0, len(files))
+	for n := range files {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	for _, n := range names {
+		mode := int64(0o644)
+		if strings.Contains("/"+n, "/bin/") {
+			mode = 0o755
+		}
+		if err := tw.WriteHeader(&tar.Header{Name: n, Mode: mode, Size: int64(len(files[n])), Typeflag: tar.TypeReg, ModTime: time.Unix(0, 0)}); err != nil {
+			t.Fatal(err)
+		}
+		_, _ = tw.Write(files[n])
+	}
+	if err := tw.Close(); err != nil {
+		t.Fatal(err)
+	}
+	layer, err := tarball.LayerFromOpener(func() (io.ReadCloser, error) {
+		return io.NopCloser(bytes.NewReader(buf.Bytes())), nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return layer
+}
+
+func image(t testing.TB, files map[string][]byte) v1.Image {
+	t.Helper()
+	layer := Layer(t, files)
+	img, err := mutate.AppendLayers(empty.Image, layer)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cf, err := img.ConfigFile()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cf = cf.DeepCopy()
+	cf.OS, cf.Architecture = "linux", "amd64"
+	cf.Created = v1.Time{Time: time.Date(2024, 6, 1, 0, 0, 0, 0, time.UTC)}
+	img, err = mutate.ConfigFile(img, cf)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return img
+}
+
+func apkEntry(name, version, origin string) string {
+	return "P:" + name + "\nV:" + version + "\nA:x86_64\nL:GPL-2.0-only\no:" + origin + "\nT:" + name + "\n\n"
+}
+
+// AlpineImage is an Alpine 3.19 image. Vulnerable: libcrypto3/libssl3 3.1.4-r2 (openssl:
+// CVE-2024-5535 CRITICAL, CVE-2024-6119 HIGH, CVE-2024-0727 MEDIUM, all fixed) and busybox
+// 1.36.1-r15 (CVE-2023-42363 MEDIUM). Otherwise the fixed versions.
+func AlpineImage(t testing.TB, vulnerable bool) v1.Image {
+	ssl, bb := "3.1.7-r0", "1.36.1-r16"
+	if vulnerable {
+		ssl, bb = "3.1.4-r2", "1.36.1-r15"
+	}
+	installed := apkEntry("busybox", bb, "busybox") + apkEntry("libcrypto3", ssl, "openssl") + apkEntry("libssl3", ssl, "openssl") + apkEntry("musl", "1.2.4_git20230717-r4", "musl")
+	return image(t, map[string][]byte{
+		"etc/alpine-release":   []byte("3.19.1\n"),
+		"etc/os-release":       []byte("NAME=\"Alpine Linux\"\nID=alpine\nVERSION_ID=3.19.1\nPRETTY_NAME=\"Alpine Linux v3.19\"\n"),
+		"lib/apk/db/installed": []byte(installed),
+	})
+}
+
+func dpkgEntry(name, source, version string) string {
+	return "Package: " + name + "\nStatus: install ok installed\nPriority: optional\nSection: libs\nInstalled-Size: 1000\nMaintainer: Debian <debian@example.org>\nArchitecture: amd64\nSource: " + source + "\nVersion: " + version + "\nDescription: " + name + "\n"
+}
+
+// DebianImage is a Debian 12 image with libc6 2.36-9+deb12u1 (glibc: CVE-2023-4911 HIGH,
+// fixed) and libssl3 3.0.11-1~deb12u2 (openssl: CVE-2024-6119 HIGH, fixed). With
+// distroless, the packages are in var/lib/dpkg/status.d/ as distroless images keep them.
+func DebianImage(t testing.TB, distroless bool) v1.Image {
+	files := map[string][]byte{
+		"etc/debian_version": []byte("12.2\n"),
+		"etc/os-release":     []byte("PRETTY_NAME=\"Debian GNU/Linux 12 (bookworm)\"\nNAME=\"Debian GNU/Linux\"\nVERSION_ID=\"12\"\nID=debian\n"),
+	}
+	libc, ssl := dpkgEntry("libc6", "glibc", "2.36-9+deb12u1"), dpkgEntry("libssl3", "openssl", "3.0.11-1~deb12u2")
+	if distroless {
+		files["var/lib/dpkg/status.d/libc6"] = []byte(libc)
+		files["var/lib/dpkg/status.d/libssl3"] = []byte(ssl)
+	} else {
+		files["var/lib/dpkg/status"] = []byte(libc + "\n" + ssl)
+	}
+	return image(t, files)
+}
+
+// GoBinaryImage is a scratch image holding a Go binary built with golang.org/x/text
+// v0.3.6 (CVE-2021-38561 and CVE-2022-32149, both HIGH and fixed). The build uses the Go
+// module proxy the first time.
+func GoBinaryImage(t testing.TB) v1.Image {
+	t.Helper()
+	dir := t.TempDir()
+	write := func(name, s string) {
+		if err := os.WriteFile(filepath.Join(dir, name), []byte(s), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	write("go.mod", "module example.com/app\n\ngo 1.22\n\nrequire golang.org/x/text v0.3.6\n")
+	write("main.go", "package main\n\nimport (\n\t\"fmt\"\n\n\t\"golang.org/x/text/language\"\n)\n\nfunc main() { fmt.Println(language.English) }\n")
+	bin := filepath.Join(dir, "app")
+	for _, args := range [][]string{{"mod", "download", "golang.org/x/text@v0.3.6"}, {"mod", "tidy"}, {"build", "-trimpath", "-o", bin, "."}} {
+		cmd := exec.Command("go", args...)
+		cmd.Dir = dir
+		cmd.Env = append(os.Environ(), "GOFLAGS=-mod=mod", "CGO_ENABLED=0", "GOWORK=off")
+		if out, err := cmd.CombinedOutput(); err != nil {
+			t.Fatalf("go %v: %v\n%s", args, err, out)
+		}
+	}
+	b, err := os.ReadFile(bin)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return image(t, map[string][]byte{"usr/bin/app": b})
+}
