@@ -162,3 +162,24 @@ func (u *upstream) blobTransport(ctx context.Context, repo string) (http.RoundTr
 func (u *upstream) blobURL(repo, dgst string) string {
 	return fmt.Sprintf("%s://%s/v2/%s/blobs/%s", u.reg.Scheme(), u.reg.RegistryStr(), repo, dgst)
 }
+
+// UpstreamRef maps a reference whose registry is a configured upstream's name (as
+// clients spell it, e.g. ghcr.io/aquasecurity/trivy-db:2) to where that upstream really
+// is, with its transport and credentials, for fetches goldproxy makes for itself (the
+// vulnerability DB).
+func (s *Server) UpstreamRef(ref name.Reference) (name.Reference, []remote.Option, error) {
+	host := ref.Context().RegistryStr()
+	if host == name.DefaultRegistry {
+		host = "docker.io"
+	}
+	up, ok := s.router.byHost[host]
+	if !ok {
+		return nil, nil, fmt.Errorf("no upstream is configured for %s (needed to fetch %s)", host, ref)
+	}
+	repo := up.repo(ref.Context().RepositoryStr())
+	var out name.Reference = repo.Tag(ref.Identifier())
+	if d, isDigest := ref.(name.Digest); isDigest {
+		out = repo.Digest(d.DigestStr())
+	}
+	return out, []remote.Option{remote.Reuse(up.puller)}, nil
+}

@@ -7,6 +7,7 @@ import (
 	"strings"
 
 	trivydb "github.com/aquasecurity/trivy-db/pkg/db"
+	dbTypes "github.com/aquasecurity/trivy-db/pkg/types"
 	"github.com/aquasecurity/trivy/pkg/cache"
 	"github.com/aquasecurity/trivy/pkg/fanal/analyzer"
 	"github.com/aquasecurity/trivy/pkg/fanal/applier"
@@ -87,6 +88,8 @@ func (s *Scanner) Scan(ctx context.Context, img v1.Image, ref string) (*Result, 
 		PkgTypes:         []string{types.PkgTypeOS, types.PkgTypeLibrary},
 		PkgRelationships: ftypes.Relationships,
 		Scanners:         types.Scanners{types.VulnerabilityScanner},
+		// As Trivy's CLI does: the data source's own severity, else NVD's, else the DB's.
+		VulnSeveritySources: []dbTypes.SourceID{"auto"},
 	})
 	if err != nil {
 		return nil, fmt.Errorf("scanner: %w", err)

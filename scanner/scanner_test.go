@@ -50,7 +50,7 @@ func findings(t *testing.T, s *scanner.Scanner, img v1.Image) []string {
 	var out []string
 	for _, r := range res.Report.Results {
 		for _, v := range r.Vulnerabilities {
-			out = append(out, v.VulnerabilityID+" "+v.PkgName)
+			out = append(out, v.VulnerabilityID+" "+v.PkgName+" "+v.Severity)
 		}
 	}
 	slices.Sort(out)
@@ -65,12 +65,12 @@ func TestDetectsPackagesAndVulnerabilities(t *testing.T) {
 		want []string
 	}{
 		{"alpine apk vulnerable", scannertest.AlpineImage(t, true), []string{
-			"CVE-2023-42363 busybox", "CVE-2024-0727 libcrypto3", "CVE-2024-0727 libssl3",
-			"CVE-2024-5535 libcrypto3", "CVE-2024-5535 libssl3", "CVE-2024-6119 libcrypto3", "CVE-2024-6119 libssl3"}},
+			"CVE-2023-42363 busybox MEDIUM", "CVE-2024-0727 libcrypto3 MEDIUM", "CVE-2024-0727 libssl3 MEDIUM",
+			"CVE-2024-5535 libcrypto3 CRITICAL", "CVE-2024-5535 libssl3 CRITICAL", "CVE-2024-6119 libcrypto3 HIGH", "CVE-2024-6119 libssl3 HIGH"}},
 		{"alpine apk fixed", scannertest.AlpineImage(t, false), nil},
-		{"debian dpkg status", scannertest.DebianImage(t, false), []string{"CVE-2023-4911 libc6", "CVE-2024-6119 libssl3"}},
-		{"distroless dpkg status.d", scannertest.DebianImage(t, true), []string{"CVE-2023-4911 libc6", "CVE-2024-6119 libssl3"}},
-		{"go binary build info", scannertest.GoBinaryImage(t), []string{"CVE-2021-38561 golang.org/x/text", "CVE-2022-32149 golang.org/x/text"}},
+		{"debian dpkg status", scannertest.DebianImage(t, false), []string{"CVE-2023-4911 libc6 HIGH", "CVE-2024-6119 libssl3 HIGH"}},
+		{"distroless dpkg status.d", scannertest.DebianImage(t, true), []string{"CVE-2023-4911 libc6 HIGH", "CVE-2024-6119 libssl3 HIGH"}},
+		{"go binary build info", scannertest.GoBinaryImage(t), []string{"CVE-2021-38561 golang.org/x/text HIGH", "CVE-2022-32149 golang.org/x/text HIGH"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			if got := findings(t, s, tc.img); strings.Join(got, ",") != strings.Join(tc.want, ",") {

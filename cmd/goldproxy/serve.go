@@ -15,7 +15,6 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/goldproxy/goldproxy/proxy"
-	"github.com/goldproxy/goldproxy/storage"
 )
 
 func newServeCmd() *cobra.Command {
@@ -80,15 +79,17 @@ func serve(ctx context.Context, cfg *proxy.Config) error {
 	ctx, stop := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
 	defer stop()
 
-	store, err := storage.Open(ctx, cfg.DataDir)
+	a, err := newApp(ctx, cfg, log)
 	if err != nil {
 		return err
 	}
-	defer store.Close()
-	srv, err := proxy.New(cfg, store, proxy.WithLogger(log))
-	if err != nil {
-		return err
-	}
+	defer a.Close()
+	go func() {
+		if err := a.loadDB(ctx); err != nil {
+			log.Error("no vulnerability DB: every new image is denied until one loads", "err", err)
+		}
+	}()
+	srv := a.srv
 	ln, err := net.Listen("tcp", cfg.Listen)
 	if err != nil {
 		return fmt.Errorf("listen: %w", err)

@@ -1,0 +1,46 @@
+package main
+
+import (
+	"fmt"
+	"slices"
+	"strings"
+
+	"github.com/goldproxy/goldproxy/policy"
+)
+
+// markdownReport renders a scan for people: verdict and reasons first, then every
+// finding, worst first.
+func markdownReport(in policy.Input, v policy.Verdict, dbID string) string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "# %s\n\n", in.Repository)
+	fmt.Fprintf(&b, "- Digest: `%s`\n- OS: %s\n- Vulnerability DB: %s\n", in.Digest, orNone(in.OS), dbID)
+	verdict := "ALLOWED"
+	if !v.Allowed {
+		verdict = "DENIED"
+	}
+	fmt.Fprintf(&b, "- Verdict: **%s** (policy `%s`)\n\n", verdict, v.Policy)
+	for _, r := range v.Reasons {
+		fmt.Fprintf(&b, "Rule `%s`: %s\n\n", r.Rule, r.Message)
+	}
+	b.WriteString("## Summary\n\n| Severity | Total | Fixable |\n|---|---:|---:|\n")
+	for _, sev := range policy.Severities {
+		fmt.Fprintf(&b, "| %s | %d | %d |\n", sev, v.Counts[sev], v.Fixable[sev])
+	}
+	vulns := slices.Clone(in.Vulnerabilities)
+	policy.SortWorstFirst(vulns)
+	b.WriteString("\n## Vulnerabilities\n\n")
+	if len(vulns) == 0 {
+		b.WriteString("None found.\n")
+		return b.String()
+	}
+	b.WriteString("| Severity | ID | Package | Installed | Fixed | Target | Title |\n|---|---|---|---|---|---|---|\n")
+	for _, x := range vulns {
+		fixed := x.FixedVersion
+		if fixed == "" {
+			fixed = "—"
+		}
+		fmt.Fprintf(&b, "| %s | [%s](https://avd.aquasec.com/nvd/%s) | %s | %s | %s | %s | %s |\n",
+			x.Severity, x.ID, strings.ToLower(x.ID), x.Package, x.InstalledVersion, fixed, x.Target, strings.ReplaceAll(x.Title, "|", "\\|"))
+	}
+	return b.String()
+}
