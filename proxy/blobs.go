@@ -164,6 +164,12 @@ func (s *Server) sharedFetch(ctx context.Context, rt *route, dgst digest.Digest,
 		}
 		return false, nil
 	}
+	// A fetch that finished between the caller's store miss and now has committed the
+	// blob before leaving inflight: look again before fetching a second time.
+	if _, err := s.store.StatBlob(ctx, dgst); err == nil {
+		s.mu.Unlock()
+		return false, s.ensureLinked(ctx, rt, dgst)
+	}
 	f := &blobFetch{done: make(chan struct{}), repo: rt.key}
 	s.inflight[dgst] = f
 	s.mu.Unlock()
@@ -219,11 +225,17 @@ func (s *Server) ingestBlob(ctx context.Context, rt *route, dgst digest.Digest, 
 			}
 		}
 	}
-	// The copy is a small pipeline so the store's hashing and writing run beside our own
-	// verification and the send to the client: a reader fills buffers, the store and the
-	// client side each consume every chunk. Our verifier decides before the last chunk
-	// goes out; the store checks again at Commit, whose fsync the client does not wait for.
+	// The copy is a small pipeline so reading the upstream, the store's hashing and writing,
+	// and (with a client) our own verification and the send run side by side: a reader
+	// fills buffers, the store and the client side each consume every chunk. Our verifier
+	// decides before the last chunk goes out; the store checks again at Commit, whose
+	// fsync the client does not wait for. Without a client the store's check is the only
+	// one: nothing is hashed twice.
 	verifier := dgst.Verifier()
+	consumers := int32(1)
+	if client != nil {
+		consumers = 2
+	}
 	const nbuf = 4
 	free := make(chan *[]byte, nbuf)
 	for range nbuf {
@@ -245,7 +257,7 @@ func (s *Server) ingestBlob(ctx context.Context, rt *route, dgst digest.Digest, 
 	var storeErr error
 	var last *chunk
 	var wg sync.WaitGroup
-	wg.Add(2)
+	wg.Add(int(consumers))
 	go func() {
 		defer wg.Done()
 		for c := range storeCh {
@@ -255,17 +267,19 @@ func (s *Server) ingestBlob(ctx context.Context, rt *route, dgst digest.Digest, 
 			release(c)
 		}
 	}()
-	go func() {
-		defer wg.Done()
-		for c := range sendCh {
-			_, _ = verifier.Write((*c.buf)[:c.n])
-			if last != nil {
-				send((*last.buf)[:last.n])
-				release(last)
+	if client != nil {
+		go func() {
+			defer wg.Done()
+			for c := range sendCh {
+				_, _ = verifier.Write((*c.buf)[:c.n])
+				if last != nil {
+					send((*last.buf)[:last.n])
+					release(last)
+				}
+				last = c
 			}
-			last = c
-		}
-	}()
+		}()
+	}
 	var read int64
 	var rerr error
 	for {
@@ -274,9 +288,11 @@ func (s *Server) ingestBlob(ctx context.Context, rt *route, dgst digest.Digest, 
 		if n > 0 {
 			read += int64(n)
 			c := &chunk{buf: buf, n: n}
-			c.refs.Store(2)
+			c.refs.Store(consumers)
 			storeCh <- c
-			sendCh <- c
+			if client != nil {
+				sendCh <- c
+			}
 		} else {
 			free <- buf
 		}
@@ -302,14 +318,18 @@ func (s *Server) ingestBlob(ctx context.Context, rt *route, dgst digest.Digest, 
 	if last != nil {
 		pending = (*last.buf)[:last.n]
 	}
-	if !verifier.Verified() || (resp.ContentLength >= 0 && read != resp.ContentLength) {
+	if client != nil && !verifier.Verified() || (resp.ContentLength >= 0 && read != resp.ContentLength) {
 		s.log.Error("upstream blob does not match its digest", "repository", rt.key, "digest", dgst, "bytes", read)
 		return false, errUpstream("upstream %s sent content for blob %s that does not match its digest; nothing was stored", rt.up.name, dgst)
 	}
 	send(pending)
 	finished = true
 	if err := bw.Commit(ctx, dgst, resp.ContentLength); err != nil {
-		// The client got verified bytes; only the store missed them.
+		if client == nil && errors.Is(err, storage.ErrDigestMismatch) {
+			s.log.Error("upstream blob does not match its digest", "repository", rt.key, "digest", dgst, "bytes", read)
+			return false, errUpstream("upstream %s sent content for blob %s that does not match its digest; nothing was stored", rt.up.name, dgst)
+		}
+		// With a client, it got verified bytes; only the store missed them.
 		return client != nil, err
 	}
 	if err := s.store.Link(rt.key, dgst); err != nil {

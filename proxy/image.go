@@ -15,8 +15,9 @@ import (
 )
 
 // storedImage is a v1.Image whose manifest, config and layers are read from the store:
-// what the scanner analyses, so a scan never pulls anything a second time.
-func storedImage(ctx context.Context, st *storage.Store, mediaType string, raw []byte) (v1.Image, error) {
+// what the scanner analyses, so a scan never pulls anything a second time. ready is
+// called before a layer is opened and returns once that blob is in the store.
+func storedImage(ctx context.Context, st *storage.Store, mediaType string, raw []byte, ready func(context.Context, digest.Digest) error) (v1.Image, error) {
 	m, err := v1.ParseManifest(bytes.NewReader(raw))
 	if err != nil {
 		return nil, fmt.Errorf("parse manifest: %w", err)
@@ -28,7 +29,7 @@ func storedImage(ctx context.Context, st *storage.Store, mediaType string, raw [
 	if digest.FromBytes(cfg).String() != m.Config.Digest.String() {
 		return nil, fmt.Errorf("stored config does not match %s", m.Config.Digest)
 	}
-	core := &storedCore{ctx: ctx, st: st, raw: raw, mt: types.MediaType(mediaType), cfg: cfg, layers: map[v1.Hash]v1.Descriptor{}}
+	core := &storedCore{ctx: ctx, st: st, ready: ready, raw: raw, mt: types.MediaType(mediaType), cfg: cfg, layers: map[v1.Hash]v1.Descriptor{}}
 	for _, l := range m.Layers {
 		core.layers[l.Digest] = l
 	}
@@ -38,6 +39,7 @@ func storedImage(ctx context.Context, st *storage.Store, mediaType string, raw [
 type storedCore struct {
 	ctx    context.Context
 	st     *storage.Store
+	ready  func(context.Context, digest.Digest) error
 	raw    []byte
 	mt     types.MediaType
 	cfg    []byte
@@ -64,5 +66,9 @@ func (l *storedLayer) Digest() (v1.Hash, error)            { return l.d.Digest, 
 func (l *storedLayer) Size() (int64, error)                { return l.d.Size, nil }
 func (l *storedLayer) MediaType() (types.MediaType, error) { return l.d.MediaType, nil }
 func (l *storedLayer) Compressed() (io.ReadCloser, error) {
-	return l.c.st.OpenBlob(l.c.ctx, digest.Digest(l.d.Digest.String()))
+	d := digest.Digest(l.d.Digest.String())
+	if err := l.c.ready(l.c.ctx, d); err != nil {
+		return nil, err
+	}
+	return l.c.st.OpenBlob(l.c.ctx, d)
 }

@@ -126,10 +126,7 @@ func (s *Server) fetchTagged(ctx context.Context, rt *route, tag string) (digest
 	}
 	dgst := digest.FromBytes(desc.Manifest)
 	rec, refs := describeManifest(string(desc.MediaType), dgst, desc.Manifest)
-	if err := s.store.PutManifest(rt.key, rec, desc.Manifest, refs...); err != nil {
-		return "", err
-	}
-	if err := s.store.SetTag(rt.key, tag, dgst, s.now()); err != nil {
+	if err := s.store.PutTaggedManifest(rt.key, tag, s.now(), rec, desc.Manifest, refs...); err != nil {
 		return "", err
 	}
 	return dgst, nil

@@ -193,9 +193,13 @@ func (g *scanGate) judge(ctx context.Context, m Manifest) (*VerdictRecord, error
 	dgst := digest.Digest(m.Descriptor.Digest.String())
 	rec := &VerdictRecord{State: statePending, Digest: dgst.String(), Repository: m.Repository, Tag: m.Tag,
 		MediaType: string(m.Descriptor.MediaType), StartedAt: time.Now().UTC()}
-	if err := g.save(rec, nil); err != nil {
-		return nil, err
-	}
+	// "pending" lets a restart rescan what a crash interrupted. Losing it costs nothing
+	// (a digest without a verdict is scanned on its next pull), so its write overlaps
+	// the ingest instead of delaying it; the final verdict is written after it.
+	pending := *rec
+	pendingSaved := make(chan error, 1)
+	go func() { pendingSaved <- g.save(&pending, nil) }()
+	defer func() { <-pendingSaved }()
 	g.queued.Add(1)
 	select {
 	case g.slots <- struct{}{}:
@@ -212,6 +216,10 @@ func (g *scanGate) judge(ctx context.Context, m Manifest) (*VerdictRecord, error
 	start := time.Now()
 	res, artifact, err := g.scanOne(sctx, m, dgst)
 	rec.ScannedAt = time.Now().UTC()
+	if err := <-pendingSaved; err != nil {
+		g.s.log.Warn("could not record a pending scan", "digest", dgst, "err", err)
+	}
+	pendingSaved <- nil // for the deferred receive
 	log := g.s.log.With("repository", m.Repository, "digest", dgst, "duration", time.Since(start).Round(time.Millisecond))
 	if artifact {
 		rec.State, rec.Verdict = stateAllowed, policy.Verdict{Allowed: true, Policy: "artifact"}
@@ -242,6 +250,7 @@ func (g *scanGate) judge(ctx context.Context, m Manifest) (*VerdictRecord, error
 // artifact is true for manifests that are not container images (signatures, SBOMs).
 func (g *scanGate) scanOne(ctx context.Context, m Manifest, dgst digest.Digest) (res *ScanResult, artifact bool, err error) {
 	g.scans.Add(1)
+	start := time.Now()
 	rt, err := g.s.routeFor(m.Repository)
 	if err != nil {
 		return nil, false, err
@@ -261,12 +270,16 @@ func (g *scanGate) scanOne(ctx context.Context, m Manifest, dgst digest.Digest) 
 	for _, l := range mf.Layers {
 		blobs = append(blobs, l.Digest)
 	}
-	for _, b := range blobs {
-		if err := g.s.ensureBlob(ctx, rt, b); err != nil {
-			return nil, false, fmt.Errorf("ingest %s: %w", b, err)
-		}
+	// Every blob is fetched at once and the scan starts as soon as the config is in: a
+	// layer is analysed when its own fetch is done (a cached layer is not waited for), so
+	// analysis overlaps the download of the rest. The verdict still waits for every blob.
+	fetches := newFetchSet(ctx, blobs, func(ctx context.Context, d digest.Digest) error {
+		return g.s.ensureBlob(ctx, rt, d)
+	})
+	if err := fetches.wait(ctx, mf.Config.Digest); err != nil {
+		return nil, false, err
 	}
-	img, err := storedImage(ctx, g.s.store, mrec.MediaType, raw)
+	img, err := storedImage(ctx, g.s.store, mrec.MediaType, raw, fetches.wait)
 	if err != nil {
 		return nil, false, err
 	}
@@ -275,7 +288,68 @@ func (g *scanGate) scanOne(ctx context.Context, m Manifest, dgst digest.Digest) 
 		ref = m.Repository + ":" + m.Tag
 	}
 	res, err = g.scanner.Scan(ctx, img, ref)
+	if ferr := fetches.all(ctx); ferr != nil {
+		return nil, false, ferr
+	}
+	g.s.log.Debug("scan timings", "repository", m.Repository, "digest", dgst, "total", time.Since(start).Round(time.Millisecond))
 	return res, false, err
+}
+
+// fetchSet runs the fetches of an image's blobs concurrently and lets the scan wait for
+// any one of them.
+type fetchSet struct {
+	done map[digest.Digest]chan struct{}
+	errs map[digest.Digest]*error
+}
+
+func newFetchSet(ctx context.Context, blobs []digest.Digest, fetch func(context.Context, digest.Digest) error) *fetchSet {
+	fs := &fetchSet{done: map[digest.Digest]chan struct{}{}, errs: map[digest.Digest]*error{}}
+	sem := make(chan struct{}, 4)
+	for _, b := range blobs {
+		if _, dup := fs.done[b]; dup {
+			continue
+		}
+		done, errp := make(chan struct{}), new(error)
+		fs.done[b], fs.errs[b] = done, errp
+		go func() {
+			defer close(done)
+			select {
+			case sem <- struct{}{}:
+			case <-ctx.Done():
+				*errp = ctx.Err()
+				return
+			}
+			defer func() { <-sem }()
+			if err := fetch(ctx, b); err != nil {
+				*errp = fmt.Errorf("ingest %s: %w", b, err)
+			}
+		}()
+	}
+	return fs
+}
+
+// wait blocks until blob d is in the store (or failed to get there).
+func (fs *fetchSet) wait(ctx context.Context, d digest.Digest) error {
+	done, ok := fs.done[d]
+	if !ok {
+		return nil // not one of this image's fetches: already in the store
+	}
+	select {
+	case <-done:
+		return *fs.errs[d]
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// all waits for every fetch and returns the first failure.
+func (fs *fetchSet) all(ctx context.Context) error {
+	for d := range fs.done {
+		if err := fs.wait(ctx, d); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 func isImageConfig(mt string) bool {

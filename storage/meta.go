@@ -139,6 +139,12 @@ func (s *Store) Linked(repo string, dgst digest.Digest) bool {
 // one transaction. refs are the blobs the manifest references: content a verified
 // manifest of repo names is repo's, so they are linked to repo too.
 func (s *Store) PutManifest(repo string, rec ManifestRecord, raw []byte, refs ...digest.Digest) error {
+	return s.PutTaggedManifest(repo, "", time.Time{}, rec, raw, refs...)
+}
+
+// PutTaggedManifest is PutManifest that also records repo:tag → the manifest, resolved
+// at fetchedAt, in the same transaction. An empty tag records no tag.
+func (s *Store) PutTaggedManifest(repo, tag string, fetchedAt time.Time, rec ManifestRecord, raw []byte, refs ...digest.Digest) error {
 	if err := rec.Digest.Validate(); err != nil {
 		return err
 	}
@@ -167,6 +173,15 @@ func (s *Store) PutManifest(repo string, rec ManifestRecord, raw []byte, refs ..
 		links := tx.Bucket(bucketLinks)
 		for _, d := range append(refs, rec.Digest) {
 			if err := links.Put(key(repo, d.String()), nil); err != nil {
+				return err
+			}
+		}
+		if tag != "" {
+			t, err := json.Marshal(TagRecord{Digest: rec.Digest, FetchedAt: fetchedAt})
+			if err != nil {
+				return err
+			}
+			if err := tx.Bucket(bucketTags).Put(key(repo, tag), t); err != nil {
 				return err
 			}
 		}

@@ -1,0 +1,190 @@
+package main
+
+import (
+	"context"
+	"crypto/rand"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/google/go-containerregistry/pkg/name"
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"github.com/google/go-containerregistry/pkg/v1/mutate"
+	"github.com/google/go-containerregistry/pkg/v1/remote"
+	"github.com/google/go-containerregistry/pkg/v1/tarball"
+
+	"github.com/goldproxy/goldproxy/proxy/proxytest"
+	"github.com/goldproxy/goldproxy/scanner"
+	"github.com/goldproxy/goldproxy/scanner/scannertest"
+)
+
+// benchImage is shaped like an application image: the (fixed, so allowed) Alpine base,
+// a layer of 2,000 npm packages and 500 Python distributions for the analyzers to find,
+// and 64 MiB of other files. Each call is a new image.
+func benchImage(b *testing.B) v1.Image {
+	files := map[string][]byte{}
+	for i := range 16 {
+		buf := make([]byte, 4<<20)
+		_, _ = rand.Read(buf)
+		files[fmt.Sprintf("data/blob-%02d.bin", i)] = buf
+	}
+	nonce := make([]byte, 16)
+	_, _ = rand.Read(nonce)
+	pkgs := map[string][]byte{"app/.build-id": nonce} // no layer of one image is another's
+	for i := range 2000 {
+		pkgs[fmt.Sprintf("app/node_modules/pkg-%d/package.json", i)] = []byte(fmt.Sprintf(`{"name":"pkg-%d","version":"1.%d.0","license":"MIT"}`, i, i%50))
+	}
+	for i := range 500 {
+		pkgs[fmt.Sprintf("usr/lib/python3.12/site-packages/dist%d-2.%d.0.dist-info/METADATA", i, i%30)] = []byte(fmt.Sprintf("Metadata-Version: 2.1\nName: dist%d\nVersion: 2.%d.0\nLicense: MIT\n", i, i%30))
+	}
+	img, err := mutate.AppendLayers(scannertest.AlpineImage(b, false), scannertest.Layer(b, pkgs), scannertest.Layer(b, files))
+	if err != nil {
+		b.Fatal(err)
+	}
+	return img
+}
+
+func benchDB(b *testing.B) string {
+	dir := filepath.Join(b.TempDir(), "db")
+	scannertest.BuildDB(b, dir, time.Now())
+	return dir
+}
+
+// BenchmarkColdPullGated: a never-seen image pulled through goldproxy, which ingests,
+// scans and judges it before serving the manifest; then the client fetches the layers.
+func BenchmarkColdPullGated(b *testing.B) {
+	up := proxytest.NewUpstream(b)
+	cfg := proxytest.Config(b, up)
+	cfg.DB.Dir = benchDB(b)
+	a, err := newApp(context.Background(), cfg, benchLogger())
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer a.Close()
+	if err := a.loadDB(context.Background()); err != nil {
+		b.Fatal(err)
+	}
+	srv := httptest.NewServer(a.srv)
+	defer srv.Close()
+	host := strings.TrimPrefix(srv.URL, "http://")
+	i := 0
+	for b.Loop() {
+		b.StopTimer()
+		i++
+		tag := fmt.Sprintf("bench/app:%d", i)
+		up.Push(b, tag, benchImage(b))
+		b.StartTimer()
+		r, _ := name.ParseReference(host+"/"+up.Name+"/"+tag, name.Insecure)
+		img, err := remote.Image(r)
+		if err != nil {
+			b.Fatal(err)
+		}
+		readLayers(b, img)
+	}
+}
+
+// BenchmarkPullThenScan: the same image pulled directly from the upstream into a docker
+// tarball (what `crane pull` does), then scanned by the library from the tarball, with a
+// layer cache kept across iterations as goldproxy keeps its own.
+func BenchmarkPullThenScan(b *testing.B) {
+	up := proxytest.NewUpstream(b)
+	db := scanner.NewDB()
+	defer db.Close()
+	if _, err := db.Load(benchDB(b), "bench"); err != nil {
+		b.Fatal(err)
+	}
+	sc, err := scanner.New(filepath.Join(b.TempDir(), "cache"), db)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer sc.Close()
+	i := 0
+	for b.Loop() {
+		b.StopTimer()
+		i++
+		tag := fmt.Sprintf("bench/app:%d", i)
+		up.Push(b, tag, benchImage(b))
+		path := filepath.Join(b.TempDir(), "image.tar")
+		b.StartTimer()
+		ref := up.Ref(b, tag)
+		img, err := remote.Image(ref)
+		if err != nil {
+			b.Fatal(err)
+		}
+		if err := tarball.WriteToFile(path, ref, img); err != nil {
+			b.Fatal(err)
+		}
+		timg, err := tarball.ImageFromPath(path, nil)
+		if err != nil {
+			b.Fatal(err)
+		}
+		if _, err := sc.Scan(context.Background(), timg, ref.String()); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+// BenchmarkWarmPullJudged: an image already judged is pulled again (manifest + layers).
+func BenchmarkWarmPullJudged(b *testing.B) {
+	up := proxytest.NewUpstream(b)
+	cfg := proxytest.Config(b, up)
+	cfg.DB.Dir = benchDB(b)
+	a, err := newApp(context.Background(), cfg, slog.New(slog.DiscardHandler))
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer a.Close()
+	if err := a.loadDB(context.Background()); err != nil {
+		b.Fatal(err)
+	}
+	srv := httptest.NewServer(a.srv)
+	defer srv.Close()
+	up.Push(b, "bench/app:1", benchImage(b))
+	r, _ := name.ParseReference(strings.TrimPrefix(srv.URL, "http://")+"/"+up.Name+"/bench/app:1", name.Insecure)
+	img, err := remote.Image(r)
+	if err != nil {
+		b.Fatal(err)
+	}
+	readLayers(b, img)
+	scans := a.srv.Scans()
+	for b.Loop() {
+		img, err := remote.Image(r)
+		if err != nil {
+			b.Fatal(err)
+		}
+		readLayers(b, img)
+	}
+	if a.srv.Scans() != scans {
+		b.Fatal("a warm pull scanned")
+	}
+}
+
+func readLayers(b *testing.B, img v1.Image) {
+	layers, err := img.Layers()
+	if err != nil {
+		b.Fatal(err)
+	}
+	for _, l := range layers {
+		rc, err := l.Compressed()
+		if err != nil {
+			b.Fatal(err)
+		}
+		if _, err := io.Copy(io.Discard, rc); err != nil {
+			b.Fatal(err)
+		}
+		rc.Close()
+	}
+}
+
+func benchLogger() *slog.Logger {
+	if os.Getenv("BENCH_LOG") != "" {
+		return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	}
+	return slog.New(slog.DiscardHandler)
+}
