@@ -218,6 +218,24 @@ func TestDBFetchedThroughUpstream(t *testing.T) {
 	}
 }
 
+func TestScanCommandFromRegistry(t *testing.T) {
+	dbDir := t.TempDir()
+	scannertest.BuildDB(t, dbDir, time.Now())
+	cfg, err := proxy.DefaultConfig()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg.DataDir, cfg.DB.Dir = t.TempDir(), dbDir
+	up := proxytest.NewUpstream(t)
+	up.Push(t, "team/debian:12", scannertest.DebianImage(t, false))
+	var stdout strings.Builder
+	err = runScan(context.Background(), &stdout, cfg, up.Host+"/team/debian:12", "", t.TempDir(), true)
+	var ee *exitError
+	if !errors.As(err, &ee) || ee.code != 1 || !strings.Contains(stdout.String(), "HIGH: 2 (2 fixable)") {
+		t.Fatalf("scan --image: %v\n%s", err, stdout.String())
+	}
+}
+
 func TestScanCommand(t *testing.T) {
 	dbDir := t.TempDir()
 	scannertest.BuildDB(t, dbDir, time.Now())
