@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"slices"
 	"strings"
+	"time"
 )
 
 // Severities from worst to least, as vulnerability databases grade them.
@@ -35,35 +36,76 @@ type Vulnerability struct {
 // Fixable reports whether a fixed version exists.
 func (v Vulnerability) Fixable() bool { return v.FixedVersion != "" }
 
-// Input is everything a policy may judge an image on.
+func (v Vulnerability) String() string {
+	s := fmt.Sprintf("%s in %s %s", v.ID, v.Package, v.InstalledVersion)
+	if v.FixedVersion != "" {
+		s += " → " + v.FixedVersion
+	}
+	return s + " (" + v.Severity + ")"
+}
+
+// Input is everything a policy may judge an image on: the scan's findings and facts
+// about the image. It is stored with the verdict, so verdicts can be recomputed later.
 type Input struct {
 	// Repository is "<upstream>/<repository>"; Tag is empty for a pull by digest.
 	Repository string `json:"repository"`
 	Tag        string `json:"tag,omitempty"`
 	Digest     string `json:"digest"`
 	// OS is the detected distribution ("alpine 3.19.1"), empty when none was found.
-	OS              string          `json:"os,omitempty"`
+	OS string `json:"os,omitempty"`
+	// EOSL is true when the OS release no longer gets security updates.
+	EOSL            bool            `json:"eosl,omitempty"`
 	Vulnerabilities []Vulnerability `json:"vulnerabilities"`
+	// User is the image config's User ("" means root).
+	User string `json:"user"`
+	// Created is the image config's creation time (zero when unset).
+	Created time.Time `json:"created,omitzero"`
+	// OSPackages is the number of OS packages installed.
+	OSPackages int `json:"osPackages"`
+	// Executables are the paths (without a leading /) of the files and links in the
+	// image's bin directories, after every layer is applied.
+	Executables []string `json:"executables,omitempty"`
 }
 
 // Reason is one rule that failed, with its evidence.
 type Reason struct {
-	Rule     string          `json:"rule"`
-	Message  string          `json:"message"`
+	Rule    string `json:"rule"`
+	Message string `json:"message"`
+	// Evidence are the findings behind a vulnerability rule, worst first.
 	Evidence []Vulnerability `json:"evidence,omitempty"`
+	// Details are the facts behind any other rule (a user, a path, a count, an age).
+	Details []string `json:"details,omitempty"`
+}
+
+// AppliedException is an exception that removed findings from a verdict.
+type AppliedException struct {
+	ID       string    `json:"id"`
+	Reason   string    `json:"reason"`
+	Expires  time.Time `json:"expires"`
+	Packages []string  `json:"packages,omitempty"`
 }
 
 // Verdict is a policy's judgement of one image.
 type Verdict struct {
-	Allowed bool     `json:"allowed"`
-	Policy  string   `json:"policy"`
-	Reasons []Reason `json:"reasons,omitempty"`
-	// Counts and Fixable count vulnerabilities by severity (all, and those with a fix).
+	Allowed bool `json:"allowed"`
+	// Policy is the name of the policy that judged; Scope the glob that chose it ("" for
+	// the default policy).
+	Policy string `json:"policy"`
+	Scope  string `json:"scope,omitempty"`
+	// Audit is true when the policy is in audit mode: the image is allowed, and Reasons
+	// say why it would have been denied.
+	Audit      bool               `json:"audit,omitempty"`
+	Reasons    []Reason           `json:"reasons,omitempty"`
+	Exceptions []AppliedException `json:"exceptions,omitempty"`
+	// Counts and Fixable count vulnerabilities by severity (all, and those with a fix),
+	// after exceptions.
 	Counts  map[string]int `json:"counts"`
 	Fixable map[string]int `json:"fixable"`
+	// Contact says how to ask for an exception.
+	Contact string `json:"contact,omitempty"`
 }
 
-// Rule returns the name of the first failed rule, or "" when allowed.
+// Rule returns the name of the first failed rule, or "".
 func (v Verdict) Rule() string {
 	if len(v.Reasons) == 0 {
 		return ""
@@ -71,56 +113,26 @@ func (v Verdict) Rule() string {
 	return v.Reasons[0].Rule
 }
 
-// Policy decides which images may be served.
-type Policy struct {
-	Name string `json:"name"`
-	// DenySeverities: a vulnerability of one of these severities denies the image...
-	DenySeverities []string `json:"denySeverities"`
-	// ...only when a fixed version exists, if OnlyFixable.
-	OnlyFixable bool `json:"onlyFixable"`
+// Denied reports whether the verdict would deny, in audit mode too.
+func (v Verdict) Denied() bool { return len(v.Reasons) > 0 }
+
+// ExpiresFirst is the earliest expiry of an applied exception (zero when none): the
+// verdict must be recomputed then.
+func (v Verdict) ExpiresFirst() time.Time {
+	var t time.Time
+	for _, e := range v.Exceptions {
+		if t.IsZero() || e.Expires.Before(t) {
+			t = e.Expires
+		}
+	}
+	return t
 }
 
-// Default is the policy until one is configured: deny when a vulnerability with a fix
-// available is HIGH or CRITICAL.
-func Default() *Policy {
-	return &Policy{Name: "default", DenySeverities: []string{"CRITICAL", "HIGH"}, OnlyFixable: true}
-}
-
-// Hash identifies the policy's content; a verdict records the hash it was made under.
-func (p *Policy) Hash() string {
-	b, _ := json.Marshal(p)
+// Hash identifies a set's content; a verdict records the hash it was made under.
+func (s *Set) Hash() string {
+	b, _ := json.Marshal(s)
 	h := sha256.Sum256(b)
 	return hex.EncodeToString(h[:8])
-}
-
-// Evaluate judges an image.
-func (p *Policy) Evaluate(in Input) Verdict {
-	v := Verdict{Allowed: true, Policy: p.Name, Counts: map[string]int{}, Fixable: map[string]int{}}
-	var hits []Vulnerability
-	for _, vuln := range in.Vulnerabilities {
-		sev := Severities[SeverityRank(vuln.Severity)]
-		v.Counts[sev]++
-		if vuln.Fixable() {
-			v.Fixable[sev]++
-		}
-		if slices.Contains(p.DenySeverities, sev) && (!p.OnlyFixable || vuln.Fixable()) {
-			hits = append(hits, vuln)
-		}
-	}
-	if len(hits) > 0 {
-		SortWorstFirst(hits)
-		what := "vulnerabilities"
-		if p.OnlyFixable {
-			what = "fixable vulnerabilities"
-		}
-		v.Allowed = false
-		v.Reasons = append(v.Reasons, Reason{
-			Rule:     "vulnerabilities",
-			Message:  fmt.Sprintf("%d %s of severity %s", len(hits), what, strings.Join(p.DenySeverities, " or ")),
-			Evidence: hits,
-		})
-	}
-	return v
 }
 
 // SortWorstFirst orders findings by severity, fixable before unfixable, then by id.

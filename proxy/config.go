@@ -32,6 +32,9 @@ type Config struct {
 	Aliases         map[string]string `yaml:"aliases"`
 	Allow           AllowConfig       `yaml:"allow"`
 	Scan            ScanConfig        `yaml:"scan"`
+	// Policy is the policy file; empty means the built-in default (deny fixable HIGH and
+	// CRITICAL vulnerabilities).
+	Policy string `yaml:"policy"`
 	DB              DBConfig          `yaml:"db"`
 
 	// dir is the directory of the config file; relative list paths resolve against it.
@@ -261,6 +264,11 @@ func (c *Config) Validate() error {
 	case "deny", "allow":
 	default:
 		return fmt.Errorf("config: scan.on_scan_error: %q is not deny or allow", c.Scan.OnScanError)
+	}
+	if c.Policy != "" {
+		if _, err := os.Stat(c.resolve(c.Policy)); err != nil {
+			return fmt.Errorf("config: policy: %w", err)
+		}
 	}
 	if c.DB.Dir != "" {
 		if fi, err := os.Stat(c.resolve(c.DB.Dir)); err != nil || !fi.IsDir() {

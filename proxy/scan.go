@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"strings"
 	"sync/atomic"
 	"time"
 
@@ -25,7 +24,13 @@ type Scanner interface {
 // ScanResult is what a Scanner found, in policy terms, with its full report.
 type ScanResult struct {
 	OS              string
+	EOSL            bool
 	Vulnerabilities []policy.Vulnerability
+	// Facts about the image the policy judges beside the findings.
+	User        string
+	Created     time.Time
+	OSPackages  int
+	Executables []string
 	// Report is the scanner's full report (Trivy's JSON report schema).
 	Report json.RawMessage
 	// DBVersion identifies the vulnerability database the scan used.
@@ -76,21 +81,32 @@ type ScanConfig struct {
 type scanGate struct {
 	s       *Server
 	scanner Scanner
-	policy  atomic.Pointer[policy.Policy]
+	policy  atomic.Pointer[policy.Set]
+	now     func() time.Time
 	slots   chan struct{}
 	scans   atomic.Int64
-	queued  atomic.Int64
-	running atomic.Int64
+	// auditDenials counts images served that an audit-mode policy would have denied.
+	auditDenials atomic.Int64
+	queued       atomic.Int64
+	running      atomic.Int64
 }
 
 // WithScanner puts a scanning gate behind the allowlist: every image manifest is
 // ingested whole, scanned and judged by pol before it is served.
-func WithScanner(sc Scanner, pol *policy.Policy) Option {
+func WithScanner(sc Scanner, pol *policy.Set) Option {
 	return func(s *Server) {
-		g := &scanGate{s: s, scanner: sc}
+		g := &scanGate{s: s, scanner: sc, now: time.Now}
 		g.policy.Store(pol)
 		s.scan = g
 	}
+}
+
+// AuditDenials is how many pulls an audit-mode policy would have denied.
+func (s *Server) AuditDenials() int64 {
+	if s.scan == nil {
+		return 0
+	}
+	return s.scan.auditDenials.Load()
 }
 
 // Scans is how many scans the gate has run (tests, metrics).
@@ -146,26 +162,6 @@ func (g *scanGate) Check(ctx context.Context, m Manifest) (Verdict, error) {
 	case <-ctx.Done():
 		return Verdict{}, ctx.Err()
 	}
-}
-
-// current re-evaluates a stored verdict whose policy has changed since it was made,
-// from its stored scan result: no scan, no layer read.
-func (g *scanGate) current(rec *VerdictRecord) *VerdictRecord {
-	pol := g.policy.Load()
-	if rec.PolicyHash == pol.Hash() || rec.Input == nil {
-		return rec
-	}
-	next := *rec
-	next.Verdict = pol.Evaluate(*rec.Input)
-	next.PolicyHash = pol.Hash()
-	next.State = stateDenied
-	if next.Verdict.Allowed {
-		next.State = stateAllowed
-	}
-	if b, err := json.Marshal(&next); err == nil {
-		_ = g.s.store.PutVerdict(digest.Digest(rec.Digest), b)
-	}
-	return &next
 }
 
 func (g *scanGate) load(dgst digest.Digest) (*VerdictRecord, error) {
@@ -234,14 +230,10 @@ func (g *scanGate) judge(ctx context.Context, m Manifest) (*VerdictRecord, error
 		log.Error("scan failed", "err", err, "on_scan_error", g.s.cfg.Scan.OnScanError)
 		return rec, g.save(rec, nil)
 	}
-	pol := g.policy.Load()
-	rec.Input = &policy.Input{Repository: m.Repository, Tag: m.Tag, Digest: dgst.String(), OS: res.OS, Vulnerabilities: res.Vulnerabilities}
-	rec.Verdict = pol.Evaluate(*rec.Input)
-	rec.PolicyHash, rec.DBVersion = pol.Hash(), res.DBVersion
-	rec.State = stateDenied
-	if rec.Verdict.Allowed {
-		rec.State = stateAllowed
-	}
+	rec.Input = &policy.Input{Repository: m.Repository, Tag: m.Tag, Digest: dgst.String(), OS: res.OS, EOSL: res.EOSL,
+		Vulnerabilities: res.Vulnerabilities, User: res.User, Created: res.Created, OSPackages: res.OSPackages, Executables: res.Executables}
+	rec.DBVersion = res.DBVersion
+	g.evaluate(rec, g.policy.Load())
 	log.Info("scan", "verdict", rec.State, "os", res.OS, "vulnerabilities", len(res.Vulnerabilities), "counts", rec.Verdict.Counts, "rule", rec.Verdict.Rule())
 	return rec, g.save(rec, res.Report)
 }
@@ -354,43 +346,4 @@ func (fs *fetchSet) all(ctx context.Context) error {
 
 func isImageConfig(mt string) bool {
 	return mt == string(types.DockerConfigJSON) || mt == string(types.OCIConfigJSON)
-}
-
-// verdictOf turns a record into the gate's answer, with the message a denied developer
-// reads in their terminal.
-func (g *scanGate) verdictOf(rec *VerdictRecord) Verdict {
-	image := rec.Repository + "@" + rec.Digest
-	if rec.Tag != "" {
-		image = rec.Repository + ":" + rec.Tag + " (" + rec.Digest + ")"
-	}
-	switch rec.State {
-	case stateAllowed:
-		return Verdict{Allowed: true, Rule: rec.Verdict.Policy}
-	case stateError:
-		if g.s.cfg.Scan.OnScanError == "allow" {
-			g.s.log.Warn("serving an image that could not be scanned (on_scan_error: allow)", "image", image, "err", rec.Error)
-			return Verdict{Allowed: true, Rule: "on_scan_error"}
-		}
-		return Verdict{Rule: "scan-error", Message: fmt.Sprintf(
-			"image %s could not be scanned, and goldproxy does not serve what it has not scanned: %s. Retry the pull; if it keeps failing, tell the platform team", image, rec.Error)}
-	}
-	var b strings.Builder
-	fmt.Fprintf(&b, "image %s is denied by policy %q", image, rec.Verdict.Policy)
-	for _, r := range rec.Verdict.Reasons {
-		fmt.Fprintf(&b, ", rule %q: %s", r.Rule, r.Message)
-		ev := r.Evidence
-		for i, v := range ev {
-			if i == 5 {
-				fmt.Fprintf(&b, "; and %d more", len(ev)-5)
-				break
-			}
-			fmt.Fprintf(&b, "; %s in %s %s", v.ID, v.Package, v.InstalledVersion)
-			if v.FixedVersion != "" {
-				fmt.Fprintf(&b, " → %s", v.FixedVersion)
-			}
-			fmt.Fprintf(&b, " (%s)", v.Severity)
-		}
-	}
-	fmt.Fprintf(&b, ". Full report: /api/v1/images/%s/report. Use a rebuilt image with the fixes (a newer tag or a hardened base) or ask the platform team for an exception", rec.Digest)
-	return Verdict{Rule: rec.Verdict.Rule(), Message: b.String()}
 }

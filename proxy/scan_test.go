@@ -94,7 +94,7 @@ func scanSetup(t *testing.T, sc *fakeScanner, mutate func(*proxy.Config)) (*prox
 	if mutate != nil {
 		mutate(cfg)
 	}
-	return up, proxytest.Start(t, cfg, proxy.WithScanner(sc, policy.Default())), vuln, clean
+	return up, proxytest.Start(t, cfg, proxy.WithScanner(sc, policy.DefaultSet())), vuln, clean
 }
 
 func TestScanGateDeniesAndCaches(t *testing.T) {
@@ -222,7 +222,7 @@ func TestRestartMidScanRescans(t *testing.T) {
 	dgst := up.Push(t, "team/app:1", img)
 	cfg := proxytest.Config(t, up)
 	cfg.Scan.Wait = 200 * time.Millisecond
-	p := proxytest.Start(t, cfg, proxy.WithScanner(sc, policy.Default()))
+	p := proxytest.Start(t, cfg, proxy.WithScanner(sc, policy.DefaultSet()))
 	resp, _ := get(t, http.MethodGet, p.URL+"/v2/"+up.Name+"/team/app/manifests/1", nil)
 	if resp.StatusCode != http.StatusServiceUnavailable {
 		t.Fatalf("mid-scan: %d", resp.StatusCode)
@@ -231,7 +231,7 @@ func TestRestartMidScanRescans(t *testing.T) {
 	close(sc.block)
 
 	sc2 := &fakeScanner{}
-	p2 := proxytest.Start(t, cfg, proxy.WithScanner(sc2, policy.Default()))
+	p2 := proxytest.Start(t, cfg, proxy.WithScanner(sc2, policy.DefaultSet()))
 	deadline := time.Now().Add(10 * time.Second)
 	for sc2.calls.Load() == 0 && time.Now().Before(deadline) {
 		time.Sleep(20 * time.Millisecond)

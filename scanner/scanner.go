@@ -2,9 +2,12 @@ package scanner
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
+	"path/filepath"
 	"strings"
+	"time"
 
 	trivydb "github.com/aquasecurity/trivy-db/pkg/db"
 	dbTypes "github.com/aquasecurity/trivy-db/pkg/types"
@@ -22,12 +25,14 @@ import (
 	"github.com/aquasecurity/trivy/pkg/types"
 	"github.com/aquasecurity/trivy/pkg/vulnerability"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
+	bolt "go.etcd.io/bbolt"
 )
 
 // Scanner scans images with the embedded Trivy.
 type Scanner struct {
 	db    *DB
 	cache cache.Cache
+	facts *bolt.DB // per-layer bin directory entries
 }
 
 // New returns a Scanner whose layer analysis cache (Trivy's bbolt FS cache) lives in
@@ -41,11 +46,21 @@ func New(cacheDir string, db *DB) (*Scanner, error) {
 	if err != nil {
 		return nil, fmt.Errorf("scanner: layer cache: %w", err)
 	}
-	return &Scanner{db: db, cache: c}, nil
+	facts, err := bolt.Open(filepath.Join(cacheDir, "goldproxy-layers.db"), 0o600, &bolt.Options{Timeout: 5 * time.Second})
+	if err != nil {
+		c.Close()
+		return nil, fmt.Errorf("scanner: layer facts cache: %w", err)
+	}
+	if err := facts.Update(func(tx *bolt.Tx) error { _, err := tx.CreateBucketIfNotExists(bucketEntries); return err }); err != nil {
+		c.Close()
+		facts.Close()
+		return nil, err
+	}
+	return &Scanner{db: db, cache: c, facts: facts}, nil
 }
 
-// Close closes the layer cache.
-func (s *Scanner) Close() error { return s.cache.Close() }
+// Close closes the layer caches.
+func (s *Scanner) Close() error { return errors.Join(s.cache.Close(), s.facts.Close()) }
 
 // DB is the scanner's vulnerability DB.
 func (s *Scanner) DB() *DB { return s.db }
@@ -53,10 +68,12 @@ func (s *Scanner) DB() *DB { return s.db }
 // Ready reports why the scanner cannot scan, or nil.
 func (s *Scanner) Ready() error { return s.db.Ready() }
 
-// Result is a scan's report and the DB it was made with.
+// Result is a scan's report, the image's executables and the DB it was made with.
 type Result struct {
 	Report types.Report
-	DB     DBInfo
+	// Executables are the entries of the image's bin directories ("usr/bin/apk").
+	Executables []string
+	DB          DBInfo
 }
 
 // artifactOption turns off everything the gate does not need; what is left reads only
@@ -78,8 +95,19 @@ func (s *Scanner) Scan(ctx context.Context, img v1.Image, ref string) (*Result, 
 		return nil, err
 	}
 	defer release()
+	// The bin directory walk runs beside Trivy's analysis; both cache per layer.
+	type execs struct {
+		paths []string
+		err   error
+	}
+	execc := make(chan execs, 1)
+	go func() {
+		p, err := s.executables(img)
+		execc <- execs{p, err}
+	}()
 	art, err := aimage.NewArtifact(&namedImage{Image: img, ref: ref}, s.cache, artifactOption())
 	if err != nil {
+		<-execc
 		return nil, fmt.Errorf("scanner: %w", err)
 	}
 	svc := scan.NewService(local.NewService(applier.NewApplier(s.cache), ospkg.NewScanner(), langpkg.NewScanner(),
@@ -91,10 +119,14 @@ func (s *Scanner) Scan(ctx context.Context, img v1.Image, ref string) (*Result, 
 		// As Trivy's CLI does: the data source's own severity, else NVD's, else the DB's.
 		VulnSeveritySources: []dbTypes.SourceID{"auto"},
 	})
+	ex := <-execc
 	if err != nil {
 		return nil, fmt.Errorf("scanner: %w", err)
 	}
-	return &Result{Report: report, DB: info}, nil
+	if ex.err != nil {
+		return nil, fmt.Errorf("scanner: executables: %w", ex.err)
+	}
+	return &Result{Report: report, Executables: ex.paths, DB: info}, nil
 }
 
 // namedImage gives a v1.Image the names Trivy's image artifact asks for.

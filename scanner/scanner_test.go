@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -91,12 +92,22 @@ type countingLayer struct {
 	reads *atomic.Int64
 }
 
-func (l *countingLayer) Compressed() (io.ReadCloser, error) {
+// readLog, when set, hears the digest of every layer read.
+var readLog func(v1.Hash)
+
+func (l *countingLayer) count() {
 	l.reads.Add(1)
+	if d, _ := l.Digest(); readLog != nil {
+		readLog(d)
+	}
+}
+
+func (l *countingLayer) Compressed() (io.ReadCloser, error) {
+	l.count()
 	return l.Layer.Compressed()
 }
 func (l *countingLayer) Uncompressed() (io.ReadCloser, error) {
-	l.reads.Add(1)
+	l.count()
 	return l.Layer.Uncompressed()
 }
 
@@ -134,13 +145,19 @@ func TestLayerAnalysisIsCached(t *testing.T) {
 		t.Fatalf("re-detection read %d layers, want 0", n)
 	}
 	// An image built on the same base reads only its own new layer.
-	derived, err := mutate.AppendLayers(base, scannertest.Layer(t, map[string][]byte{"app/config.txt": []byte("x")}))
+	newLayer := scannertest.Layer(t, map[string][]byte{"app/config.txt": []byte("x")})
+	derived, err := mutate.AppendLayers(base, newLayer)
 	if err != nil {
 		t.Fatal(err)
 	}
+	newDigest, _ := newLayer.Digest()
+	var mu sync.Mutex
+	read := map[v1.Hash]bool{}
+	readLog = func(d v1.Hash) { mu.Lock(); read[d] = true; mu.Unlock() }
+	defer func() { readLog = nil }()
 	findings(t, s, countingImage{derived, reads})
-	if n := reads.Load(); n != 1 {
-		t.Fatalf("derived image read %d layers, want 1 (the shared base is cached)", n)
+	if len(read) != 1 || !read[newDigest] {
+		t.Fatalf("derived image read layers %v, want only the new one %s (the shared base is cached)", read, newDigest)
 	}
 }
 
@@ -149,6 +166,42 @@ type noNetwork struct{ t *testing.T }
 func (n noNetwork) RoundTrip(r *http.Request) (*http.Response, error) {
 	n.t.Errorf("a scan made a network call: %s %s", r.Method, r.URL)
 	return nil, errors.New("network calls are not allowed during a scan")
+}
+
+func TestExecutables(t *testing.T) {
+	s := newScanner(t)
+	for _, tc := range []struct {
+		name string
+		img  v1.Image
+		want []string
+	}{
+		{"alpine: busybox, sh link, apk", scannertest.AlpineImage(t, false), []string{"bin/busybox", "bin/sh", "sbin/apk"}},
+		{"debian: merged /usr", scannertest.DebianImage(t, false), []string{"bin/apt", "bin/dash", "bin/dpkg", "bin/sh", "usr/bin/apt", "usr/bin/dash", "usr/bin/dpkg", "usr/bin/sh"}},
+		{"distroless: none", scannertest.DebianImage(t, true), nil},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			res, err := s.Scan(context.Background(), tc.img, "r.test/a:1")
+			if err != nil {
+				t.Fatal(err)
+			}
+			if strings.Join(res.Executables, ",") != strings.Join(tc.want, ",") {
+				t.Fatalf("executables %v, want %v", res.Executables, tc.want)
+			}
+		})
+	}
+	// A later layer that removes the shell (whiteout) leaves none.
+	removed, err := mutate.AppendLayers(scannertest.AlpineImage(t, false),
+		scannertest.Layer(t, map[string][]byte{"bin/.wh.sh": nil, "bin/.wh.busybox": nil}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	res, err := s.Scan(context.Background(), removed, "r.test/a:2")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if strings.Join(res.Executables, ",") != "sbin/apk" {
+		t.Fatalf("after whiteouts: %v", res.Executables)
+	}
 }
 
 func TestScanMakesNoNetworkCall(t *testing.T) {

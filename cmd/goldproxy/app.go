@@ -2,12 +2,14 @@ package main
 
 import (
 	"context"
+	"crypto/sha256"
 	"errors"
 	"fmt"
 	"log/slog"
 	"os"
 	"path/filepath"
 	"strings"
+	"time"
 
 	"github.com/google/go-containerregistry/pkg/name"
 
@@ -40,7 +42,13 @@ func newApp(ctx context.Context, cfg *proxy.Config, log *slog.Logger) (*app, err
 		store.Close()
 		return nil, err
 	}
-	srv, err := proxy.New(cfg, store, proxy.WithLogger(log), proxy.WithScanner(trivyGate{sc}, policy.Default()))
+	pol, err := loadPolicy(cfg)
+	if err != nil {
+		sc.Close()
+		store.Close()
+		return nil, err
+	}
+	srv, err := proxy.New(cfg, store, proxy.WithLogger(log), proxy.WithScanner(trivyGate{sc}, pol))
 	if err != nil {
 		sc.Close()
 		store.Close()
@@ -109,3 +117,65 @@ func (a *app) fetchDB(ctx context.Context) error {
 }
 
 var errDenied = errors.New("denied by policy")
+
+// loadPolicy reads the configured policy file, or returns the built-in default.
+func loadPolicy(cfg *proxy.Config) (*policy.Set, error) {
+	if cfg.Policy == "" {
+		return policy.DefaultSet(), nil
+	}
+	return policy.Load(cfg.Resolve(cfg.Policy))
+}
+
+// reloadPolicy validates the policy file again and, if it is good, swaps it in and
+// re-evaluates every stored verdict. A bad file is rejected and the old policy stays.
+func (a *app) reloadPolicy() error {
+	pol, err := loadPolicy(a.cfg)
+	if err != nil {
+		a.log.Error("policy reload rejected: keeping the running policy", "err", err)
+		return err
+	}
+	flipped, err := a.srv.SetPolicy(pol)
+	if err != nil {
+		return err
+	}
+	a.log.Info("policy reloaded", "file", a.cfg.Policy, "hash", pol.Hash(), "verdicts_flipped", flipped)
+	return nil
+}
+
+// watchPolicy reloads the policy on SIGHUP and when the file's content changes.
+func (a *app) watchPolicy(ctx context.Context, hup <-chan os.Signal, every time.Duration) {
+	if a.cfg.Policy == "" {
+		return
+	}
+	path := a.cfg.Resolve(a.cfg.Policy)
+	last := fileStamp(path)
+	t := time.NewTicker(every)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-hup:
+			last = fileStamp(path)
+			_ = a.reloadPolicy()
+		case <-t.C:
+			if st := fileStamp(path); st != last {
+				last = st
+				_ = a.reloadPolicy()
+			}
+		}
+	}
+}
+
+// fileStamp changes when a file is rewritten or replaced (editors, ConfigMap symlink swaps).
+func fileStamp(path string) string {
+	fi, err := os.Stat(path)
+	if err != nil {
+		return "missing"
+	}
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return fi.ModTime().String()
+	}
+	return fmt.Sprintf("%d-%x", fi.Size(), sha256.Sum256(b))
+}

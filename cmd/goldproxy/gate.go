@@ -33,12 +33,36 @@ func toScanResult(res *scanner.Result) (*proxy.ScanResult, error) {
 	if err != nil {
 		return nil, fmt.Errorf("encode report: %w", err)
 	}
-	return &proxy.ScanResult{
+	out := &proxy.ScanResult{
 		OS:              osName(res.Report),
 		Vulnerabilities: vulnerabilities(res.Report),
+		OSPackages:      osPackages(res.Report),
+		Executables:     res.Executables,
 		Report:          report,
 		DBVersion:       res.DB.ID(),
-	}, nil
+	}
+	if os := res.Report.Metadata.OS; os != nil {
+		out.EOSL = os.Eosl
+	}
+	cfg := res.Report.Metadata.ImageConfig
+	out.User, out.Created = cfg.Config.User, cfg.Created.Time
+	return out, nil
+}
+
+// policyInput is the policy's view of a scan.
+func policyInput(res *proxy.ScanResult, repo, tag, digest string) policy.Input {
+	return policy.Input{Repository: repo, Tag: tag, Digest: digest, OS: res.OS, EOSL: res.EOSL, Vulnerabilities: res.Vulnerabilities,
+		User: res.User, Created: res.Created, OSPackages: res.OSPackages, Executables: res.Executables}
+}
+
+func osPackages(r types.Report) int {
+	n := 0
+	for _, res := range r.Results {
+		if res.Class == types.ClassOSPkg {
+			n += len(res.Packages)
+		}
+	}
+	return n
 }
 
 func osName(r types.Report) string {

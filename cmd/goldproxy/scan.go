@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"time"
 
 	"github.com/google/go-containerregistry/pkg/authn"
 	"github.com/google/go-containerregistry/pkg/name"
@@ -100,8 +101,16 @@ func runScan(ctx context.Context, out io.Writer, cfg *proxy.Config, image, input
 		return &exitError{2, err}
 	}
 	dgst, _ := img.Digest()
-	in := policy.Input{Repository: ref, Digest: dgst.String(), OS: osName(res.Report), Vulnerabilities: vulnerabilities(res.Report)}
-	verdict := policy.Default().Evaluate(in)
+	pol, err := loadPolicy(cfg)
+	if err != nil {
+		return &exitError{2, err}
+	}
+	sr, err := toScanResult(res)
+	if err != nil {
+		return &exitError{2, err}
+	}
+	in := policyInput(sr, ref, "", dgst.String())
+	verdict := pol.Evaluate(in, time.Now())
 	if err := os.MkdirAll(outDir, 0o755); err != nil {
 		return &exitError{2, err}
 	}

@@ -90,6 +90,10 @@ func serve(ctx context.Context, cfg *proxy.Config) error {
 		}
 	}()
 	srv := a.srv
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
+	go a.watchPolicy(ctx, hup, 2*time.Second)
 	ln, err := net.Listen("tcp", cfg.Listen)
 	if err != nil {
 		return fmt.Errorf("listen: %w", err)

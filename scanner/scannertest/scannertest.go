@@ -89,9 +89,24 @@ func DBArtifact(t testing.TB, dir string) v1.Image {
 
 // Layer is a gzipped tar layer of files; files under a bin/ directory are executable.
 func Layer(t testing.TB, files map[string][]byte) v1.Layer {
+	return LayerWithLinks(t, files, nil)
+}
+
+// LayerWithLinks is Layer plus symbolic links (path → target).
+func LayerWithLinks(t testing.TB, files map[string][]byte, links map[string]string) v1.Layer {
 	t.Helper()
 	var buf bytes.Buffer
 	tw := tar.NewWriter(&buf)
+	lnames := make([]string, 0, len(links))
+	for n := range links {
+		lnames = append(lnames, n)
+	}
+	sort.Strings(lnames)
+	for _, n := range lnames {
+		if err := tw.WriteHeader(&tar.Header{Name: n, Linkname: links[n], Mode: 0o777, Typeflag: tar.TypeSymlink, ModTime: time.Unix(0, 0)}); err != nil {
+			t.Fatal(err)
+		}
+	}
 	names := make([]string, 0, len(files))
 	for n := range files {
 		names = append(names, n)
@@ -120,8 +135,13 @@ func Layer(t testing.TB, files map[string][]byte) v1.Layer {
 }
 
 func image(t testing.TB, files map[string][]byte) v1.Image {
+	return imageWith(t, files, nil, "")
+}
+
+// imageWith builds a one-layer linux/amd64 image with files, links and a config User.
+func imageWith(t testing.TB, files map[string][]byte, links map[string]string, user string) v1.Image {
 	t.Helper()
-	layer := Layer(t, files)
+	layer := LayerWithLinks(t, files, links)
 	img, err := mutate.AppendLayers(empty.Image, layer)
 	if err != nil {
 		t.Fatal(err)
@@ -132,6 +152,7 @@ func image(t testing.TB, files map[string][]byte) v1.Image {
 	}
 	cf = cf.DeepCopy()
 	cf.OS, cf.Architecture = "linux", "amd64"
+	cf.Config.User = user
 	cf.Created = v1.Time{Time: time.Date(2024, 6, 1, 0, 0, 0, 0, time.UTC)}
 	img, err = mutate.ConfigFile(img, cf)
 	if err != nil {
@@ -153,11 +174,14 @@ func AlpineImage(t testing.TB, vulnerable bool) v1.Image {
 		ssl, bb = "3.1.4-r2", "1.36.1-r15"
 	}
 	installed := apkEntry("busybox", bb, "busybox") + apkEntry("libcrypto3", ssl, "openssl") + apkEntry("libssl3", ssl, "openssl") + apkEntry("musl", "1.2.4_git20230717-r4", "musl")
-	return image(t, map[string][]byte{
+	// As alpine:3.19 is: root user, busybox with /bin/sh linked to it, apk in /sbin.
+	return imageWith(t, map[string][]byte{
 		"etc/alpine-release":   []byte("3.19.1\n"),
 		"etc/os-release":       []byte("NAME=\"Alpine Linux\"\nID=alpine\nVERSION_ID=3.19.1\nPRETTY_NAME=\"Alpine Linux v3.19\"\n"),
 		"lib/apk/db/installed": []byte(installed),
-	})
+		"bin/busybox":          []byte("\x7fELF busybox"),
+		"sbin/apk":             []byte("\x7fELF apk"),
+	}, map[string]string{"bin/sh": "/bin/busybox"}, "")
 }
 
 func dpkgEntry(name, source, version string) string {
@@ -174,12 +198,17 @@ func DebianImage(t testing.TB, distroless bool) v1.Image {
 	}
 	libc, ssl := dpkgEntry("libc6", "glibc", "2.36-9+deb12u1"), dpkgEntry("libssl3", "openssl", "3.0.11-1~deb12u2")
 	if distroless {
+		// As distroless base is: no shell, no package manager, user nonroot.
 		files["var/lib/dpkg/status.d/libc6"] = []byte(libc)
 		files["var/lib/dpkg/status.d/libssl3"] = []byte(ssl)
-	} else {
-		files["var/lib/dpkg/status"] = []byte(libc + "\n" + ssl)
+		return imageWith(t, files, nil, "65532")
 	}
-	return image(t, files)
+	// As debian:12 is: merged /usr (bin -> usr/bin), dash as sh, dpkg and apt, root.
+	files["var/lib/dpkg/status"] = []byte(libc + "\n" + ssl)
+	files["usr/bin/dash"] = []byte("\x7fELF dash")
+	files["usr/bin/dpkg"] = []byte("\x7fELF dpkg")
+	files["usr/bin/apt"] = []byte("\x7fELF apt")
+	return imageWith(t, files, map[string]string{"bin": "usr/bin", "usr/bin/sh": "dash"}, "")
 }
 
 // GoBinaryImage is a scratch image holding a Go binary built with golang.org/x/text
