@@ -21,6 +21,21 @@ func (s *Server) serveAPI(w http.ResponseWriter, r *http.Request) (bool, error) 
 		return true, nil
 	case p == "/readyz":
 		return true, s.serveReady(w)
+	case strings.HasPrefix(p, "/api/v1/images/") && strings.HasSuffix(p, "/verdict"):
+		d, err := digest.Parse(strings.TrimSuffix(strings.TrimPrefix(p, "/api/v1/images/"), "/verdict"))
+		if err != nil {
+			return true, errDigestInvalid("invalid digest: %v", err)
+		}
+		b, err := s.store.Verdict(d)
+		if errors.Is(err, storage.ErrNotFound) {
+			return true, errManifestUnknown("no verdict for %s", d)
+		}
+		if err != nil {
+			return true, err
+		}
+		w.Header().Set("Content-Type", "application/json")
+		_, err = w.Write(b)
+		return true, err
 	case strings.HasPrefix(p, "/api/v1/images/") && strings.HasSuffix(p, "/report"):
 		d, err := digest.Parse(strings.TrimSuffix(strings.TrimPrefix(p, "/api/v1/images/"), "/report"))
 		if err != nil {

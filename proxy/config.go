@@ -34,8 +34,8 @@ type Config struct {
 	Scan            ScanConfig        `yaml:"scan"`
 	// Policy is the policy file; empty means the built-in default (deny fixable HIGH and
 	// CRITICAL vulnerabilities).
-	Policy string `yaml:"policy"`
-	DB              DBConfig          `yaml:"db"`
+	Policy string   `yaml:"policy"`
+	DB     DBConfig `yaml:"db"`
 
 	// dir is the directory of the config file; relative list paths resolve against it.
 	dir string

@@ -9,6 +9,7 @@ import (
 	"os"
 	"path"
 	"path/filepath"
+	"sync/atomic"
 	"time"
 
 	"github.com/distribution/distribution/v3"
@@ -37,6 +38,7 @@ var (
 // Store keeps blobs and manifests by digest (distribution's storage over a storage
 // driver) and the metadata around them in bbolt.
 type Store struct {
+	reads  atomic.Int64 // blobs opened for reading (scans), for tests and metrics
 	driver storagedriver.StorageDriver
 	blobs  distribution.BlobStore
 	db     *bolt.DB
@@ -80,6 +82,9 @@ func Open(ctx context.Context, dir string) (*Store, error) {
 	return s, nil
 }
 
+// BlobReads is how many times a blob was opened for reading (layer reads by scans).
+func (s *Store) BlobReads() int64 { return s.reads.Load() }
+
 // Close closes the metadata database.
 func (s *Store) Close() error { return s.db.Close() }
 
@@ -103,6 +108,7 @@ func (s *Store) StatBlob(ctx context.Context, dgst digest.Digest) (int64, error)
 
 // OpenBlob opens a stored blob for reading.
 func (s *Store) OpenBlob(ctx context.Context, dgst digest.Digest) (io.ReadSeekCloser, error) {
+	s.reads.Add(1)
 	rc, err := s.blobs.Open(ctx, dgst)
 	if err != nil {
 		return nil, mapErr(err)
