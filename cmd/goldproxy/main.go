@@ -33,6 +33,6 @@ Example:
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
-	root.AddCommand(newServeCmd(), newScanCmd())
+	root.AddCommand(newServeCmd(), newScanCmd(), newPolicyCmd(), newCheckDockerfileCmd())
 	return root
 }

@@ -77,39 +77,16 @@ func runScan(ctx context.Context, out io.Writer, cfg *proxy.Config, image, input
 	if ctx == nil {
 		ctx = context.Background()
 	}
-	img, ref, err := openImage(ctx, image, input, insecure)
-	if err != nil {
-		return &exitError{2, err}
-	}
-	db := scanner.NewDB()
-	defer db.Close()
-	if err := loadCLIDB(ctx, cfg, db); err != nil {
-		return &exitError{2, err}
-	}
-	cacheDir, err := os.MkdirTemp("", "goldproxy-scan-")
-	if err != nil {
-		return &exitError{2, err}
-	}
-	defer os.RemoveAll(cacheDir)
-	sc, err := scanner.New(cacheDir, db)
-	if err != nil {
-		return &exitError{2, err}
-	}
-	defer sc.Close()
-	res, err := sc.Scan(ctx, img, ref)
-	if err != nil {
-		return &exitError{2, err}
-	}
-	dgst, _ := img.Digest()
 	pol, err := loadPolicy(cfg)
 	if err != nil {
 		return &exitError{2, err}
 	}
-	sr, err := toScanResult(res)
+	sc, err := scanOne(ctx, cfg, image, input, insecure)
 	if err != nil {
 		return &exitError{2, err}
 	}
-	in := policyInput(sr, ref, "", dgst.String())
+	res, ref, in := sc.res, sc.ref, sc.in
+	dgst := sc.in.Digest
 	verdict := pol.Evaluate(in, time.Now())
 	if err := os.MkdirAll(outDir, 0o755); err != nil {
 		return &exitError{2, err}
@@ -125,17 +102,102 @@ func runScan(ctx context.Context, out io.Writer, cfg *proxy.Config, image, input
 		return &exitError{2, err}
 	}
 	fmt.Fprintf(out, "%s (%s)\n", ref, dgst)
+	err = printVerdict(out, in, verdict)
+	fmt.Fprintf(out, "reports: %s\n", outDir)
+	return err
+}
+
+// printVerdict writes the summary and every reason; a denial is exit status 1.
+func printVerdict(out io.Writer, in policy.Input, v policy.Verdict) error {
 	fmt.Fprintf(out, "OS: %s\n", orNone(in.OS))
-	fmt.Fprintf(out, "%s\n", summaryLine(verdict))
-	if !verdict.Allowed {
-		for _, r := range verdict.Reasons {
-			fmt.Fprintf(out, "DENIED by policy %q, rule %q: %s\n", verdict.Policy, r.Rule, r.Message)
-		}
-		fmt.Fprintf(out, "reports: %s\n", outDir)
-		return &exitError{1, fmt.Errorf("%s: %w", ref, errDenied)}
+	fmt.Fprintf(out, "%s\n", summaryLine(v))
+	for _, e := range v.Exceptions {
+		fmt.Fprintf(out, "exception %s applied (%s), expires %s\n", e.ID, e.Reason, e.Expires.Format(time.DateOnly))
 	}
-	fmt.Fprintf(out, "ALLOWED by policy %q\nreports: %s\n", verdict.Policy, outDir)
+	for _, r := range v.Reasons {
+		word := "DENIED"
+		if v.Audit {
+			word = "AUDIT (would deny)"
+		}
+		fmt.Fprintf(out, "%s by policy %q, rule %q: %s\n", word, v.Policy, r.Rule, r.Message)
+		for i, e := range r.Evidence {
+			if i == 5 {
+				fmt.Fprintf(out, "  and %d more\n", len(r.Evidence)-5)
+				break
+			}
+			fmt.Fprintf(out, "  %s\n", e)
+		}
+		for _, d := range r.Details {
+			fmt.Fprintf(out, "  %s\n", d)
+		}
+	}
+	if !v.Allowed {
+		if v.Contact != "" {
+			fmt.Fprintln(out, v.Contact)
+		}
+		return &exitError{1, fmt.Errorf("%s: %w", in.Repository, errDenied)}
+	}
+	fmt.Fprintf(out, "ALLOWED by policy %q\n", v.Policy)
 	return nil
+}
+
+// scanned is one image scanned outside the proxy.
+type scanned struct {
+	res *scanner.Result
+	ref string
+	in  policy.Input
+}
+
+// scanOne scans an image from a registry or a file with a one-off layer cache.
+func scanOne(ctx context.Context, cfg *proxy.Config, image, input string, insecure bool) (*scanned, error) {
+	img, ref, err := openImage(ctx, image, input, insecure)
+	if err != nil {
+		return nil, err
+	}
+	db := scanner.NewDB()
+	defer db.Close()
+	if err := loadCLIDB(ctx, cfg, db); err != nil {
+		return nil, err
+	}
+	cacheDir, err := os.MkdirTemp("", "goldproxy-scan-")
+	if err != nil {
+		return nil, err
+	}
+	defer os.RemoveAll(cacheDir)
+	sc, err := scanner.New(cacheDir, db)
+	if err != nil {
+		return nil, err
+	}
+	defer sc.Close()
+	res, err := sc.Scan(ctx, img, ref)
+	if err != nil {
+		return nil, err
+	}
+	sr, err := toScanResult(res)
+	if err != nil {
+		return nil, err
+	}
+	dgst, _ := img.Digest()
+	repo, tag := repositoryAndTag(ref, insecure)
+	return &scanned{res: res, ref: ref, in: policyInput(sr, repo, tag, dgst.String())}, nil
+}
+
+// repositoryAndTag names an image as the proxy's policies do ("docker.io/library/alpine")
+// when ref is a registry reference; a file path stays as it is.
+func repositoryAndTag(ref string, insecure bool) (string, string) {
+	var opts []name.Option
+	if insecure {
+		opts = append(opts, name.Insecure)
+	}
+	r, err := name.ParseReference(ref, opts...)
+	if err != nil || strings.HasPrefix(ref, "/") || strings.HasPrefix(ref, ".") {
+		return ref, ""
+	}
+	tag := ""
+	if t, ok := r.(name.Tag); ok {
+		tag = t.TagStr()
+	}
+	return proxy.RepositoryOf(r), tag
 }
 
 func orNone(s string) string {

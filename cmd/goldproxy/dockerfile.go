@@ -1,0 +1,194 @@
+package main
+
+import (
+	"bufio"
+	"fmt"
+	"io"
+	"os"
+	"regexp"
+	"strings"
+
+	"github.com/google/go-containerregistry/pkg/name"
+	"github.com/spf13/cobra"
+
+	"github.com/goldproxy/goldproxy/proxy"
+)
+
+func newCheckDockerfileCmd() *cobra.Command {
+	var configPath, policyPath string
+	var buildArgs []string
+	cmd := &cobra.Command{
+		Use:   "check-dockerfile [--policy FILE] Dockerfile...",
+		Short: "Check that every FROM uses an allowed base image",
+		Long: `Check that every FROM of every stage uses a base image the proxy allows: the config's
+allowlist (allow.repositories and allow.lists) plus the policy's base_images. ARGs are
+expanded (defaults, or --build-arg), FROM of an earlier stage and scratch are allowed.
+Prints one line per offending FROM and exits 1 if there is any: run it in CI.
+
+Example:
+  goldproxy check-dockerfile --config /etc/goldproxy/goldproxy.yaml Dockerfile build/*.Dockerfile`,
+		Args: cobra.MinimumNArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			cfg, err := loadConfig(configPath)
+			if err != nil {
+				return &exitError{2, err}
+			}
+			if policyPath != "" {
+				cfg.Policy = policyPath
+			}
+			pol, err := loadPolicy(cfg)
+			if err != nil {
+				return &exitError{2, err}
+			}
+			lists := make([]string, len(cfg.Allow.Lists))
+			for i, l := range cfg.Allow.Lists {
+				lists[i] = cfg.Resolve(l)
+			}
+			allow, err := proxy.NewAllowlist(append(append([]string{}, cfg.Allow.Repositories...), pol.BaseImages...), lists)
+			if err != nil {
+				return &exitError{2, err}
+			}
+			overrides := map[string]string{}
+			for _, a := range buildArgs {
+				k, v, _ := strings.Cut(a, "=")
+				overrides[k] = v
+			}
+			bad := 0
+			for _, path := range args {
+				f, err := os.Open(path)
+				if err != nil {
+					return &exitError{2, err}
+				}
+				problems, err := checkDockerfile(f, allow, overrides)
+				f.Close()
+				if err != nil {
+					return &exitError{2, fmt.Errorf("%s: %w", path, err)}
+				}
+				for _, p := range problems {
+					fmt.Fprintf(cmd.OutOrStdout(), "%s:%d: %s\n", path, p.line, p.msg)
+				}
+				bad += len(problems)
+			}
+			if bad > 0 {
+				return &exitError{1, fmt.Errorf("%d FROM line(s) use base images that are not allowed", bad)}
+			}
+			return nil
+		},
+	}
+	cmd.Flags().StringVar(&configPath, "config", "", "config file whose allowlist applies (default: the embedded one)")
+	cmd.Flags().StringVar(&policyPath, "policy", "", "policy file whose base_images are allowed too (config: policy)")
+	cmd.Flags().StringArrayVar(&buildArgs, "build-arg", nil, "NAME=VALUE, as docker build takes it")
+	return cmd
+}
+
+type fromProblem struct {
+	line int
+	msg  string
+}
+
+var (
+	reFrom = regexp.MustCompile(`(?i)^FROM\s+(.*)$`)
+	reArg  = regexp.MustCompile(`(?i)^ARG\s+([A-Za-z_][A-Za-z0-9_]*)(?:=(.*))?$`)
+	reVar  = regexp.MustCompile(`\$\{([A-Za-z_][A-Za-z0-9_]*)(?::([-+])([^}]*))?\}|\$([A-Za-z_][A-Za-z0-9_]*)`)
+)
+
+// checkDockerfile returns the FROM lines whose image the allowlist does not admit.
+func checkDockerfile(r io.Reader, allow *proxy.Allowlist, overrides map[string]string) ([]fromProblem, error) {
+	args := map[string]string{}
+	stages := map[string]bool{}
+	var problems []fromProblem
+	sawFrom := false
+	sc := bufio.NewScanner(r)
+	sc.Buffer(make([]byte, 64*1024), 1024*1024)
+	lineNo, start := 0, 0
+	var logical strings.Builder
+	for sc.Scan() {
+		lineNo++
+		text := strings.TrimSpace(sc.Text())
+		if logical.Len() == 0 {
+			start = lineNo
+			if strings.HasPrefix(text, "#") {
+				continue
+			}
+		}
+		if cont, ok := strings.CutSuffix(text, "\\"); ok {
+			logical.WriteString(cont + " ")
+			continue
+		}
+		logical.WriteString(text)
+		line := strings.TrimSpace(logical.String())
+		logical.Reset()
+		if m := reArg.FindStringSubmatch(line); m != nil {
+			// Only ARGs before the first FROM are in scope for FROM lines.
+			if !sawFrom {
+				v := strings.Trim(m[2], `"'`)
+				if o, ok := overrides[m[1]]; ok {
+					v = o
+				}
+				args[m[1]] = v
+			}
+			continue
+		}
+		m := reFrom.FindStringSubmatch(line)
+		if m == nil {
+			continue
+		}
+		sawFrom = true
+		fields := strings.Fields(m[1])
+		for len(fields) > 0 && strings.HasPrefix(fields[0], "--") {
+			fields = fields[1:] // --platform=...
+		}
+		if len(fields) == 0 {
+			problems = append(problems, fromProblem{start, "FROM without an image"})
+			continue
+		}
+		image, unresolved := expandArgs(fields[0], args)
+		switch {
+		case unresolved != "":
+			problems = append(problems, fromProblem{start, fmt.Sprintf("FROM %s: ARG %s has no value, so the base image cannot be checked", fields[0], unresolved)})
+		case strings.EqualFold(image, "scratch"), stages[strings.ToLower(image)]:
+		default:
+			ref, err := name.ParseReference(image)
+			if err != nil {
+				problems = append(problems, fromProblem{start, fmt.Sprintf("FROM %s: not an image reference: %v", image, err)})
+				continue
+			}
+			if repo := proxy.RepositoryOf(ref); !allow.Allowed(repo) {
+				problems = append(problems, fromProblem{start, fmt.Sprintf("FROM %s: %s is not on the allowlist of approved base images", image, repo)})
+			}
+		}
+		if len(fields) >= 3 && strings.EqualFold(fields[1], "AS") {
+			stages[strings.ToLower(fields[2])] = true
+		}
+	}
+	return problems, sc.Err()
+}
+
+// expandArgs substitutes $VAR, ${VAR}, ${VAR:-default} and ${VAR:+alt}; it returns the
+// first variable left without a value.
+func expandArgs(s string, args map[string]string) (string, string) {
+	unresolved := ""
+	out := reVar.ReplaceAllStringFunc(s, func(m string) string {
+		sm := reVar.FindStringSubmatch(m)
+		name := sm[1] + sm[4]
+		v, ok := args[name]
+		switch sm[2] {
+		case "-":
+			if !ok || v == "" {
+				return sm[3]
+			}
+		case "+":
+			if ok && v != "" {
+				return sm[3]
+			}
+			return ""
+		}
+		if !ok || v == "" {
+			if unresolved == "" {
+				unresolved = name
+			}
+		}
+		return v
+	})
+	return out, unresolved
+}

@@ -1,0 +1,175 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"os"
+	"time"
+
+	"github.com/aquasecurity/trivy/pkg/types"
+	"github.com/spf13/cobra"
+
+	"github.com/goldproxy/goldproxy/policy"
+	"github.com/goldproxy/goldproxy/scanner"
+)
+
+func newPolicyCmd() *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "policy",
+		Short: "Validate a policy file or try it on an image",
+		Long: `Validate a policy file (policy check) or see what it decides for an image without
+serving anything (policy test).
+
+Example:
+  goldproxy policy check configs/policy.yaml
+  goldproxy policy test --policy configs/policy.yaml cgr.dev/chainguard/static:latest
+  goldproxy policy test --policy configs/policy.yaml --report reports/app/report.json`,
+	}
+	cmd.AddCommand(newPolicyCheckCmd(), newPolicyTestCmd())
+	return cmd
+}
+
+func newPolicyCheckCmd() *cobra.Command {
+	return &cobra.Command{
+		Use:   "check FILE",
+		Short: "Validate a policy file",
+		Long: `Validate a policy file: strict decoding, every key checked. Exits 1 and names the
+key when the file is wrong.
+
+Example:
+  goldproxy policy check configs/policy.yaml`,
+		Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			s, err := policy.Load(args[0])
+			if err != nil {
+				return &exitError{1, err}
+			}
+			expired := 0
+			for _, e := range s.Exceptions {
+				if time.Now().After(e.Expires.Time) {
+					expired++
+				}
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "%s: ok: %d policies (default %q), %d scopes, %d exceptions (%d expired), hash %s\n",
+				args[0], len(s.Policies), s.Default, len(s.Scopes), len(s.Exceptions), expired, s.Hash())
+			return nil
+		},
+	}
+}
+
+func newPolicyTestCmd() *cobra.Command {
+	var configPath, policyPath, reportPath, repository, tag, dbDir string
+	var insecure bool
+	cmd := &cobra.Command{
+		Use:   "test --policy FILE (REF | --report report.json)",
+		Short: "Print the verdict a policy gives an image",
+		Long: `Print the verdict and every reason a policy gives an image, serving nothing: scan REF
+(a registry reference, docker tarball or OCI layout) or judge a Trivy JSON report
+(--report, e.g. from goldproxy scan or /api/v1/images/<digest>/report). A report has no
+file list, so the shell and package-manager rules need a scan. Exits 1 when denied.
+
+Example:
+  goldproxy policy test --policy configs/policy.yaml docker.io/library/alpine:3.20
+  goldproxy policy test --policy configs/policy.yaml --report report.json --repository docker.io/library/alpine`,
+		Args: cobra.MaximumNArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if (len(args) == 1) == (reportPath != "") {
+				return &exitError{2, fmt.Errorf("give exactly one of REF and --report")}
+			}
+			cfg, err := loadConfig(configPath)
+			if err != nil {
+				return &exitError{2, err}
+			}
+			if policyPath != "" {
+				cfg.Policy = policyPath
+			}
+			if dbDir != "" {
+				cfg.DB.Dir = dbDir
+			}
+			pol, err := loadPolicy(cfg)
+			if err != nil {
+				return &exitError{2, err}
+			}
+			var in policy.Input
+			if reportPath != "" {
+				in, err = inputFromReport(reportPath)
+			} else {
+				var sc *scanned
+				image, input := args[0], ""
+				if _, statErr := os.Stat(args[0]); statErr == nil {
+					image, input = "", args[0]
+				}
+				sc, err = scanOne(context.Background(), cfg, image, input, insecure)
+				if sc != nil {
+					in = sc.in
+				}
+			}
+			if err != nil {
+				return &exitError{2, err}
+			}
+			if repository != "" {
+				in.Repository = repository
+			}
+			if cmd.Flags().Changed("tag") {
+				in.Tag = tag
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "%s (%s) under policy file %s\n", in.Repository, in.Digest, orDefault(cfg.Policy))
+			return printVerdict(cmd.OutOrStdout(), in, pol.Evaluate(in, time.Now()))
+		},
+	}
+	cmd.Flags().StringVar(&configPath, "config", "", "config file (db and policy keys are used)")
+	cmd.Flags().StringVar(&policyPath, "policy", "", "policy file (config: policy)")
+	cmd.Flags().StringVar(&reportPath, "report", "", "judge this Trivy JSON report instead of scanning")
+	cmd.Flags().StringVar(&repository, "repository", "", "repository to judge as, e.g. docker.io/library/alpine (scopes and exceptions match it)")
+	cmd.Flags().StringVar(&tag, "tag", "", "tag the image is pulled by (empty: by digest)")
+	cmd.Flags().StringVar(&dbDir, "db-dir", "", "vulnerability DB directory (config: db.dir)")
+	cmd.Flags().BoolVar(&insecure, "insecure", false, "allow plain-HTTP registries for REF")
+	return cmd
+}
+
+func orDefault(p string) string {
+	if p == "" {
+		return "(built-in default)"
+	}
+	return p
+}
+
+// inputFromReport builds a policy input from a Trivy JSON report.
+func inputFromReport(path string) (policy.Input, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return policy.Input{}, err
+	}
+	defer f.Close()
+	b, err := io.ReadAll(f)
+	if err != nil {
+		return policy.Input{}, err
+	}
+	var rep types.Report
+	if err := json.Unmarshal(b, &rep); err != nil {
+		return policy.Input{}, fmt.Errorf("%s is not a Trivy JSON report: %w", path, err)
+	}
+	sr, err := toScanResult(&scanner.Result{Report: rep})
+	if err != nil {
+		return policy.Input{}, err
+	}
+	repo, tag := repositoryAndTag(rep.ArtifactName, false)
+	digest := ""
+	if len(rep.Metadata.RepoDigests) > 0 {
+		if _, d, ok := cutLast(rep.Metadata.RepoDigests[0], "@"); ok {
+			digest = d
+		}
+	}
+	return policyInput(sr, repo, tag, digest), nil
+}
+
+func cutLast(s, sep string) (string, string, bool) {
+	for i := len(s) - len(sep); i >= 0; i-- {
+		if s[i:i+len(sep)] == sep {
+			return s[:i], s[i+len(sep):], true
+		}
+	}
+	return s, "", false
+}
