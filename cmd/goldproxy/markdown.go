@@ -20,7 +20,18 @@ func markdownReport(in policy.Input, v policy.Verdict, dbID string) string {
 	}
 	fmt.Fprintf(&b, "- Verdict: **%s** (policy `%s`)\n\n", verdict, v.Policy)
 	for _, r := range v.Reasons {
-		fmt.Fprintf(&b, "Rule `%s`: %s\n\n", r.Rule, r.Message)
+		fmt.Fprintf(&b, "Rule `%s`: %s\n", r.Rule, r.Message)
+		for _, d := range r.Details {
+			fmt.Fprintf(&b, "- %s\n", d)
+		}
+		b.WriteString("\n")
+	}
+	if len(v.Exceptions) > 0 {
+		b.WriteString("Exceptions applied:\n\n")
+		for _, e := range v.Exceptions {
+			fmt.Fprintf(&b, "- %s (%s): %s, until %s\n", e.ID, strings.Join(e.Packages, ", "), e.Reason, e.Expires.Format("2006-01-02"))
+		}
+		b.WriteString("\n")
 	}
 	b.WriteString("## Summary\n\n| Severity | Total | Fixable |\n|---|---:|---:|\n")
 	for _, sev := range policy.Severities {
