@@ -13,6 +13,7 @@ import (
 
 // serveAPI answers goldproxy's own endpoints: /healthz, /readyz and /api/v1/.
 func (s *Server) serveAPI(w http.ResponseWriter, r *http.Request) (bool, error) {
+
 	p := r.URL.Path
 	switch {
 	case p == "/healthz":
@@ -21,6 +22,31 @@ func (s *Server) serveAPI(w http.ResponseWriter, r *http.Request) (bool, error) 
 		return true, nil
 	case p == "/readyz":
 		return true, s.serveReady(w)
+	case p == "/api/v1/db/update":
+		if r.Method != http.MethodPost {
+			return true, errUnsupported("POST to update the vulnerability DB")
+		}
+		if s.dbUpdate == nil {
+			return true, errUnsupported("this proxy cannot update its DB")
+		}
+		res, err := s.dbUpdate(r.Context())
+		if err != nil {
+			return true, errUpstream("DB update failed: %v", err)
+		}
+		w.Header().Set("Content-Type", "application/json")
+		return true, json.NewEncoder(w).Encode(res)
+	case p == "/api/v1/db":
+		rep, ok := s.scanReporter()
+		if !ok {
+			return true, errUnsupported("no vulnerability DB: scanning is off")
+		}
+		st, err := rep.DBStatus()
+		w.Header().Set("Content-Type", "application/json")
+		if err != nil {
+			w.WriteHeader(http.StatusServiceUnavailable)
+			return true, json.NewEncoder(w).Encode(map[string]any{"loaded": false, "error": err.Error()})
+		}
+		return true, json.NewEncoder(w).Encode(map[string]any{"loaded": true, "db": st})
 	case strings.HasPrefix(p, "/api/v1/images/") && strings.HasSuffix(p, "/verdict"):
 		d, err := digest.Parse(strings.TrimSuffix(strings.TrimPrefix(p, "/api/v1/images/"), "/verdict"))
 		if err != nil {
@@ -53,6 +79,19 @@ func (s *Server) serveAPI(w http.ResponseWriter, r *http.Request) (bool, error) 
 		return true, err
 	}
 	return false, nil
+}
+
+// DBReporter is implemented by a Scanner that can describe its vulnerability DB.
+type DBReporter interface {
+	DBStatus() (any, error)
+}
+
+func (s *Server) scanReporter() (DBReporter, bool) {
+	if s.scan == nil {
+		return nil, false
+	}
+	r, ok := s.scan.scanner.(DBReporter)
+	return r, ok
 }
 
 // Readiness is implemented by a Scanner that can say whether it is able to scan.

@@ -34,8 +34,9 @@ type Config struct {
 	Scan            ScanConfig        `yaml:"scan"`
 	// Policy is the policy file; empty means the built-in default (deny fixable HIGH and
 	// CRITICAL vulnerabilities).
-	Policy string   `yaml:"policy"`
-	DB     DBConfig `yaml:"db"`
+	Policy   string        `yaml:"policy"`
+	DB       DBConfig      `yaml:"db"`
+	Webhooks WebhookConfig `yaml:"webhooks"`
 
 	// dir is the directory of the config file; relative list paths resolve against it.
 	dir string
@@ -86,6 +87,8 @@ type DBConfig struct {
 	// Repository through the matching upstream and its credentials.
 	Dir        string `yaml:"dir"`
 	Repository string `yaml:"repository"`
+	// Refresh is how often the source is checked for a newer DB.
+	Refresh time.Duration `yaml:"refresh"`
 }
 
 // AllowConfig lists the repositories that may be pulled at all.
@@ -171,6 +174,15 @@ func (c *Config) setDefaults() {
 	}
 	if c.Scan.OnScanError == "" {
 		c.Scan.OnScanError = "deny"
+	}
+	if c.DB.Refresh == 0 {
+		c.DB.Refresh = 6 * time.Hour
+	}
+	if c.Webhooks.Timeout == 0 {
+		c.Webhooks.Timeout = 10 * time.Second
+	}
+	if c.Webhooks.Retries == 0 {
+		c.Webhooks.Retries = 5
 	}
 	if c.DB.Repository == "" {
 		c.DB.Repository = "ghcr.io/aquasecurity/trivy-db:2"
@@ -264,6 +276,14 @@ func (c *Config) Validate() error {
 	case "deny", "allow":
 	default:
 		return fmt.Errorf("config: scan.on_scan_error: %q is not deny or allow", c.Scan.OnScanError)
+	}
+	if c.DB.Refresh < time.Minute {
+		return fmt.Errorf("config: db.refresh: %s is too often (at least 1m)", c.DB.Refresh)
+	}
+	for i, u := range c.Webhooks.URLs {
+		if pu, err := url.Parse(u); err != nil || (pu.Scheme != "http" && pu.Scheme != "https") {
+			return fmt.Errorf("config: webhooks.urls[%d]: %q is not an http(s) URL", i, u)
+		}
 	}
 	if c.Policy != "" {
 		if _, err := os.Stat(c.resolve(c.Policy)); err != nil {

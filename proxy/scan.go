@@ -35,6 +35,15 @@ type ScanResult struct {
 	Report json.RawMessage
 	// DBVersion identifies the vulnerability database the scan used.
 	DBVersion string
+	// Key lets a Redetector find the image's analysis again (opaque to the proxy).
+	Key json.RawMessage
+}
+
+// Redetector is a Scanner that can detect vulnerabilities again from an image's stored
+// analysis, without reading a layer: how verdicts follow a new vulnerability DB. The
+// result's image facts (user, executables…) may be left empty: they do not change.
+type Redetector interface {
+	Redetect(ctx context.Context, key, report json.RawMessage) (*ScanResult, error)
 }
 
 // Verdict states.
@@ -60,6 +69,8 @@ type VerdictRecord struct {
 	Verdict    policy.Verdict `json:"verdict"`
 	Input      *policy.Input  `json:"input,omitempty"`
 	Error      string         `json:"error,omitempty"`
+	// ScanKey finds the stored analysis again (see Redetector).
+	ScanKey json.RawMessage `json:"scanKey,omitempty"`
 }
 
 func (r *VerdictRecord) final() bool { return r.State == stateAllowed || r.State == stateDenied }
@@ -232,7 +243,7 @@ func (g *scanGate) judge(ctx context.Context, m Manifest) (*VerdictRecord, error
 	}
 	rec.Input = &policy.Input{Repository: m.Repository, Tag: m.Tag, Digest: dgst.String(), OS: res.OS, EOSL: res.EOSL,
 		Vulnerabilities: res.Vulnerabilities, User: res.User, Created: res.Created, OSPackages: res.OSPackages, Executables: res.Executables}
-	rec.DBVersion = res.DBVersion
+	rec.DBVersion, rec.ScanKey = res.DBVersion, res.Key
 	g.evaluate(rec, g.policy.Load())
 	log.Info("scan", "verdict", rec.State, "os", res.OS, "vulnerabilities", len(res.Vulnerabilities), "counts", rec.Verdict.Counts, "rule", rec.Verdict.Rule())
 	return rec, g.save(rec, res.Report)

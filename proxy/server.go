@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/opencontainers/go-digest"
+	"github.com/prometheus/client_golang/prometheus"
 	"golang.org/x/sync/singleflight"
 
 	"github.com/goldproxy/goldproxy/storage"
@@ -31,7 +32,12 @@ type Server struct {
 	log    *slog.Logger
 	ctx    context.Context // the server's lifetime, for background scans
 	stop   context.CancelFunc
-	now    func() time.Time
+
+	dbUpdate func(context.Context) (any, error)
+	registry prometheus.Registerer
+	metrics  *metrics
+	notify   *notifier
+	now      func() time.Time
 
 	sf       singleflight.Group // tag resolutions and manifest fetches
 	mu       sync.Mutex
@@ -44,6 +50,11 @@ type Option func(*Server)
 // WithGate replaces the gate that decides whether a manifest is served (default: the
 // allowlist).
 func WithGate(g Gate) Option { return func(s *Server) { s.gate = g } }
+
+// WithDBUpdater lets POST /api/v1/db/update refresh the vulnerability DB.
+func WithDBUpdater(f func(context.Context) (any, error)) Option {
+	return func(s *Server) { s.dbUpdate = f }
+}
 
 // WithLogger sets the logger.
 func WithLogger(l *slog.Logger) Option { return func(s *Server) { s.log = l } }
@@ -83,6 +94,11 @@ func New(cfg *Config, store *storage.Store, opts ...Option) (*Server, error) {
 		o(s)
 	}
 	s.ctx, s.stop = context.WithCancel(context.Background())
+	if s.registry == nil {
+		s.registry = prometheus.NewRegistry()
+	}
+	s.metrics = newMetrics(s.registry)
+	s.notify = newNotifier(s.ctx, cfg.Webhooks, s.log, s.metrics.webhookErrors.Inc)
 	if s.scan != nil {
 		s.gate = s.scan
 		s.scan.start(s.ctx)

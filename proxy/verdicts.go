@@ -50,11 +50,16 @@ func (g *scanGate) current(rec *VerdictRecord) *VerdictRecord {
 	return &next
 }
 
+// logFlip logs, counts and announces a verdict that changed state.
 func (g *scanGate) logFlip(old, next *VerdictRecord) {
-	if old.State != next.State {
-		g.s.log.Info("verdict changed", "repository", next.Repository, "digest", next.Digest, "from", old.State, "to", next.State,
-			"policy", next.Verdict.Policy, "rule", next.Verdict.Rule())
+	if old.State == next.State {
+		return
 	}
+	g.s.log.Info("verdict changed", "repository", next.Repository, "digest", next.Digest, "from", old.State, "to", next.State,
+		"policy", next.Verdict.Policy, "rule", next.Verdict.Rule(), "reasons", denialText(next))
+	g.s.metrics.verdictChanges.WithLabelValues(old.State, next.State).Inc()
+	g.s.notify.send(VerdictChange{Repository: next.Repository, Tag: next.Tag, Digest: next.Digest, From: old.State, To: next.State,
+		Policy: next.Verdict.Policy, Reasons: next.Verdict.Reasons, DBVersion: next.DBVersion, At: time.Now().UTC()})
 }
 
 // SetPolicy swaps in a new policy set and re-evaluates every stored verdict from its

@@ -74,6 +74,63 @@ type Result struct {
 	// Executables are the entries of the image's bin directories ("usr/bin/apk").
 	Executables []string
 	DB          DBInfo
+	// Key finds the image's layer analysis in the cache, for Redetect.
+	Key Key
+}
+
+// Key names an image's analysis in the layer cache.
+type Key struct {
+	ArtifactID string   `json:"artifactID"`
+	BlobIDs    []string `json:"blobIDs"`
+}
+
+// recordingArtifact remembers the cache keys its inspection produced.
+type recordingArtifact struct {
+	artifact.Artifact
+	ref *artifact.Reference
+}
+
+func (r recordingArtifact) Inspect(ctx context.Context) (artifact.Reference, error) {
+	ref, err := r.Artifact.Inspect(ctx)
+	*r.ref = ref
+	return ref, err
+}
+
+func (s *Scanner) backend() local.Service {
+	return local.NewService(applier.NewApplier(s.cache), ospkg.NewScanner(), langpkg.NewScanner(), vulnerability.NewClient(trivydb.Config{}))
+}
+
+func scanOptions() types.ScanOptions {
+	return types.ScanOptions{
+		PkgTypes:         []string{types.PkgTypeOS, types.PkgTypeLibrary},
+		PkgRelationships: ftypes.Relationships,
+		Scanners:         types.Scanners{types.VulnerabilityScanner},
+		// As Trivy's CLI does: the data source's own severity, else NVD's, else the DB's.
+		VulnSeveritySources: []dbTypes.SourceID{"auto"},
+	}
+}
+
+// Redetect detects vulnerabilities again with the loaded DB from an image's cached
+// layer analysis: no layer is read. old is the image's previous report; the new one
+// keeps its metadata and carries the new findings.
+func (s *Scanner) Redetect(ctx context.Context, key Key, old types.Report) (*Result, error) {
+	info, release, err := s.db.acquire()
+	if err != nil {
+		return nil, err
+	}
+	defer release()
+	resp, err := s.backend().Scan(ctx, old.ArtifactName, key.ArtifactID, key.BlobIDs, scanOptions())
+	if err != nil {
+		return nil, fmt.Errorf("scanner: redetect: %w", err)
+	}
+	r := old
+	r.Results = resp.Results
+	r.CreatedAt = time.Now()
+	if resp.OS.Detected() {
+		osCopy := resp.OS
+		r.Metadata.OS = &osCopy
+	}
+	return &Result{Report: r, DB: info, Key: key}, nil
 }
 
 // artifactOption turns off everything the gate does not need; what is left reads only
@@ -105,20 +162,14 @@ func (s *Scanner) Scan(ctx context.Context, img v1.Image, ref string) (*Result, 
 		p, err := s.executables(img)
 		execc <- execs{p, err}
 	}()
-	art, err := aimage.NewArtifact(&namedImage{Image: img, ref: ref}, s.cache, artifactOption())
+	inner, err := aimage.NewArtifact(&namedImage{Image: img, ref: ref}, s.cache, artifactOption())
+	var inspected artifact.Reference
+	art := recordingArtifact{Artifact: inner, ref: &inspected}
 	if err != nil {
 		<-execc
 		return nil, fmt.Errorf("scanner: %w", err)
 	}
-	svc := scan.NewService(local.NewService(applier.NewApplier(s.cache), ospkg.NewScanner(), langpkg.NewScanner(),
-		vulnerability.NewClient(trivydb.Config{})), art)
-	report, err := svc.ScanArtifact(ctx, types.ScanOptions{
-		PkgTypes:         []string{types.PkgTypeOS, types.PkgTypeLibrary},
-		PkgRelationships: ftypes.Relationships,
-		Scanners:         types.Scanners{types.VulnerabilityScanner},
-		// As Trivy's CLI does: the data source's own severity, else NVD's, else the DB's.
-		VulnSeveritySources: []dbTypes.SourceID{"auto"},
-	})
+	report, err := scan.NewService(s.backend(), art).ScanArtifact(ctx, scanOptions())
 	ex := <-execc
 	if err != nil {
 		return nil, fmt.Errorf("scanner: %w", err)
@@ -126,7 +177,7 @@ func (s *Scanner) Scan(ctx context.Context, img v1.Image, ref string) (*Result, 
 	if ex.err != nil {
 		return nil, fmt.Errorf("scanner: executables: %w", ex.err)
 	}
-	return &Result{Report: report, Executables: ex.paths, DB: info}, nil
+	return &Result{Report: report, Executables: ex.paths, DB: info, Key: Key{ArtifactID: inspected.ID, BlobIDs: inspected.BlobIDs}}, nil
 }
 
 // namedImage gives a v1.Image the names Trivy's image artifact asks for.

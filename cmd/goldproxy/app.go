@@ -9,9 +9,11 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/google/go-containerregistry/pkg/name"
+	"github.com/google/go-containerregistry/pkg/v1/remote"
 
 	"github.com/goldproxy/goldproxy/policy"
 	"github.com/goldproxy/goldproxy/proxy"
@@ -21,6 +23,7 @@ import (
 
 // app is a wired goldproxy: store, scanner and DB, and the registry server.
 type app struct {
+	dbMu    sync.Mutex // one refresh at a time
 	cfg     *proxy.Config
 	log     *slog.Logger
 	store   *storage.Store
@@ -48,13 +51,15 @@ func newApp(ctx context.Context, cfg *proxy.Config, log *slog.Logger) (*app, err
 		store.Close()
 		return nil, err
 	}
-	srv, err := proxy.New(cfg, store, proxy.WithLogger(log), proxy.WithScanner(trivyGate{sc}, pol))
+	a := &app{cfg: cfg, log: log, store: store, db: db, scanner: sc}
+	srv, err := proxy.New(cfg, store, proxy.WithLogger(log), proxy.WithScanner(trivyGate{sc}, pol), proxy.WithDBUpdater(a.updateDB))
 	if err != nil {
 		sc.Close()
 		store.Close()
 		return nil, err
 	}
-	return &app{cfg: cfg, log: log, store: store, db: db, scanner: sc, srv: srv}, nil
+	a.srv = srv
+	return a, nil
 }
 
 func (a *app) Close() {
@@ -64,13 +69,27 @@ func (a *app) Close() {
 	a.store.Close()
 }
 
-// dbRoot is where fetched DBs live: one directory per download, "current" names the one
-// in use.
+// dbRoot is where fetched DBs live: one directory per download; "current" names the
+// one in use and the digest it was downloaded as.
 func (a *app) dbRoot() string { return filepath.Join(a.cfg.DataDir, "trivy-db") }
 
-// loadDB loads the vulnerability DB: the configured local directory (air-gapped), else
-// the last downloaded one, else a fresh download from db.repository through the
-// matching upstream.
+func (a *app) readCurrent() (dir, digest string) {
+	b, err := os.ReadFile(filepath.Join(a.dbRoot(), "current"))
+	if err != nil {
+		return "", ""
+	}
+	f := strings.Fields(string(b))
+	if len(f) > 0 {
+		dir = filepath.Join(a.dbRoot(), f[0])
+	}
+	if len(f) > 1 {
+		digest = f[1]
+	}
+	return dir, digest
+}
+
+// loadDB loads the vulnerability DB at start: the configured local directory
+// (air-gapped), else the last downloaded one, else a fresh download.
 func (a *app) loadDB(ctx context.Context) error {
 	if a.cfg.DB.Dir != "" {
 		dir := a.cfg.Resolve(a.cfg.DB.Dir)
@@ -80,40 +99,113 @@ func (a *app) loadDB(ctx context.Context) error {
 		}
 		return err
 	}
-	if cur, err := os.ReadFile(filepath.Join(a.dbRoot(), "current")); err == nil {
-		dir := filepath.Join(a.dbRoot(), strings.TrimSpace(string(cur)))
+	if dir, _ := a.readCurrent(); dir != "" {
 		if info, err := a.db.Load(dir, a.cfg.DB.Repository); err == nil {
 			a.log.Info("vulnerability DB loaded", "dir", dir, "updated_at", info.UpdatedAt)
 			return nil
 		}
 	}
-	return a.fetchDB(ctx)
+	_, err := a.refreshDB(ctx)
+	return err
 }
 
-// fetchDB downloads the DB from db.repository, validates it and swaps it in.
-func (a *app) fetchDB(ctx context.Context) error {
+// refreshDB checks the DB source and swaps in a newer DB if there is one (validated
+// first: a broken download never replaces a good DB). It reports whether it swapped.
+func (a *app) refreshDB(ctx context.Context) (bool, error) {
+	a.dbMu.Lock()
+	defer a.dbMu.Unlock()
+	cur, curErr := a.db.Info()
+	if a.cfg.DB.Dir != "" {
+		// Air-gapped: the site replaces the files in db.dir; a newer metadata.json means a new DB.
+		dir := a.cfg.Resolve(a.cfg.DB.Dir)
+		next, err := scanner.ValidateDir(dir)
+		if err != nil {
+			return false, err
+		}
+		if curErr == nil && !next.UpdatedAt.After(cur.UpdatedAt) {
+			return false, nil
+		}
+		info, err := a.db.Load(dir, "dir:"+dir)
+		if err != nil {
+			return false, err
+		}
+		a.log.Info("vulnerability DB swapped", "dir", dir, "updated_at", info.UpdatedAt)
+		return true, nil
+	}
 	ref, err := name.ParseReference(a.cfg.DB.Repository)
 	if err != nil {
-		return fmt.Errorf("db.repository: %w", err)
+		return false, fmt.Errorf("db.repository: %w", err)
 	}
 	at, opts, err := a.srv.UpstreamRef(ref)
 	if err != nil {
-		return err
+		return false, err
 	}
-	dir, err := scanner.Fetch(ctx, at, a.dbRoot(), opts...)
+	desc, err := remote.Head(at, append(opts, remote.WithContext(ctx))...)
 	if err != nil {
-		return err
+		return false, fmt.Errorf("check %s: %w", ref, err)
+	}
+	_, curDigest := a.readCurrent()
+	if curErr == nil && curDigest == desc.Digest.String() {
+		return false, nil
+	}
+	dir, err := scanner.Fetch(ctx, at.Context().Digest(desc.Digest.String()), a.dbRoot(), opts...)
+	if err != nil {
+		return false, err
 	}
 	info, err := a.db.Load(dir, ref.String())
 	if err != nil {
 		os.RemoveAll(dir)
-		return err
+		return false, err
 	}
-	if err := os.WriteFile(filepath.Join(a.dbRoot(), "current"), []byte(filepath.Base(dir)+"\n"), 0o644); err != nil {
-		return err
+	if err := os.WriteFile(filepath.Join(a.dbRoot(), "current"), []byte(filepath.Base(dir)+" "+desc.Digest.String()+"\n"), 0o644); err != nil {
+		return false, err
 	}
-	a.log.Info("vulnerability DB downloaded", "repository", ref.String(), "dir", dir, "updated_at", info.UpdatedAt)
-	return nil
+	// The previous DBs are no longer open: only now are they removed.
+	olds, _ := filepath.Glob(filepath.Join(a.dbRoot(), "db-*"))
+	for _, o := range olds {
+		if o != dir {
+			os.RemoveAll(o)
+		}
+	}
+	a.log.Info("vulnerability DB downloaded and swapped", "repository", ref.String(), "digest", desc.Digest, "updated_at", info.UpdatedAt)
+	return true, nil
+}
+
+// updateDB refreshes the DB and, when a new one was swapped in, re-evaluates every
+// stored verdict against it.
+func (a *app) updateDB(ctx context.Context) (any, error) {
+	swapped, err := a.refreshDB(ctx)
+	if err != nil {
+		return nil, err
+	}
+	out := map[string]any{"swapped": swapped}
+	if swapped {
+		st, err := a.srv.Reevaluate(ctx)
+		if err != nil {
+			return nil, err
+		}
+		out["reevaluation"] = st
+	}
+	if info, err := a.db.Info(); err == nil {
+		out["db"] = dbStatus(info)
+	}
+	return out, nil
+}
+
+// refreshLoop checks for a newer DB every db.refresh.
+func (a *app) refreshLoop(ctx context.Context) {
+	t := time.NewTicker(a.cfg.DB.Refresh)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			if _, err := a.updateDB(ctx); err != nil {
+				a.log.Error("vulnerability DB refresh failed; the loaded DB stays", "err", err)
+			}
+		}
+	}
 }
 
 var errDenied = errors.New("denied by policy")

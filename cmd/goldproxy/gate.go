@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"time"
 
 	"github.com/aquasecurity/trivy/pkg/types"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
@@ -28,12 +29,55 @@ func (g trivyGate) Scan(ctx context.Context, img v1.Image, ref string) (*proxy.S
 // Ready reports whether a DB is loaded.
 func (g trivyGate) Ready() error { return g.s.Ready() }
 
+// Redetect detects vulnerabilities again from the stored layer analysis.
+func (g trivyGate) Redetect(ctx context.Context, key, report json.RawMessage) (*proxy.ScanResult, error) {
+	var k scanner.Key
+	if err := json.Unmarshal(key, &k); err != nil {
+		return nil, fmt.Errorf("scan key: %w", err)
+	}
+	var old types.Report
+	if err := json.Unmarshal(report, &old); err != nil {
+		return nil, fmt.Errorf("stored report: %w", err)
+	}
+	res, err := g.s.Redetect(ctx, k, old)
+	if err != nil {
+		return nil, err
+	}
+	return toScanResult(res)
+}
+
+// DBStatus describes the loaded vulnerability DB for /api/v1/db.
+func (g trivyGate) DBStatus() (any, error) {
+	info, err := g.s.DB().Info()
+	if err != nil {
+		return nil, err
+	}
+	return dbStatus(info), nil
+}
+
+func dbStatus(info scanner.DBInfo) map[string]any {
+	return map[string]any{
+		"schemaVersion": info.Version,
+		"updatedAt":     info.UpdatedAt,
+		"age":           time.Since(info.UpdatedAt).Round(time.Second).String(),
+		"ageSeconds":    int64(time.Since(info.UpdatedAt).Seconds()),
+		"source":        info.Source,
+		"dir":           info.Dir,
+		"version":       info.ID(),
+	}
+}
+
 func toScanResult(res *scanner.Result) (*proxy.ScanResult, error) {
 	report, err := json.Marshal(res.Report)
 	if err != nil {
 		return nil, fmt.Errorf("encode report: %w", err)
 	}
+	key, err := json.Marshal(res.Key)
+	if err != nil {
+		return nil, err
+	}
 	out := &proxy.ScanResult{
+		Key:             key,
 		OS:              osName(res.Report),
 		Vulnerabilities: vulnerabilities(res.Report),
 		OSPackages:      osPackages(res.Report),

@@ -264,8 +264,8 @@ func loadCLIDB(ctx context.Context, cfg *proxy.Config, db *scanner.DB) error {
 		return err
 	}
 	root := filepath.Join(cfg.DataDir, "trivy-db")
-	if cur, err := os.ReadFile(filepath.Join(root, "current")); err == nil {
-		if _, err := db.Load(filepath.Join(root, strings.TrimSpace(string(cur))), cfg.DB.Repository); err == nil {
+	if cur, err := os.ReadFile(filepath.Join(root, "current")); err == nil && len(strings.Fields(string(cur))) > 0 {
+		if _, err := db.Load(filepath.Join(root, strings.Fields(string(cur))[0]), cfg.DB.Repository); err == nil {
 			return nil
 		}
 	}
@@ -279,7 +279,7 @@ func loadCLIDB(ctx context.Context, cfg *proxy.Config, db *scanner.DB) error {
 	}
 	_, err = db.Load(dir, ref.String())
 	if err == nil {
-		err = os.WriteFile(filepath.Join(root, "current"), []byte(filepath.Base(dir)+"\n"), 0o644)
+		err = os.WriteFile(filepath.Join(root, "current"), []byte(filepath.Base(dir)+" -\n"), 0o644)
 	}
 	return err
 }

@@ -94,6 +94,7 @@ func serve(ctx context.Context, cfg *proxy.Config) error {
 	signal.Notify(hup, syscall.SIGHUP)
 	defer signal.Stop(hup)
 	go a.watchPolicy(ctx, hup, 2*time.Second)
+	go a.refreshLoop(ctx)
 	ln, err := net.Listen("tcp", cfg.Listen)
 	if err != nil {
 		return fmt.Errorf("listen: %w", err)

@@ -93,6 +93,15 @@ func (u *Upstream) Total() int {
 	return n
 }
 
+// Walk calls fn for every "METHOD /path" counted so far.
+func (u *Upstream) Walk(fn func(key string, count int)) {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	for k, c := range u.counts {
+		fn(k, c)
+	}
+}
+
 // ResetCounts forgets all counted requests.
 func (u *Upstream) ResetCounts() {
 	u.mu.Lock()

@@ -1,0 +1,116 @@
+package proxy
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"time"
+
+	"github.com/goldproxy/goldproxy/policy"
+)
+
+// WebhookConfig lists the endpoints told when a stored verdict flips.
+type WebhookConfig struct {
+	URLs []string `yaml:"urls"`
+	// Timeout bounds one delivery attempt.
+	Timeout time.Duration `yaml:"timeout"`
+	// Retries is how many more times a failed delivery is tried, with doubling backoff.
+	Retries int `yaml:"retries"`
+}
+
+// VerdictChange is the JSON body POSTed to webhooks.
+type VerdictChange struct {
+	Repository string          `json:"repository"`
+	Tag        string          `json:"tag,omitempty"`
+	Digest     string          `json:"digest"`
+	From       string          `json:"from"`
+	To         string          `json:"to"`
+	Policy     string          `json:"policy"`
+	Reasons    []policy.Reason `json:"reasons,omitempty"`
+	DBVersion  string          `json:"dbVersion,omitempty"`
+	At         time.Time       `json:"at"`
+}
+
+// notifier delivers verdict changes in the background: serving never waits on it.
+type notifier struct {
+	cfg     WebhookConfig
+	client  *http.Client
+	queue   chan VerdictChange
+	log     *slog.Logger
+	failed  func()
+	backoff time.Duration
+}
+
+func newNotifier(ctx context.Context, cfg WebhookConfig, log *slog.Logger, failed func()) *notifier {
+	n := &notifier{cfg: cfg, client: &http.Client{Timeout: cfg.Timeout}, queue: make(chan VerdictChange, 1024), log: log, failed: failed, backoff: time.Second}
+	if len(cfg.URLs) > 0 {
+		go n.run(ctx)
+	}
+	return n
+}
+
+// send queues a change; when the queue is full the change is logged and dropped.
+func (n *notifier) send(c VerdictChange) {
+	if len(n.cfg.URLs) == 0 {
+		return
+	}
+	select {
+	case n.queue <- c:
+	default:
+		n.log.Warn("webhook queue full: verdict change not delivered", "digest", c.Digest, "from", c.From, "to", c.To)
+		n.failed()
+	}
+}
+
+func (n *notifier) run(ctx context.Context) {
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case c := <-n.queue:
+			body, _ := json.Marshal(c)
+			for _, u := range n.cfg.URLs {
+				n.deliver(ctx, u, body)
+			}
+		}
+	}
+}
+
+func (n *notifier) deliver(ctx context.Context, url string, body []byte) {
+	wait := n.backoff
+	for attempt := 0; attempt <= n.cfg.Retries; attempt++ {
+		err := n.post(ctx, url, body)
+		if err == nil {
+			return
+		}
+		n.log.Warn("webhook delivery failed", "url", url, "attempt", attempt+1, "err", err)
+		select {
+		case <-time.After(wait):
+		case <-ctx.Done():
+			return
+		}
+		wait *= 2
+	}
+	n.failed()
+}
+
+func (n *notifier) post(ctx context.Context, url string, body []byte) error {
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, url, bytes.NewReader(body))
+	if err != nil {
+		return err
+	}
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("User-Agent", "goldproxy")
+	resp, err := n.client.Do(req)
+	if err != nil {
+		return err
+	}
+	resp.Body.Close()
+	if resp.StatusCode >= 300 {
+		return fmt.Errorf("status %s", resp.Status)
+	}
+	return nil
+}
