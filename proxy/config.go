@@ -34,9 +34,10 @@ type Config struct {
 	Scan            ScanConfig        `yaml:"scan"`
 	// Policy is the policy file; empty means the built-in default (deny fixable HIGH and
 	// CRITICAL vulnerabilities).
-	Policy   string        `yaml:"policy"`
-	DB       DBConfig      `yaml:"db"`
-	Webhooks WebhookConfig `yaml:"webhooks"`
+	Policy   string         `yaml:"policy"`
+	DB       DBConfig       `yaml:"db"`
+	Webhooks WebhookConfig  `yaml:"webhooks"`
+	Prefetch PrefetchConfig `yaml:"prefetch"`
 
 	// dir is the directory of the config file; relative list paths resolve against it.
 	dir string
@@ -89,6 +90,13 @@ type DBConfig struct {
 	Repository string `yaml:"repository"`
 	// Refresh is how often the source is checked for a newer DB.
 	Refresh time.Duration `yaml:"refresh"`
+}
+
+// PrefetchConfig lists images to keep warm: pulled, scanned and judged on start and
+// every Interval, tags re-resolved each time.
+type PrefetchConfig struct {
+	Lists    []string      `yaml:"lists"`
+	Interval time.Duration `yaml:"interval"`
 }
 
 // AllowConfig lists the repositories that may be pulled at all.
@@ -174,6 +182,9 @@ func (c *Config) setDefaults() {
 	}
 	if c.Scan.OnScanError == "" {
 		c.Scan.OnScanError = "deny"
+	}
+	if c.Prefetch.Interval == 0 {
+		c.Prefetch.Interval = 6 * time.Hour
 	}
 	if c.DB.Refresh == 0 {
 		c.DB.Refresh = 6 * time.Hour
@@ -299,6 +310,14 @@ func (c *Config) Validate() error {
 		if _, err := compileGlob(g); err != nil {
 			return fmt.Errorf("config: allow.repositories[%d]: %w", i, err)
 		}
+	}
+	for i, l := range c.Prefetch.Lists {
+		if _, err := os.Stat(c.resolve(l)); err != nil {
+			return fmt.Errorf("config: prefetch.lists[%d]: %w", i, err)
+		}
+	}
+	if c.Prefetch.Interval < time.Minute {
+		return fmt.Errorf("config: prefetch.interval: %s is too often (at least 1m)", c.Prefetch.Interval)
 	}
 	for i, l := range c.Allow.Lists {
 		if _, err := os.Stat(c.resolve(l)); err != nil {

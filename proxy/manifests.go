@@ -8,6 +8,7 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
+	"time"
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/remote/transport"
@@ -60,13 +61,16 @@ func (s *Server) serveManifest(w http.ResponseWriter, r *http.Request, rt *route
 	verdict, err := s.gate.Check(ctx, Manifest{
 		Repository: rt.key,
 		Tag:        tag,
-		Descriptor: v1.Descriptor{MediaType: types.MediaType(rec.MediaType), Digest: toHash(rec.Digest), Size: rec.Size},
+		Descriptor: descriptorOf(rec),
 	})
 	if err != nil {
 		return err
 	}
 	if !verdict.Allowed {
-		return errDenied("%s", verdict.Message)
+		e := errDenied("%s", verdict.Message)
+		e.Detail = map[string]string{"repository": rt.key, "digest": rec.Digest.String(), "rule": verdict.Rule,
+			"report": "/api/v1/images/" + rec.Digest.String() + "/report"}
+		return e
 	}
 	h := w.Header()
 	h.Set("Content-Type", rec.MediaType)
@@ -85,8 +89,13 @@ func (s *Server) serveManifest(w http.ResponseWriter, r *http.Request, rt *route
 // else from the upstream (one HEAD shared by concurrent requests). When the upstream is
 // unreachable, answers 5xx or rate-limits us, the last known digest is served.
 func (s *Server) resolveTag(ctx context.Context, rt *route, tag string) (digest.Digest, error) {
+	return s.resolveTagTTL(ctx, rt, tag, rt.up.tagTTL)
+}
+
+// resolveTagTTL is resolveTag with the TTL given (0: always ask the upstream).
+func (s *Server) resolveTagTTL(ctx context.Context, rt *route, tag string, ttl time.Duration) (digest.Digest, error) {
 	known, kerr := s.store.Tag(rt.key, tag)
-	if kerr == nil && s.now().Sub(known.FetchedAt) < rt.up.tagTTL {
+	if kerr == nil && s.now().Sub(known.FetchedAt) < ttl {
 		return known.Digest, nil
 	}
 	v, err, _ := s.sf.Do("tag\x00"+rt.key+"\x00"+tag, func() (any, error) {
@@ -261,6 +270,10 @@ func defaultPlatform(raw []byte) (digest.Digest, bool) {
 		}
 	}
 	return "", false
+}
+
+func descriptorOf(rec storage.ManifestRecord) v1.Descriptor {
+	return v1.Descriptor{MediaType: types.MediaType(rec.MediaType), Digest: toHash(rec.Digest), Size: rec.Size}
 }
 
 func toHash(d digest.Digest) v1.Hash {

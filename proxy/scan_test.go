@@ -248,3 +248,59 @@ func TestRestartMidScanRescans(t *testing.T) {
 	}
 	_ = fmt.Sprint
 }
+
+func TestMovedTagIsRescanned(t *testing.T) {
+	sc := &fakeScanner{}
+	up := proxytest.NewUpstream(t)
+	first := up.Push(t, "team/app:1", randomImage(t, 1))
+	var mu sync.Mutex
+	now := time.Now()
+	clock := func() time.Time { mu.Lock(); defer mu.Unlock(); return now }
+	p := proxytest.Start(t, proxytest.Config(t, up), proxy.WithScanner(sc, policy.DefaultSet()), proxy.WithClock(clock))
+	if err := pullAll(up.Name+"/team/app:1", p); err != nil {
+		t.Fatal(err)
+	}
+	moved := up.Push(t, "team/app:1", randomImage(t, 1))
+	mu.Lock()
+	now = now.Add(time.Hour) // past the tag TTL
+	mu.Unlock()
+	resp, _ := get(t, http.MethodGet, p.URL+"/v2/"+up.Name+"/team/app/manifests/1", nil)
+	if resp.StatusCode != http.StatusOK || resp.Header.Get("Docker-Content-Digest") != moved.String() {
+		t.Fatalf("moved tag: %d %s", resp.StatusCode, resp.Header.Get("Docker-Content-Digest"))
+	}
+	if n := sc.calls.Load(); n != 2 {
+		t.Fatalf("%d scans, want 2: the new digest goes through the gate", n)
+	}
+	// The old digest's verdict stays valid for pulls by digest.
+	resp, _ = get(t, http.MethodGet, p.URL+"/v2/"+up.Name+"/team/app/manifests/"+first.String(), nil)
+	if resp.StatusCode != http.StatusOK || sc.calls.Load() != 2 {
+		t.Fatalf("old digest: %d, scans %d", resp.StatusCode, sc.calls.Load())
+	}
+}
+
+func TestWarmUpMakesFirstPullsWarm(t *testing.T) {
+	sc := &fakeScanner{}
+	up, p, _, _ := scanSetup(t, sc, nil)
+	idx, _, _ := multiArch(t)
+	up.PushIndex(t, "team/multi:1", idx)
+	results := p.Gold.WarmAll(context.Background(), []string{up.Name + "/team/clean:1", up.Name + "/team/vuln:1", up.Name + "/team/multi:1", up.Name + "/team/missing:1"})
+	got := []string{}
+	for _, r := range results {
+		got = append(got, r.Verdict)
+	}
+	if strings.Join(got, ",") != "allowed,denied,allowed,error" || results[2].Platforms != 2 || results[1].Counts["HIGH"] != 1 {
+		t.Fatalf("warm results %+v", results)
+	}
+	scans, upstream := sc.calls.Load(), up.Total()
+	for _, ref := range []string{up.Name + "/team/clean:1", up.Name + "/team/multi:1"} {
+		if err := pullAll(ref, p); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if sc.calls.Load() != scans {
+		t.Fatalf("developer pulls after warm-up scanned %d times", sc.calls.Load()-scans)
+	}
+	if n := up.Total() - upstream; n != 0 {
+		t.Fatalf("developer pulls after warm-up asked the upstream %d times", n)
+	}
+}

@@ -192,6 +192,48 @@ func (a *app) updateDB(ctx context.Context) (any, error) {
 	return out, nil
 }
 
+// prefetchRefs reads the configured prefetch lists.
+func (a *app) prefetchRefs() ([]string, error) {
+	var refs []string
+	for _, l := range a.cfg.Prefetch.Lists {
+		f, err := os.Open(a.cfg.Resolve(l))
+		if err != nil {
+			return nil, err
+		}
+		rs, err := proxy.ParseImageList(f)
+		f.Close()
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", l, err)
+		}
+		for _, r := range rs {
+			refs = append(refs, r.Name())
+		}
+	}
+	return refs, nil
+}
+
+// prefetchLoop warms the prefetch lists now and every prefetch.interval.
+func (a *app) prefetchLoop(ctx context.Context) {
+	if len(a.cfg.Prefetch.Lists) == 0 {
+		return
+	}
+	t := time.NewTicker(a.cfg.Prefetch.Interval)
+	defer t.Stop()
+	for {
+		refs, err := a.prefetchRefs()
+		if err != nil {
+			a.log.Error("prefetch lists", "err", err)
+		} else {
+			a.srv.WarmAll(ctx, refs)
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
+}
+
 // refreshLoop checks for a newer DB every db.refresh.
 func (a *app) refreshLoop(ctx context.Context) {
 	t := time.NewTicker(a.cfg.DB.Refresh)

@@ -8,6 +8,7 @@ import (
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"sync"
 	"testing"
@@ -190,3 +191,31 @@ func corruptDBTarGz(t *testing.T) []byte {
 	b, _ := io.ReadAll(rc)
 	return b
 }
+
+func TestWarmCommandThroughProxy(t *testing.T) {
+	up := proxytest.NewUpstream(t)
+	up.Push(t, "team/alpine:fixed", scannertest.AlpineImage(t, false))
+	up.Push(t, "team/alpine:vuln", scannertest.AlpineImage(t, true))
+	cfg := proxytest.Config(t, up)
+	cfg.DB.Dir = filepath.Join(t.TempDir(), "db")
+	scannertest.BuildDB(t, cfg.DB.Dir, time.Now())
+	g := startGated(t, cfg, up, true)
+	list := write(t, t.TempDir(), "images.txt", "# warm these\n"+up.Name+"/team/alpine:fixed\n"+up.Name+"/team/alpine:vuln\n")
+	out, code := runCLI(t, "warm", "--list", list, "--proxy", g.url)
+	if code != 0 || !strings.Contains(out, "[2/2]") || !regexpMatch(out, `team/alpine:fixed\s+sha256:\S+\s+allowed`) || !regexpMatch(out, `team/alpine:vuln\s+sha256:\S+\s+denied\s+2\s+2\s+3`) {
+		t.Fatalf("warm: %d\n%s", code, out)
+	}
+	scans := g.app.srv.Scans()
+	if err := g.pull(t, up.Name+"/team/alpine:fixed"); err != nil {
+		t.Fatal(err)
+	}
+	if g.app.srv.Scans() != scans {
+		t.Fatal("the pull after warm-up scanned")
+	}
+	out, code = runCLI(t, "db", "status", "--proxy", g.url)
+	if code != 0 || !strings.Contains(out, `"loaded":true`) {
+		t.Fatalf("db status: %d %s", code, out)
+	}
+}
+
+func regexpMatch(s, re string) bool { return regexp.MustCompile(re).MatchString(s) }

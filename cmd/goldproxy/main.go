@@ -33,6 +33,6 @@ Example:
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
-	root.AddCommand(newServeCmd(), newScanCmd(), newPolicyCmd(), newCheckDockerfileCmd())
+	root.AddCommand(newServeCmd(), newScanCmd(), newPolicyCmd(), newCheckDockerfileCmd(), newWarmCmd(), newDBCmd())
 	return root
 }

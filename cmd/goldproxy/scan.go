@@ -256,19 +256,28 @@ func openImage(ctx context.Context, image, input string, insecure bool) (v1.Imag
 	return nil, "", fmt.Errorf("%s has no linux/amd64 image", input)
 }
 
-// loadCLIDB finds a DB for a one-off scan: db.dir, else the proxy's last download, else a
-// download from db.repository with the docker config keychain.
-func loadCLIDB(ctx context.Context, cfg *proxy.Config, db *scanner.DB) error {
+// loadCLIDBLocal loads db.dir or the proxy's last download, without fetching.
+func loadCLIDBLocal(cfg *proxy.Config, db *scanner.DB) error {
 	if cfg.DB.Dir != "" {
-		_, err := db.Load(cfg.Resolve(cfg.DB.Dir), "dir")
+		_, err := db.Load(cfg.Resolve(cfg.DB.Dir), "dir:"+cfg.DB.Dir)
 		return err
 	}
 	root := filepath.Join(cfg.DataDir, "trivy-db")
-	if cur, err := os.ReadFile(filepath.Join(root, "current")); err == nil && len(strings.Fields(string(cur))) > 0 {
-		if _, err := db.Load(filepath.Join(root, strings.Fields(string(cur))[0]), cfg.DB.Repository); err == nil {
-			return nil
-		}
+	cur, err := os.ReadFile(filepath.Join(root, "current"))
+	if err != nil || len(strings.Fields(string(cur))) == 0 {
+		return fmt.Errorf("no vulnerability DB under %s (run goldproxy db update)", root)
 	}
+	_, err = db.Load(filepath.Join(root, strings.Fields(string(cur))[0]), cfg.DB.Repository)
+	return err
+}
+
+// loadCLIDB finds a DB for a one-off scan: db.dir, else the proxy's last download, else a
+// download from db.repository with the docker config keychain.
+func loadCLIDB(ctx context.Context, cfg *proxy.Config, db *scanner.DB) error {
+	if err := loadCLIDBLocal(cfg, db); err == nil || cfg.DB.Dir != "" {
+		return err
+	}
+	root := filepath.Join(cfg.DataDir, "trivy-db")
 	ref, err := name.ParseReference(cfg.DB.Repository)
 	if err != nil {
 		return fmt.Errorf("db.repository: %w", err)

@@ -88,6 +88,7 @@ func serve(ctx context.Context, cfg *proxy.Config) error {
 		if err := a.loadDB(ctx); err != nil {
 			log.Error("no vulnerability DB: every new image is denied until one loads", "err", err)
 		}
+		a.prefetchLoop(ctx) // warm after the DB, so the warm-up is judged
 	}()
 	srv := a.srv
 	hup := make(chan os.Signal, 1)

@@ -1,0 +1,107 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"strings"
+
+	"github.com/spf13/cobra"
+
+	"github.com/goldproxy/goldproxy/scanner"
+)
+
+func newDBCmd() *cobra.Command {
+	var configPath, proxyURL string
+	cmd := &cobra.Command{
+		Use:   "db",
+		Short: "Show or update the vulnerability DB",
+		Long: `Show the vulnerability DB (version, build time, age, source) or update it now.
+With --proxy the running goldproxy answers (GET /api/v1/db, POST /api/v1/db/update, which
+also re-evaluates every stored verdict); without, the config's data directory is used.
+
+Example:
+  goldproxy db status --proxy http://localhost:5000
+  goldproxy db update --proxy http://localhost:5000`,
+	}
+	status := &cobra.Command{
+		Use:   "status",
+		Short: "Show the vulnerability DB",
+		Long:  "Show the vulnerability DB's version, build time, age and source.\n\nExample:\n  goldproxy db status --config /etc/goldproxy/goldproxy.yaml",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if proxyURL != "" {
+				return apiCall(cmd.OutOrStdout(), http.MethodGet, proxyURL, "/api/v1/db")
+			}
+			cfg, err := loadConfig(configPath)
+			if err != nil {
+				return &exitError{2, err}
+			}
+			db := scanner.NewDB()
+			defer db.Close()
+			if err := loadCLIDBLocal(cfg, db); err != nil {
+				return &exitError{1, err}
+			}
+			info, _ := db.Info()
+			b, _ := json.MarshalIndent(dbStatus(info), "", "  ")
+			fmt.Fprintln(cmd.OutOrStdout(), string(b))
+			return nil
+		},
+	}
+	update := &cobra.Command{
+		Use:   "update",
+		Short: "Fetch a newer vulnerability DB now",
+		Long:  "Fetch a newer vulnerability DB now; a running proxy swaps it in and re-evaluates every stored verdict.\n\nExample:\n  goldproxy db update --proxy http://localhost:5000",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if proxyURL != "" {
+				return apiCall(cmd.OutOrStdout(), http.MethodPost, proxyURL, "/api/v1/db/update")
+			}
+			cfg, err := loadConfig(configPath)
+			if err != nil {
+				return &exitError{2, err}
+			}
+			ctx := cmd.Context()
+			if ctx == nil {
+				ctx = context.Background()
+			}
+			a, err := newApp(ctx, cfg, newLogger(cfg))
+			if err != nil {
+				return &exitError{2, err}
+			}
+			defer a.Close()
+			_ = a.loadDB(ctx)
+			res, err := a.updateDB(ctx)
+			if err != nil {
+				return &exitError{1, err}
+			}
+			b, _ := json.MarshalIndent(res, "", "  ")
+			fmt.Fprintln(cmd.OutOrStdout(), string(b))
+			return nil
+		},
+	}
+	cmd.PersistentFlags().StringVar(&configPath, "config", "", "config file (db and data_dir keys)")
+	cmd.PersistentFlags().StringVar(&proxyURL, "proxy", "", "ask this running goldproxy (e.g. http://localhost:5000)")
+	cmd.AddCommand(status, update)
+	return cmd
+}
+
+func apiCall(out io.Writer, method, base, path string) error {
+	req, err := http.NewRequest(method, strings.TrimRight(base, "/")+path, nil)
+	if err != nil {
+		return &exitError{2, err}
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return &exitError{1, err}
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	fmt.Fprintln(out, strings.TrimSpace(string(b)))
+	if resp.StatusCode >= 300 {
+		return &exitError{1, fmt.Errorf("%s %s: %s", method, path, resp.Status)}
+	}
+	return nil
+}
