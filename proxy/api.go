@@ -22,6 +22,16 @@ func (s *Server) serveAPI(w http.ResponseWriter, r *http.Request) (bool, error) 
 		return true, nil
 	case p == "/readyz":
 		return true, s.serveReady(w)
+	case p == "/api/v1/gc":
+		if r.Method != http.MethodPost {
+			return true, errUnsupported("POST to run gc (?dry_run=true to see what it would remove)")
+		}
+		res, err := s.GC(r.Context(), r.URL.Query().Get("dry_run") == "true")
+		if err != nil {
+			return true, err
+		}
+		w.Header().Set("Content-Type", "application/json")
+		return true, json.NewEncoder(w).Encode(res)
 	case p == "/api/v1/db/update":
 		if r.Method != http.MethodPost {
 			return true, errUnsupported("POST to update the vulnerability DB")

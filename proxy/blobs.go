@@ -34,6 +34,7 @@ func (s *Server) serveBlob(w http.ResponseWriter, r *http.Request, rt *route) er
 	if err != nil {
 		return errDigestInvalid("invalid digest %q: %v", rt.ref, err)
 	}
+	defer s.leases.hold(dgst)() // gc never deletes a blob a request is using
 	if _, err := s.store.StatBlob(ctx, dgst); err == nil {
 		if err := s.ensureLinked(ctx, rt, dgst); err != nil {
 			return err
@@ -137,6 +138,7 @@ func (s *Server) fetchBlob(w http.ResponseWriter, r *http.Request, rt *route, dg
 
 // ensureBlob makes sure a blob of rt's repository is in the store.
 func (s *Server) ensureBlob(ctx context.Context, rt *route, dgst digest.Digest) error {
+	defer s.leases.hold(dgst)()
 	if _, err := s.store.StatBlob(ctx, dgst); err == nil {
 		return s.ensureLinked(ctx, rt, dgst)
 	}

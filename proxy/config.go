@@ -51,7 +51,8 @@ type LogConfig struct {
 
 // StorageConfig selects the blob store backend.
 type StorageConfig struct {
-	Driver string `yaml:"driver"`
+	Driver string   `yaml:"driver"`
+	GC     GCConfig `yaml:"gc"`
 }
 
 // TagConfig controls how long tag resolutions are trusted.
@@ -183,6 +184,12 @@ func (c *Config) setDefaults() {
 	if c.Scan.OnScanError == "" {
 		c.Scan.OnScanError = "deny"
 	}
+	if c.Storage.GC.Interval == 0 {
+		c.Storage.GC.Interval = time.Hour
+	}
+	if c.Storage.GC.Grace == 0 {
+		c.Storage.GC.Grace = 10 * time.Minute
+	}
 	if c.Prefetch.Interval == 0 {
 		c.Prefetch.Interval = 6 * time.Hour
 	}
@@ -217,6 +224,12 @@ func (c *Config) Validate() error {
 	}
 	if c.Storage.Driver != "filesystem" {
 		return fmt.Errorf("config: storage.driver: %q is not supported (filesystem)", c.Storage.Driver)
+	}
+	if c.Storage.GC.MaxSize < 0 || c.Storage.GC.MaxAge < 0 || c.Storage.GC.Grace < 0 {
+		return fmt.Errorf("config: storage.gc: sizes and durations must not be negative")
+	}
+	if c.Storage.GC.Interval < time.Minute {
+		return fmt.Errorf("config: storage.gc.interval: %s is too often (at least 1m)", c.Storage.GC.Interval)
 	}
 	if c.Tags.TTL < 0 {
 		return fmt.Errorf("config: tags.ttl: must not be negative")

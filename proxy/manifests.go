@@ -72,6 +72,7 @@ func (s *Server) serveManifest(w http.ResponseWriter, r *http.Request, rt *route
 			"report": "/api/v1/images/" + rec.Digest.String() + "/report"}
 		return e
 	}
+	s.pulls.mark(rt.key, rec.Digest, s.now())
 	h := w.Header()
 	h.Set("Content-Type", rec.MediaType)
 	h.Set("Docker-Content-Digest", rec.Digest.String())
@@ -135,6 +136,7 @@ func (s *Server) fetchTagged(ctx context.Context, rt *route, tag string) (digest
 	}
 	dgst := digest.FromBytes(desc.Manifest)
 	rec, refs := describeManifest(string(desc.MediaType), dgst, desc.Manifest)
+	rec.StoredAt = s.now()
 	if err := s.store.PutTaggedManifest(rt.key, tag, s.now(), rec, desc.Manifest, refs...); err != nil {
 		return "", err
 	}
@@ -168,6 +170,7 @@ func (s *Server) loadManifest(ctx context.Context, rt *route, dgst digest.Digest
 			return nil, errUpstream("upstream %s returned a manifest that does not match digest %s; nothing was stored", rt.up.name, dgst)
 		}
 		rec, refs := describeManifest(string(desc.MediaType), dgst, raw)
+		rec.StoredAt = s.now()
 		if err := s.store.PutManifest(rt.key, rec, raw, refs...); err != nil {
 			return nil, err
 		}

@@ -34,6 +34,8 @@ type Server struct {
 	stop   context.CancelFunc
 
 	dbUpdate func(context.Context) (any, error)
+	leases   leases
+	pulls    pulls
 	registry prometheus.Registerer
 	metrics  *metrics
 	notify   *notifier
@@ -103,11 +105,17 @@ func New(cfg *Config, store *storage.Store, opts ...Option) (*Server, error) {
 		s.gate = s.scan
 		s.scan.start(s.ctx)
 	}
+	go s.flushLoop(s.ctx)
+	go s.gcLoop(s.ctx)
 	return s, nil
 }
 
-// Close stops background work (rescans). In-flight requests are the HTTP server's to drain.
-func (s *Server) Close() { s.stop() }
+// Close stops background work (rescans, gc) and records buffered pull times. In-flight
+// requests are the HTTP server's to drain.
+func (s *Server) Close() {
+	s.stop()
+	_ = s.FlushPulls()
+}
 
 // routeFor finds the route of a "<upstream>/<repository>" name.
 func (s *Server) routeFor(key string) (*route, error) {

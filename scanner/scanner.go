@@ -213,3 +213,40 @@ func (i *namedImage) RepoDigests() []string {
 	}
 	return []string{repo + "@" + d.String()}
 }
+
+// Forget drops the cached analysis of images that are no longer stored: the layer
+// entries of every key in gone that no key in kept still uses.
+func (s *Scanner) Forget(ctx context.Context, gone, kept []Key) error {
+	keep := map[string]bool{}
+	for _, k := range kept {
+		for _, b := range k.BlobIDs {
+			keep[b] = true
+		}
+	}
+	var drop []string
+	for _, k := range gone {
+		for _, b := range k.BlobIDs {
+			if !keep[b] {
+				drop = append(drop, b)
+				keep[b] = true // once
+			}
+		}
+	}
+	if len(drop) == 0 {
+		return nil
+	}
+	return s.cache.DeleteBlobs(ctx, drop)
+}
+
+// ForgetLayers drops the cached bin directory entries of layers no longer stored.
+func (s *Scanner) ForgetLayers(digests []string) error {
+	return s.facts.Update(func(tx *bolt.Tx) error {
+		b := tx.Bucket(bucketEntries)
+		for _, d := range digests {
+			if err := b.Delete([]byte(d)); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+}

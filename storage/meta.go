@@ -232,3 +232,5 @@ func (s *Store) Referrers(repo string, subject digest.Digest) ([]Descriptor, err
 	})
 	return out, err
 }
+
+func jsonUnmarshal(b []byte, v any) error { return json.Unmarshal(b, v) }

@@ -133,3 +133,21 @@ func vulnerabilities(r types.Report) []policy.Vulnerability {
 	}
 	return out
 }
+
+// Forget drops the cached analysis of evicted images.
+func (g trivyGate) Forget(ctx context.Context, gone, kept []json.RawMessage, layers []string) error {
+	keys := func(raw []json.RawMessage) []scanner.Key {
+		out := make([]scanner.Key, 0, len(raw))
+		for _, r := range raw {
+			var k scanner.Key
+			if json.Unmarshal(r, &k) == nil {
+				out = append(out, k)
+			}
+		}
+		return out
+	}
+	if err := g.s.Forget(ctx, keys(gone), keys(kept)); err != nil {
+		return err
+	}
+	return g.s.ForgetLayers(layers)
+}

@@ -1,0 +1,202 @@
+package storage
+
+import (
+	"bytes"
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	dstorage "github.com/distribution/distribution/v3/registry/storage"
+	storagedriver "github.com/distribution/distribution/v3/registry/storage/driver"
+	"github.com/opencontainers/go-digest"
+	bolt "go.etcd.io/bbolt"
+)
+
+var bucketPulled = []byte("last-pulled") // repo\x00digest → unix nanoseconds of the last pull
+
+// Image is one manifest of one repository, as eviction sees it.
+type Image struct {
+	Repository string
+	Digest     digest.Digest
+	StoredAt   time.Time
+	LastPulled time.Time // zero: never pulled since it was stored
+	// Raw is the manifest, to find what it references.
+	Raw []byte
+}
+
+// Used is when the image was last wanted: pulled, else stored.
+func (i Image) Used() time.Time {
+	if i.LastPulled.After(i.StoredAt) {
+		return i.LastPulled
+	}
+	return i.StoredAt
+}
+
+// MarkPulled records pulls (repo\x00digest → time), in one transaction for many.
+func (s *Store) MarkPulled(pulls map[string]time.Time) error {
+	if len(pulls) == 0 {
+		return nil
+	}
+	return s.db.Update(func(tx *bolt.Tx) error {
+		b, err := tx.CreateBucketIfNotExists(bucketPulled)
+		if err != nil {
+			return err
+		}
+		for k, t := range pulls {
+			var v [8]byte
+			binary.BigEndian.PutUint64(v[:], uint64(t.UnixNano()))
+			if err := b.Put([]byte(k), v[:]); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+}
+
+// PullKey is the MarkPulled key of a repository's manifest.
+func PullKey(repo string, dgst digest.Digest) string { return string(key(repo, dgst.String())) }
+
+// Images lists every stored manifest with its use times.
+func (s *Store) Images() ([]Image, error) {
+	var out []Image
+	err := s.db.View(func(tx *bolt.Tx) error {
+		pulled := tx.Bucket(bucketPulled)
+		content := tx.Bucket(bucketManifestContent)
+		return tx.Bucket(bucketManifests).ForEach(func(k, v []byte) error {
+			repo, dg, ok := bytes.Cut(k, []byte{0})
+			if !ok {
+				return nil
+			}
+			var rec ManifestRecord
+			if err := jsonUnmarshal(v, &rec); err != nil {
+				return err
+			}
+			img := Image{Repository: string(repo), Digest: digest.Digest(dg), StoredAt: rec.StoredAt, Raw: bytes.Clone(content.Get(dg))}
+			if pulled != nil {
+				if p := pulled.Get(k); len(p) == 8 {
+					img.LastPulled = time.Unix(0, int64(binary.BigEndian.Uint64(p)))
+				}
+			}
+			out = append(out, img)
+			return nil
+		})
+	})
+	return out, err
+}
+
+// DeleteManifest forgets a repository's manifest: its record, link, last pull, the tags
+// of that repository pointing at it and its referrer entry. The bytes, verdict and
+// report stay while another repository still holds the digest.
+func (s *Store) DeleteManifest(repo string, dgst digest.Digest) (orphaned bool, err error) {
+	err = s.db.Update(func(tx *bolt.Tx) error {
+		k := key(repo, dgst.String())
+		var rec ManifestRecord
+		if v := tx.Bucket(bucketManifests).Get(k); v != nil {
+			_ = jsonUnmarshal(v, &rec)
+		}
+		for _, b := range [][]byte{bucketManifests, bucketLinks} {
+			if err := tx.Bucket(b).Delete(k); err != nil {
+				return err
+			}
+		}
+		if p := tx.Bucket(bucketPulled); p != nil {
+			if err := p.Delete(k); err != nil {
+				return err
+			}
+		}
+		if rec.Subject != "" {
+			if err := tx.Bucket(bucketReferrers).Delete(key(repo, rec.Subject.String(), dgst.String())); err != nil {
+				return err
+			}
+		}
+		tags := tx.Bucket(bucketTags).Cursor()
+		prefix := key(repo, "")
+		for tk, tv := tags.Seek(prefix); tk != nil && bytes.HasPrefix(tk, prefix); tk, tv = tags.Next() {
+			var t TagRecord
+			if jsonUnmarshal(tv, &t) == nil && t.Digest == dgst {
+				if err := tags.Delete(); err != nil {
+					return err
+				}
+			}
+		}
+		// Does any repository still hold this digest?
+		suffix := []byte("\x00" + dgst.String())
+		held := false
+		_ = tx.Bucket(bucketManifests).ForEach(func(mk, _ []byte) error {
+			if bytes.HasSuffix(mk, suffix) {
+				held = true
+			}
+			return nil
+		})
+		if !held {
+			orphaned = true
+			for _, b := range [][]byte{bucketManifestContent, bucketVerdicts, bucketReports} {
+				if err := tx.Bucket(b).Delete([]byte(dgst.String())); err != nil {
+					return err
+				}
+			}
+		}
+		return nil
+	})
+	return orphaned, err
+}
+
+// BlobInfo is a stored blob and its size.
+type BlobInfo struct {
+	Digest digest.Digest
+	Size   int64
+}
+
+// Blobs lists every blob in the blob store with its size.
+func (s *Store) Blobs(ctx context.Context) ([]BlobInfo, error) {
+	var out []BlobInfo
+	root := "/docker/registry/v2/blobs"
+	err := s.driver.Walk(ctx, root, func(fi storagedriver.FileInfo) error {
+		if fi.IsDir() || !strings.HasSuffix(fi.Path(), "/data") {
+			return nil
+		}
+		// /docker/registry/v2/blobs/<alg>/<2 hex>/<hex>/data
+		parts := strings.Split(strings.TrimPrefix(fi.Path(), root+"/"), "/")
+		if len(parts) != 4 {
+			return nil
+		}
+		d := digest.NewDigestFromEncoded(digest.Algorithm(parts[0]), parts[2])
+		if d.Validate() == nil {
+			out = append(out, BlobInfo{Digest: d, Size: fi.Size()})
+		}
+		return nil
+	})
+	var pnf storagedriver.PathNotFoundError
+	if errors.As(err, &pnf) {
+		return nil, nil
+	}
+	return out, err
+}
+
+// DeleteBlob removes a blob's content and every repository's link to it.
+func (s *Store) DeleteBlob(ctx context.Context, dgst digest.Digest) error {
+	if err := s.blobs.Delete(ctx, dgst); err != nil && !errors.Is(mapErr(err), ErrNotFound) {
+		return fmt.Errorf("storage: unlink %s: %w", dgst, err)
+	}
+	if err := dstorage.NewVacuum(ctx, s.driver).RemoveBlob(dgst.String()); err != nil {
+		var pnf storagedriver.PathNotFoundError
+		if !errors.As(err, &pnf) {
+			return fmt.Errorf("storage: remove %s: %w", dgst, err)
+		}
+	}
+	return s.db.Update(func(tx *bolt.Tx) error {
+		c := tx.Bucket(bucketLinks).Cursor()
+		suffix := []byte("\x00" + dgst.String())
+		for k, _ := c.First(); k != nil; k, _ = c.Next() {
+			if bytes.HasSuffix(k, suffix) {
+				if err := c.Delete(); err != nil {
+					return err
+				}
+			}
+		}
+		return nil
+	})
+}
