@@ -19,6 +19,7 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 	"github.com/google/go-containerregistry/pkg/v1/tarball"
 
+	"github.com/goldproxy/goldproxy/proxy"
 	"github.com/goldproxy/goldproxy/proxy/proxytest"
 	"github.com/goldproxy/goldproxy/scanner"
 	"github.com/goldproxy/goldproxy/scanner/scannertest"
@@ -187,4 +188,73 @@ func benchLogger() *slog.Logger {
 		return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	}
 	return slog.New(slog.DiscardHandler)
+}
+
+// BenchmarkReevaluate1000: 1,000 cached images (an Alpine base shared by all, one small
+// layer of their own) re-evaluated after a DB swap. Reports seconds per re-evaluation,
+// layer reads and upstream requests during it (both must be 0).
+func BenchmarkReevaluate1000(b *testing.B) {
+	const images = 1000
+	up := proxytest.NewUpstream(b)
+	base := scannertest.AlpineImage(b, false)
+	refs := make([]string, images)
+	for i := range images {
+		img, err := mutate.AppendLayers(base, scannertest.Layer(b, map[string][]byte{"app/id": []byte(fmt.Sprint(i))}))
+		if err != nil {
+			b.Fatal(err)
+		}
+		tag := fmt.Sprintf("team/app:%d", i)
+		up.Push(b, tag, img)
+		refs[i] = up.Name + "/" + tag
+	}
+	v1 := b.TempDir()
+	scannertest.BuildDB(b, v1, time.Date(2026, 11, 23, 0, 0, 0, 0, time.UTC))
+	up.Push(b, "aquasecurity/trivy-db:2", scannertest.DBArtifact(b, v1))
+	cfg := proxytest.Config(b, up)
+	cfg.DB.Repository = up.Name + "/aquasecurity/trivy-db:2"
+	cfg.Policy = filepath.Join(b.TempDir(), "policy.yaml")
+	if err := os.WriteFile(cfg.Policy, []byte(mediumPolicy), 0o644); err != nil {
+		b.Fatal(err)
+	}
+	a, err := newApp(context.Background(), cfg, slog.New(slog.DiscardHandler))
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer a.Close()
+	if err := a.loadDB(context.Background()); err != nil {
+		b.Fatal(err)
+	}
+	for _, r := range a.srv.WarmAll(context.Background(), refs) {
+		if r.Verdict != "allowed" {
+			b.Fatalf("%s: %s %s", r.Ref, r.Verdict, r.Error)
+		}
+	}
+	for i := 0; b.Loop(); i++ {
+		b.StopTimer()
+		next := b.TempDir()
+		var extra []string
+		if i%2 == 0 { // alternate: add the advisory (all flip to denied), then drop it (all flip back)
+			extra = append(extra, filepath.Join("testdata", "busybox-2023-42364.yaml"))
+		}
+		scannertest.BuildDB(b, next, time.Date(2026, 11, 24, 0, 0, i, 0, time.UTC), extra...)
+		up.Push(b, "aquasecurity/trivy-db:2", scannertest.DBArtifact(b, next))
+		reads := a.store.BlobReads()
+		imageReqs := imageRequests(up)
+		b.StartTimer()
+		start := time.Now()
+		res, err := a.updateDB(context.Background())
+		if err != nil {
+			b.Fatal(err)
+		}
+		el := time.Since(start)
+		b.StopTimer()
+		st := res.(map[string]any)["reevaluation"].(proxy.ReevalStats)
+		if st.Verdicts != images || st.Flipped != images || st.Failed != 0 {
+			b.Fatalf("re-evaluation: %+v", st)
+		}
+		b.ReportMetric(el.Seconds(), "s/reevaluation")
+		b.ReportMetric(float64(a.store.BlobReads()-reads), "layer-reads")
+		b.ReportMetric(float64(imageRequests(up)-imageReqs), "upstream-image-requests")
+		b.StartTimer()
+	}
 }
