@@ -91,6 +91,10 @@ type DBConfig struct {
 	Repository string `yaml:"repository"`
 	// Refresh is how often the source is checked for a newer DB.
 	Refresh time.Duration `yaml:"refresh"`
+	// JavaDir (air-gapped: holds java-db/) or JavaRepository: the Java DB Trivy needs to
+	// identify JAR files. Without one, JAR files are not analysed.
+	JavaDir        string `yaml:"java_dir"`
+	JavaRepository string `yaml:"java_repository"`
 }
 
 // PrefetchConfig lists images to keep warm: pulled, scanned and judged on start and
@@ -192,6 +196,9 @@ func (c *Config) setDefaults() {
 	}
 	if c.Prefetch.Interval == 0 {
 		c.Prefetch.Interval = 6 * time.Hour
+	}
+	if c.DB.JavaRepository == "" {
+		c.DB.JavaRepository = "ghcr.io/aquasecurity/trivy-java-db:1"
 	}
 	if c.DB.Refresh == 0 {
 		c.DB.Refresh = 6 * time.Hour

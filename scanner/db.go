@@ -13,6 +13,8 @@ import (
 
 	trivydb "github.com/aquasecurity/trivy-db/pkg/db"
 	"github.com/aquasecurity/trivy-db/pkg/metadata"
+	ftypes "github.com/aquasecurity/trivy/pkg/fanal/types"
+	"github.com/aquasecurity/trivy/pkg/javadb"
 	"github.com/google/go-containerregistry/pkg/name"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 	bolt "go.etcd.io/bbolt"
@@ -30,6 +32,8 @@ type DBInfo struct {
 	Version   int       `json:"schemaVersion"`
 	UpdatedAt time.Time `json:"updatedAt"`
 	Source    string    `json:"source"`
+	// Java reports whether a Java DB is loaded (JAR files are analysed).
+	Java bool `json:"javaDB"`
 }
 
 // ID identifies the DB content a verdict was made with.
@@ -37,11 +41,15 @@ func (i DBInfo) ID() string {
 	return fmt.Sprintf("v%d@%s", i.Version, i.UpdatedAt.UTC().Format(time.RFC3339))
 }
 
-// DB owns the process-wide Trivy DB: scans hold it shared, Load takes it exclusively.
+// DB owns the process-wide Trivy DB (and Java DB): scans hold them shared, Load and
+// LoadJava take them exclusively.
 type DB struct {
 	mu   sync.RWMutex
 	info *DBInfo
 	err  error
+	// java is the directory holding java-db/ while a Java DB is loaded; without one, JAR
+	// files are not analysed (Trivy cannot identify them).
+	java string
 }
 
 // NewDB returns a DB with nothing loaded: every scan fails with ErrNoDB until Load.
@@ -136,6 +144,39 @@ func (d *DB) Close() error {
 	return trivydb.Close()
 }
 
+// JavaDBMediaType is the layer of the Trivy Java DB OCI artifact.
+const JavaDBMediaType = "application/vnd.aquasec.trivy.javadb.layer.v1.tar+gzip"
+
+// ValidateJavaDir checks that dir holds a Java DB (dir/java-db/trivy-java.db and its
+// metadata.json, schema version javadb expects).
+func ValidateJavaDir(dir string) (time.Time, error) {
+	meta, err := metadata.NewClient(filepath.Join(dir, "java-db")).Get()
+	if err != nil {
+		return time.Time{}, fmt.Errorf("java DB in %s: metadata: %w", dir, err)
+	}
+	if meta.Version != javadb.SchemaVersion {
+		return time.Time{}, fmt.Errorf("java DB in %s: schema version %d, need %d", dir, meta.Version, javadb.SchemaVersion)
+	}
+	if fi, err := os.Stat(filepath.Join(dir, "java-db", "trivy-java.db")); err != nil || fi.Size() == 0 {
+		return time.Time{}, fmt.Errorf("java DB in %s: trivy-java.db missing or empty", dir)
+	}
+	return meta.UpdatedAt, nil
+}
+
+// LoadJava validates the Java DB under dir and swaps it in; JAR files are analysed from
+// then on. A DB that does not validate is rejected and the loaded one stays.
+func (d *DB) LoadJava(dir string) error {
+	if _, err := ValidateJavaDir(dir); err != nil {
+		return err
+	}
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	// skip=true: goldproxy downloads the Java DB itself, through its upstreams.
+	javadb.Init(dir, nil, true, true, ftypes.RegistryOptions{})
+	d.java = dir
+	return nil
+}
+
 // acquire holds the DB for one scan.
 func (d *DB) acquire() (DBInfo, func(), error) {
 	d.mu.RLock()
@@ -144,13 +185,25 @@ func (d *DB) acquire() (DBInfo, func(), error) {
 		d.mu.RUnlock()
 		return DBInfo{}, nil, err
 	}
-	return *d.info, d.mu.RUnlock, nil
+	info := *d.info
+	info.Java = d.java != ""
+	return info, d.mu.RUnlock, nil
 }
 
 // Fetch downloads the DB artifact ref (e.g. ghcr.io/aquasecurity/trivy-db:2) into a new
 // directory under parent and validates it; it returns the directory. opts carry the
 // upstream's transport and credentials. A broken download is removed, never returned.
 func Fetch(ctx context.Context, ref name.Reference, parent string, opts ...remote.Option) (string, error) {
+	return fetchArtifact(ctx, ref, parent, "db-", dbLayerMediaType, "", func(dir string) error { _, err := ValidateDir(dir); return err }, opts...)
+}
+
+// FetchJava downloads the Java DB artifact (e.g. ghcr.io/aquasecurity/trivy-java-db:1)
+// into a new directory under parent, as dir/java-db/, and validates it.
+func FetchJava(ctx context.Context, ref name.Reference, parent string, opts ...remote.Option) (string, error) {
+	return fetchArtifact(ctx, ref, parent, "javadb-", JavaDBMediaType, "java-db", func(dir string) error { _, err := ValidateJavaDir(dir); return err }, opts...)
+}
+
+func fetchArtifact(ctx context.Context, ref name.Reference, parent, prefix, mediaType, sub string, validate func(string) error, opts ...remote.Option) (string, error) {
 	img, err := remote.Image(ref, append(opts, remote.WithContext(ctx))...)
 	if err != nil {
 		return "", fmt.Errorf("fetch %s: %w", ref, err)
@@ -162,7 +215,7 @@ func Fetch(ctx context.Context, ref name.Reference, parent string, opts ...remot
 	if err := os.MkdirAll(parent, 0o755); err != nil {
 		return "", err
 	}
-	dir, err := os.MkdirTemp(parent, "db-")
+	dir, err := os.MkdirTemp(parent, prefix)
 	if err != nil {
 		return "", err
 	}
@@ -174,25 +227,30 @@ func Fetch(ctx context.Context, ref name.Reference, parent string, opts ...remot
 	}()
 	for _, l := range layers {
 		mt, err := l.MediaType()
-		if err != nil || string(mt) != dbLayerMediaType {
+		if err != nil || string(mt) != mediaType {
 			continue
 		}
 		rc, err := l.Uncompressed()
 		if err != nil {
 			return "", err
 		}
-		err = untar(rc, dir)
+		target := filepath.Join(dir, sub)
+		if err := os.MkdirAll(target, 0o755); err != nil {
+			rc.Close()
+			return "", err
+		}
+		err = untar(rc, target)
 		rc.Close()
 		if err != nil {
 			return "", fmt.Errorf("unpack %s: %w", ref, err)
 		}
-		if _, err := ValidateDir(dir); err != nil {
+		if err := validate(dir); err != nil {
 			return "", err
 		}
 		ok = true
 		return dir, nil
 	}
-	return "", fmt.Errorf("%s has no %s layer", ref, dbLayerMediaType)
+	return "", fmt.Errorf("%s has no %s layer", ref, mediaType)
 }
 
 // untar writes the regular files of a tar stream into dir (flat: the DB archive holds

@@ -31,4 +31,7 @@ import (
 	_ "github.com/aquasecurity/trivy/pkg/fanal/analyzer/pkg/rpm"
 	_ "github.com/aquasecurity/trivy/pkg/fanal/analyzer/repo/apk"
 	_ "github.com/aquasecurity/trivy/pkg/fanal/handler/sysfile"
+
+	// The Java DB is SQLite; Trivy's CLI registers this driver, a library user must.
+	_ "modernc.org/sqlite"
 )

@@ -135,13 +135,19 @@ func (s *Scanner) Redetect(ctx context.Context, key Key, old types.Report) (*Res
 
 // artifactOption turns off everything the gate does not need; what is left reads only
 // the image it is given.
-func artifactOption() artifact.Option {
-	return artifact.Option{
+func artifactOption(java bool) artifact.Option {
+	o := artifact.Option{
 		Offline:           true,
 		Parallel:          2,
 		DisabledAnalyzers: append(append([]analyzer.Type{}, analyzer.TypeLockfiles...), analyzer.TypeApkCommand, analyzer.TypeSecret, analyzer.TypeLicenseFile, analyzer.TypeExecutable, analyzer.TypeSBOM),
 		DisabledHandlers:  []ftypes.HandlerType{ftypes.UnpackagedPostHandler},
 	}
+	if !java {
+		// Without a Java DB Trivy cannot identify JAR files: leave them out rather than
+		// fail every scan of an image that has one.
+		o.DisabledAnalyzers = append(o.DisabledAnalyzers, analyzer.TypeJar)
+	}
+	return o
 }
 
 // Scan analyses img (cached by layer) and detects vulnerabilities in its OS and language
@@ -162,7 +168,7 @@ func (s *Scanner) Scan(ctx context.Context, img v1.Image, ref string) (*Result, 
 		p, err := s.executables(img)
 		execc <- execs{p, err}
 	}()
-	inner, err := aimage.NewArtifact(&namedImage{Image: img, ref: ref}, s.cache, artifactOption())
+	inner, err := aimage.NewArtifact(&namedImage{Image: img, ref: ref}, s.cache, artifactOption(info.Java))
 	var inspected artifact.Reference
 	art := recordingArtifact{Artifact: inner, ref: &inspected}
 	if err != nil {

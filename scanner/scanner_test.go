@@ -72,6 +72,7 @@ func TestDetectsPackagesAndVulnerabilities(t *testing.T) {
 		{"debian dpkg status", scannertest.DebianImage(t, false), []string{"CVE-2023-4911 libc6 HIGH", "CVE-2024-6119 libssl3 HIGH"}},
 		{"distroless dpkg status.d", scannertest.DebianImage(t, true), []string{"CVE-2023-4911 libc6 HIGH", "CVE-2024-6119 libssl3 HIGH"}},
 		{"go binary build info", scannertest.GoBinaryImage(t), []string{"CVE-2021-38561 golang.org/x/text HIGH", "CVE-2022-32149 golang.org/x/text HIGH"}},
+		{"npm and pip packages", scannertest.AppImage(t), []string{"CVE-2021-23337 lodash HIGH", "CVE-2023-32681 requests MEDIUM"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			if got := findings(t, s, tc.img); strings.Join(got, ",") != strings.Join(tc.want, ",") {
@@ -201,6 +202,26 @@ func TestExecutables(t *testing.T) {
 	}
 	if strings.Join(res.Executables, ",") != "sbin/apk" {
 		t.Fatalf("after whiteouts: %v", res.Executables)
+	}
+}
+
+func TestJarFiles(t *testing.T) {
+	s := newScanner(t)
+	img := scannertest.JavaImage(t)
+	// Without a Java DB, JAR files are left out and the scan still works.
+	if got := findings(t, s, img); len(got) != 0 {
+		t.Fatalf("without a Java DB: %v", got)
+	}
+	dir := t.TempDir()
+	scannertest.BuildJavaDB(t, dir)
+	if err := s.DB().LoadJava(dir); err != nil {
+		t.Fatal(err)
+	}
+	if got := findings(t, s, img); strings.Join(got, ",") != "CVE-2021-44228 org.apache.logging.log4j:log4j-core CRITICAL" {
+		t.Fatalf("with a Java DB: %v", got)
+	}
+	if err := s.DB().LoadJava(t.TempDir()); err == nil {
+		t.Fatal("an empty Java DB directory was accepted")
 	}
 }
 

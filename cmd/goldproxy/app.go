@@ -97,16 +97,77 @@ func (a *app) loadDB(ctx context.Context) error {
 		if err == nil {
 			a.log.Info("vulnerability DB loaded", "dir", dir, "updated_at", info.UpdatedAt)
 		}
+		a.loadJavaDB(ctx)
 		return err
 	}
 	if dir, _ := a.readCurrent(); dir != "" {
 		if info, err := a.db.Load(dir, a.cfg.DB.Repository); err == nil {
 			a.log.Info("vulnerability DB loaded", "dir", dir, "updated_at", info.UpdatedAt)
+			a.loadJavaDB(ctx)
 			return nil
 		}
 	}
 	_, err := a.refreshDB(ctx)
+	a.loadJavaDB(ctx)
 	return err
+}
+
+// loadJavaDB loads the Java DB (db.java_dir, the last download, or a fresh one). Without
+// it JAR files are not analysed; that is logged, not fatal.
+func (a *app) loadJavaDB(ctx context.Context) {
+	if err := a.refreshJavaDB(ctx, false); err != nil {
+		a.log.Warn("no Java DB: JAR files in images are not analysed", "err", err)
+	}
+}
+
+// refreshJavaDB loads the Java DB; with check, it also looks for a newer one upstream.
+func (a *app) refreshJavaDB(ctx context.Context, check bool) error {
+	if a.cfg.DB.JavaDir != "" {
+		return a.db.LoadJava(a.cfg.Resolve(a.cfg.DB.JavaDir))
+	}
+	curFile := filepath.Join(a.dbRoot(), "java-current")
+	var curDir, curDigest string
+	if b, err := os.ReadFile(curFile); err == nil {
+		if f := strings.Fields(string(b)); len(f) == 2 {
+			curDir, curDigest = filepath.Join(a.dbRoot(), f[0]), f[1]
+		}
+	}
+	if curDir != "" && !check {
+		if err := a.db.LoadJava(curDir); err == nil {
+			return nil
+		}
+	}
+	ref, err := name.ParseReference(a.cfg.DB.JavaRepository)
+	if err != nil {
+		return fmt.Errorf("db.java_repository: %w", err)
+	}
+	at, opts, err := a.srv.UpstreamRef(ref)
+	if err != nil {
+		return err
+	}
+	desc, err := remote.Head(at, append(opts, remote.WithContext(ctx))...)
+	if err != nil {
+		return fmt.Errorf("check %s: %w", ref, err)
+	}
+	if curDigest == desc.Digest.String() {
+		return a.db.LoadJava(curDir)
+	}
+	dir, err := scanner.FetchJava(ctx, at.Context().Digest(desc.Digest.String()), a.dbRoot(), opts...)
+	if err != nil {
+		return err
+	}
+	if err := a.db.LoadJava(dir); err != nil {
+		os.RemoveAll(dir)
+		return err
+	}
+	if err := os.WriteFile(curFile, []byte(filepath.Base(dir)+" "+desc.Digest.String()+"\n"), 0o644); err != nil {
+		return err
+	}
+	if curDir != "" && curDir != dir {
+		os.RemoveAll(curDir)
+	}
+	a.log.Info("Java DB downloaded", "repository", ref.String(), "digest", desc.Digest)
+	return nil
 }
 
 // refreshDB checks the DB source and swaps in a newer DB if there is one (validated
@@ -179,6 +240,9 @@ func (a *app) updateDB(ctx context.Context) (any, error) {
 		return nil, err
 	}
 	out := map[string]any{"swapped": swapped}
+	if err := a.refreshJavaDB(ctx, true); err != nil {
+		a.log.Warn("Java DB refresh failed; JAR analysis keeps the loaded one (if any)", "err", err)
+	}
 	if swapped {
 		st, err := a.srv.Reevaluate(ctx)
 		if err != nil {

@@ -193,14 +193,22 @@ func TestNoDBDeniesEverything(t *testing.T) {
 func TestDBFetchedThroughUpstream(t *testing.T) {
 	up := proxytest.NewUpstream(t)
 	up.Push(t, "team/alpine:vuln", scannertest.AlpineImage(t, true))
+	up.Push(t, "team/java:1", scannertest.JavaImage(t))
 	dbDir := t.TempDir()
 	scannertest.BuildDB(t, dbDir, time.Now())
 	up.Push(t, "aquasecurity/trivy-db:2", scannertest.DBArtifact(t, dbDir))
+	javaDir := t.TempDir()
+	scannertest.BuildJavaDB(t, javaDir)
+	up.Push(t, "aquasecurity/trivy-java-db:1", scannertest.JavaDBArtifact(t, javaDir))
 	cfg := proxytest.Config(t, up)
 	cfg.DB.Repository = up.Name + "/aquasecurity/trivy-db:2"
+	cfg.DB.JavaRepository = up.Name + "/aquasecurity/trivy-java-db:1"
 	g := startGated(t, cfg, up, true)
 	if resp, body := g.get(t, "/v2/"+up.Name+"/team/alpine/manifests/vuln"); resp.StatusCode != http.StatusForbidden || !strings.Contains(body, "CVE-2024-5535") {
 		t.Fatalf("with a fetched DB: %d %s", resp.StatusCode, body)
+	}
+	if resp, body := g.get(t, "/v2/"+up.Name+"/team/java/manifests/1"); resp.StatusCode != http.StatusForbidden || !strings.Contains(body, "CVE-2021-44228 in org.apache.logging.log4j:log4j-core 2.14.1 → 2.15.0, 2.12.2, 2.3.1 (CRITICAL)") {
+		t.Fatalf("a JAR with the fetched Java DB: %d %s", resp.StatusCode, body)
 	}
 	// A restart uses the downloaded DB without fetching again.
 	up.ResetCounts()

@@ -6,6 +6,7 @@ package scannertest
 
 import (
 	"archive/tar"
+	"archive/zip"
 	"bytes"
 	"compress/gzip"
 	"encoding/json"
@@ -20,6 +21,7 @@ import (
 	"time"
 
 	fixtures "github.com/aquasecurity/bolt-fixtures"
+	javadb "github.com/aquasecurity/trivy-java-db/pkg/db"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/empty"
 	"github.com/google/go-containerregistry/pkg/v1/mutate"
@@ -63,11 +65,20 @@ func BuildDB(t testing.TB, dir string, updatedAt time.Time, extra ...string) {
 
 // DBArtifact packs a DB directory as the Trivy DB OCI artifact (one tar+gzip layer).
 func DBArtifact(t testing.TB, dir string) v1.Image {
+	return packArtifact(t, dir, []string{"trivy.db", "metadata.json"}, "application/vnd.aquasec.trivy.db.layer.v1.tar+gzip")
+}
+
+// JavaDBArtifact packs dir/java-db (from BuildJavaDB) as the Trivy Java DB OCI artifact.
+func JavaDBArtifact(t testing.TB, dir string) v1.Image {
+	return packArtifact(t, filepath.Join(dir, "java-db"), []string{"trivy-java.db", "metadata.json"}, "application/vnd.aquasec.trivy.javadb.layer.v1.tar+gzip")
+}
+
+func packArtifact(t testing.TB, dir string, files []string, mediaType types.MediaType) v1.Image {
 	t.Helper()
 	var buf bytes.Buffer
 	gz := gzip.NewWriter(&buf)
 	tw := tar.NewWriter(gz)
-	for _, name := range []string{"trivy.db", "metadata.json"} {
+	for _, name := range files {
 		b, err := os.ReadFile(filepath.Join(dir, name))
 		if err != nil {
 			t.Fatal(err)
@@ -79,7 +90,7 @@ func DBArtifact(t testing.TB, dir string) v1.Image {
 	}
 	tw.Close()
 	gz.Close()
-	layer := static.NewLayer(buf.Bytes(), "application/vnd.aquasec.trivy.db.layer.v1.tar+gzip")
+	layer := static.NewLayer(buf.Bytes(), mediaType)
 	img, err := mutate.AppendLayers(mutate.MediaType(empty.Image, types.OCIManifestSchema1), layer)
 	if err != nil {
 		t.Fatal(err)
@@ -238,4 +249,59 @@ func GoBinaryImage(t testing.TB) v1.Image {
 		t.Fatal(err)
 	}
 	return image(t, map[string][]byte{"usr/bin/app": b})
+}
+
+// BuildJavaDB writes an empty-index Java DB (schema version 1) under dir/java-db, as
+// the trivy-java-db artifact unpacks: enough for Trivy to identify JAR files by their
+// pom.properties.
+func BuildJavaDB(t testing.TB, dir string) {
+	t.Helper()
+	d, err := javadb.New(filepath.Join(dir, "java-db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := d.Init(); err != nil {
+		t.Fatal(err)
+	}
+	if err := d.Close(); err != nil {
+		t.Fatal(err)
+	}
+	now := time.Now().UTC()
+	meta, _ := json.Marshal(map[string]any{"Version": 1, "NextUpdate": now.Add(72 * time.Hour), "UpdatedAt": now, "DownloadedAt": now})
+	if err := os.WriteFile(filepath.Join(dir, "java-db", "metadata.json"), meta, 0o644); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// JavaImage is the fixed Alpine image plus app/log4j-core-2.14.1.jar (CVE-2021-44228,
+// CRITICAL, fixed in 2.15.0), identified by its pom.properties.
+func JavaImage(t testing.TB) v1.Image {
+	t.Helper()
+	var buf bytes.Buffer
+	zw := zip.NewWriter(&buf)
+	w, err := zw.Create("META-INF/maven/org.apache.logging.log4j/log4j-core/pom.properties")
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, _ = w.Write([]byte("groupId=org.apache.logging.log4j\nartifactId=log4j-core\nversion=2.14.1\n"))
+	m, _ := zw.Create("META-INF/MANIFEST.MF")
+	_, _ = m.Write([]byte("Manifest-Version: 1.0\nImplementation-Title: Apache Log4j Core\nImplementation-Version: 2.14.1\n"))
+	if err := zw.Close(); err != nil {
+		t.Fatal(err)
+	}
+	img, err := mutate.AppendLayers(AlpineImage(t, false), Layer(t, map[string][]byte{"app/log4j-core-2.14.1.jar": buf.Bytes()}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return img
+}
+
+// AppImage is a scratch-like image with an npm package (lodash 4.17.20: CVE-2021-23337
+// HIGH, fixed 4.17.21) and a Python distribution (requests 2.28.0: CVE-2023-32681
+// MEDIUM, fixed 2.31.0), as installed by npm and pip.
+func AppImage(t testing.TB) v1.Image {
+	return image(t, map[string][]byte{
+		"app/node_modules/lodash/package.json": []byte(`{"name":"lodash","version":"4.17.20","license":"MIT"}`),
+		"usr/lib/python3.12/site-packages/requests-2.28.0.dist-info/METADATA": []byte("Metadata-Version: 2.1\nName: requests\nVersion: 2.28.0\nLicense: Apache 2.0\n"),
+	})
 }
