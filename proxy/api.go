@@ -22,6 +22,8 @@ func (s *Server) serveAPI(w http.ResponseWriter, r *http.Request) (bool, error) 
 		return true, nil
 	case p == "/readyz":
 		return true, s.serveReady(w)
+	case p == "/api/v1/robots" || strings.HasPrefix(p, "/api/v1/robots/"):
+		return true, s.serveRobots(w, r)
 	case p == "/api/v1/gc":
 		if r.Method != http.MethodPost {
 			return true, errUnsupported("POST to run gc (?dry_run=true to see what it would remove)")

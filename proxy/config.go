@@ -38,6 +38,8 @@ type Config struct {
 	DB       DBConfig       `yaml:"db"`
 	Webhooks WebhookConfig  `yaml:"webhooks"`
 	Prefetch PrefetchConfig `yaml:"prefetch"`
+	// Auth is client authentication (docker login); off when no htpasswd is set.
+	Auth ClientAuthConfig `yaml:"auth"`
 
 	// dir is the directory of the config file; relative list paths resolve against it.
 	dir string
@@ -188,6 +190,12 @@ func (c *Config) setDefaults() {
 	if c.Scan.OnScanError == "" {
 		c.Scan.OnScanError = "deny"
 	}
+	if c.Auth.TokenTTL == 0 {
+		c.Auth.TokenTTL = 5 * time.Minute
+	}
+	if c.Auth.FailedLogins == 0 {
+		c.Auth.FailedLogins = 10
+	}
 	if c.Storage.GC.Interval == 0 {
 		c.Storage.GC.Interval = time.Hour
 	}
@@ -314,6 +322,21 @@ func (c *Config) Validate() error {
 	for i, u := range c.Webhooks.URLs {
 		if pu, err := url.Parse(u); err != nil || (pu.Scheme != "http" && pu.Scheme != "https") {
 			return fmt.Errorf("config: webhooks.urls[%d]: %q is not an http(s) URL", i, u)
+		}
+	}
+	if c.Auth.Htpasswd != "" {
+		if _, err := os.Stat(c.resolve(c.Auth.Htpasswd)); err != nil {
+			return fmt.Errorf("config: auth.htpasswd: %w", err)
+		}
+	}
+	if c.Auth.TokenTTL < time.Second || c.Auth.FailedLogins < 0 {
+		return fmt.Errorf("config: auth: token_ttl must be at least 1s and failed_logins_per_minute positive")
+	}
+	for who, globs := range c.Auth.Scopes {
+		for i, g := range globs {
+			if _, err := compileGlob(g); err != nil {
+				return fmt.Errorf("config: auth.scopes.%s[%d]: %w", who, i, err)
+			}
 		}
 	}
 	if c.Policy != "" {

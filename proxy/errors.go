@@ -16,6 +16,8 @@ type regError struct {
 	Detail  any
 	// RetryAfter, when set, becomes a Retry-After header (seconds).
 	RetryAfter int
+	// Header are extra response headers (WWW-Authenticate).
+	Header map[string]string
 }
 
 func (e *regError) Error() string { return fmt.Sprintf("%s: %s", e.Code, e.Message) }
@@ -86,6 +88,9 @@ func writeError(w http.ResponseWriter, r *http.Request, err error) {
 	h.Set("Content-Type", "application/json")
 	h.Del("Content-Length")
 	h.Del("Docker-Content-Digest")
+	for k, v := range re.Header {
+		h.Set(k, v)
+	}
 	if re.RetryAfter > 0 {
 		h.Set("Retry-After", strconv.Itoa(re.RetryAfter))
 	}

@@ -11,6 +11,7 @@ type metrics struct {
 	reevalProgress prometheus.Gauge
 	reevalRunning  prometheus.Gauge
 	webhookErrors  prometheus.Counter
+	authFailures   *prometheus.CounterVec
 }
 
 func newMetrics(reg prometheus.Registerer) *metrics {
@@ -31,8 +32,12 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Name: "goldproxy_webhook_failures_total",
 			Help: "Verdict-change notifications that could not be delivered after every retry.",
 		}),
+		authFailures: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "goldproxy_auth_failures_total",
+			Help: "Rejected client credentials, by how they were presented.",
+		}, []string{"method"}),
 	}
-	reg.MustRegister(m.verdictChanges, m.reevalProgress, m.reevalRunning, m.webhookErrors)
+	reg.MustRegister(m.verdictChanges, m.reevalProgress, m.reevalRunning, m.webhookErrors, m.authFailures)
 	return m
 }
 

@@ -36,6 +36,7 @@ type Server struct {
 	dbUpdate func(context.Context) (any, error)
 	leases   leases
 	pulls    pulls
+	auth     *authenticator
 	registry prometheus.Registerer
 	metrics  *metrics
 	notify   *notifier
@@ -100,6 +101,9 @@ func New(cfg *Config, store *storage.Store, opts ...Option) (*Server, error) {
 		s.registry = prometheus.NewRegistry()
 	}
 	s.metrics = newMetrics(s.registry)
+	if s.auth, err = newAuthenticator(cfg.Auth, cfg.resolve, store, s.now); err != nil {
+		return nil, err
+	}
 	s.notify = newNotifier(s.ctx, cfg.Webhooks, s.log, s.metrics.webhookErrors.Inc)
 	if s.scan != nil {
 		s.gate = s.scan
@@ -169,7 +173,15 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *Server) serve(w http.ResponseWriter, r *http.Request) error {
+	if r.URL.Path == "/token" {
+		return s.serveToken(w, r)
+	}
 	if !strings.HasPrefix(r.URL.Path, "/v2") {
+		if r.URL.Path != "/healthz" && r.URL.Path != "/readyz" {
+			if err := s.authorizeAPI(r); err != nil {
+				return err
+			}
+		}
 		if handled, err := s.serveAPI(w, r); handled {
 			return err
 		}
@@ -186,11 +198,20 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request) error {
 		return errUnsupported("goldproxy is a read-only mirror: %s is not supported", r.Method)
 	}
 	if rt.kind == kindBase {
+		if err := s.authorize(r, ""); err != nil {
+			return err
+		}
 		w.Header().Set("Content-Type", "application/json")
 		_, _ = w.Write([]byte("{}"))
 		return nil
 	}
 	if err := s.router.resolve(rt); err != nil {
+		if aerr := s.authorize(r, ""); aerr != nil {
+			return aerr // say nothing about names to a client that has not logged in
+		}
+		return err
+	}
+	if err := s.authorize(r, rt.key); err != nil {
 		return err
 	}
 	if !s.allow.Allowed(rt.key) {
