@@ -36,6 +36,7 @@ func (s *Server) serveBlob(w http.ResponseWriter, r *http.Request, rt *route) er
 	}
 	defer s.leases.hold(dgst)() // gc never deletes a blob a request is using
 	if _, err := s.store.StatBlob(ctx, dgst); err == nil {
+		s.metrics.cache.WithLabelValues("blob", "hit").Inc()
 		if err := s.ensureLinked(ctx, rt, dgst); err != nil {
 			return err
 		}
@@ -43,6 +44,7 @@ func (s *Server) serveBlob(w http.ResponseWriter, r *http.Request, rt *route) er
 	} else if !errors.Is(err, storage.ErrNotFound) {
 		return err
 	}
+	s.metrics.cache.WithLabelValues("blob", "miss").Inc()
 	if r.Method == http.MethodHead {
 		return s.headUpstreamBlob(w, r, rt, dgst)
 	}

@@ -40,6 +40,9 @@ type Config struct {
 	Prefetch PrefetchConfig `yaml:"prefetch"`
 	// Auth is client authentication (docker login); off when no htpasswd is set.
 	Auth ClientAuthConfig `yaml:"auth"`
+	TLS  TLSConfig        `yaml:"tls"`
+	// Metrics is where Prometheus scrapes /metrics (a separate listener).
+	Metrics MetricsConfig `yaml:"metrics"`
 
 	// dir is the directory of the config file; relative list paths resolve against it.
 	dir string
@@ -97,6 +100,12 @@ type DBConfig struct {
 	// identify JAR files. Without one, JAR files are not analysed.
 	JavaDir        string `yaml:"java_dir"`
 	JavaRepository string `yaml:"java_repository"`
+}
+
+// MetricsConfig places the metrics listener.
+type MetricsConfig struct {
+	// Listen is host:port for /metrics; empty turns the listener off.
+	Listen string `yaml:"listen"`
 }
 
 // PrefetchConfig lists images to keep warm: pulled, scanned and judged on start and
@@ -322,6 +331,24 @@ func (c *Config) Validate() error {
 	for i, u := range c.Webhooks.URLs {
 		if pu, err := url.Parse(u); err != nil || (pu.Scheme != "http" && pu.Scheme != "https") {
 			return fmt.Errorf("config: webhooks.urls[%d]: %q is not an http(s) URL", i, u)
+		}
+	}
+	if (c.TLS.Cert == "") != (c.TLS.Key == "") {
+		return fmt.Errorf("config: tls: set both cert and key")
+	}
+	if c.TLS.ClientCA != "" && c.TLS.Cert == "" {
+		return fmt.Errorf("config: tls.client_ca: needs tls.cert and tls.key")
+	}
+	for _, f := range []struct{ key, path string }{{"tls.cert", c.TLS.Cert}, {"tls.key", c.TLS.Key}, {"tls.client_ca", c.TLS.ClientCA}} {
+		if f.path != "" {
+			if _, err := os.Stat(c.resolve(f.path)); err != nil {
+				return fmt.Errorf("config: %s: %w", f.key, err)
+			}
+		}
+	}
+	if c.Metrics.Listen != "" {
+		if _, _, err := net.SplitHostPort(c.Metrics.Listen); err != nil {
+			return fmt.Errorf("config: metrics.listen: %q is not host:port", c.Metrics.Listen)
 		}
 	}
 	if c.Auth.Htpasswd != "" {

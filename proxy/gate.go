@@ -31,6 +31,8 @@ type Manifest struct {
 // Verdict is a Gate's answer.
 type Verdict struct {
 	Allowed bool
+	// Policy names the policy that decided ("allowlist" for the allowlist).
+	Policy string
 	// Rule names what decided, e.g. "allowlist".
 	Rule string
 	// Message is written for the developer who was denied: what, why, what next.
@@ -89,9 +91,9 @@ func (a *Allowlist) Allowed(repository string) bool {
 // Check implements Gate.
 func (a *Allowlist) Check(_ context.Context, m Manifest) (Verdict, error) {
 	if a.Allowed(m.Repository) {
-		return Verdict{Allowed: true, Rule: "allowlist"}, nil
+		return Verdict{Allowed: true, Policy: "allowlist", Rule: "allowlist"}, nil
 	}
-	return Verdict{Rule: "allowlist", Message: notAllowedMessage(m.Repository)}, nil
+	return Verdict{Policy: "allowlist", Rule: "allowlist", Message: notAllowedMessage(m.Repository)}, nil
 }
 
 func notAllowedMessage(repo string) string {

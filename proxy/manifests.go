@@ -58,6 +58,11 @@ func (s *Server) serveManifest(w http.ResponseWriter, r *http.Request, rt *route
 			return err
 		}
 	}
+	result := "hit"
+	if rt.missed {
+		result = "miss"
+	}
+	s.metrics.cache.WithLabelValues("manifest", result).Inc()
 	verdict, err := s.gate.Check(ctx, Manifest{
 		Repository: rt.key,
 		Tag:        tag,
@@ -67,6 +72,7 @@ func (s *Server) serveManifest(w http.ResponseWriter, r *http.Request, rt *route
 		return err
 	}
 	if !verdict.Allowed {
+		s.metrics.denials.WithLabelValues(verdict.Policy, verdict.Rule, "false").Inc()
 		e := errDenied("%s", verdict.Message)
 		e.Detail = map[string]string{"repository": rt.key, "digest": rec.Digest.String(), "rule": verdict.Rule,
 			"report": "/api/v1/images/" + rec.Digest.String() + "/report"}
@@ -103,6 +109,7 @@ func (s *Server) resolveTagTTL(ctx context.Context, rt *route, tag string, ttl t
 		uctx, cancel := s.detach(ctx)
 		defer cancel()
 		if kerr != nil {
+			rt.missed = true
 			// A tag never seen: one GET brings the manifest, whose bytes define its digest.
 			return s.fetchTagged(uctx, rt, tag)
 		}
@@ -150,6 +157,7 @@ func (s *Server) loadManifest(ctx context.Context, rt *route, dgst digest.Digest
 	if err == nil {
 		return rec, raw, nil
 	}
+	rt.missed = true
 	if !errors.Is(err, storage.ErrNotFound) {
 		return rec, nil, err
 	}

@@ -26,6 +26,8 @@ type route struct {
 	up   *upstream
 	repo string // repository on the upstream ("library/alpine")
 	key  string // "<upstream>/<repo>": the name the store, allowlist and gate use
+
+	missed bool // the store lacked the manifest: it came from the upstream (metrics)
 }
 
 var (

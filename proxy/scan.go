@@ -228,6 +228,8 @@ func (g *scanGate) judge(ctx context.Context, m Manifest) (*VerdictRecord, error
 	}
 	pendingSaved <- nil // for the deferred receive
 	log := g.s.log.With("repository", m.Repository, "digest", dgst, "duration", time.Since(start).Round(time.Millisecond))
+	g.s.metrics.scanDuration.Observe(time.Since(start).Seconds())
+	defer func() { g.s.metrics.scans.WithLabelValues(scanResult(rec, artifact)).Inc() }()
 	if artifact {
 		rec.State, rec.Verdict = stateAllowed, policy.Verdict{Allowed: true, Policy: "artifact"}
 		log.Info("scan skipped: not a container image")
@@ -353,6 +355,13 @@ func (fs *fetchSet) all(ctx context.Context) error {
 		}
 	}
 	return nil
+}
+
+func scanResult(rec *VerdictRecord, artifact bool) string {
+	if artifact {
+		return "artifact"
+	}
+	return rec.State
 }
 
 func isImageConfig(mt string) bool {

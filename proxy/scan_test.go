@@ -80,7 +80,7 @@ var opensslVulns = []policy.Vulnerability{
 	{ID: "CVE-2024-9999", Package: "busybox", InstalledVersion: "1.36.1-r15", Severity: "CRITICAL"}, // no fix: allowed by default
 }
 
-func scanSetup(t *testing.T, sc *fakeScanner, mutate func(*proxy.Config)) (*proxytest.Upstream, *proxytest.Proxy, v1.Image, v1.Image) {
+func scanSetup(t *testing.T, sc *fakeScanner, mutate func(*proxy.Config), opts ...proxy.Option) (*proxytest.Upstream, *proxytest.Proxy, v1.Image, v1.Image) {
 	t.Helper()
 	up := proxytest.NewUpstream(t)
 	vuln, clean := randomImage(t, 2), randomImage(t, 1)
@@ -94,7 +94,7 @@ func scanSetup(t *testing.T, sc *fakeScanner, mutate func(*proxy.Config)) (*prox
 	if mutate != nil {
 		mutate(cfg)
 	}
-	return up, proxytest.Start(t, cfg, proxy.WithScanner(sc, policy.DefaultSet())), vuln, clean
+	return up, proxytest.Start(t, cfg, append([]proxy.Option{proxy.WithScanner(sc, policy.DefaultSet())}, opts...)...), vuln, clean
 }
 
 func TestScanGateDeniesAndCaches(t *testing.T) {

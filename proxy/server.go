@@ -9,6 +9,7 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -67,9 +68,16 @@ func WithClock(now func() time.Time) Option { return func(s *Server) { s.now = n
 
 // New builds a Server over an opened store.
 func New(cfg *Config, store *storage.Store, opts ...Option) (*Server, error) {
+	var s *Server
+	metricsOf := func() *metrics {
+		if s == nil {
+			return nil
+		}
+		return s.metrics
+	}
 	ups := make([]*upstream, 0, len(cfg.Upstreams))
 	for _, uc := range cfg.Upstreams {
-		u, err := newUpstream(uc, cfg.Tags.TTL, cfg.UpstreamTimeout, cfg.resolve)
+		u, err := newUpstream(uc, cfg.Tags.TTL, cfg.UpstreamTimeout, cfg.resolve, metricsOf)
 		if err != nil {
 			return nil, err
 		}
@@ -83,7 +91,7 @@ func New(cfg *Config, store *storage.Store, opts ...Option) (*Server, error) {
 	if err != nil {
 		return nil, err
 	}
-	s := &Server{
+	s = &Server{
 		cfg:      cfg,
 		store:    store,
 		router:   newRouter(ups, cfg),
@@ -100,7 +108,7 @@ func New(cfg *Config, store *storage.Store, opts ...Option) (*Server, error) {
 	if s.registry == nil {
 		s.registry = prometheus.NewRegistry()
 	}
-	s.metrics = newMetrics(s.registry)
+	s.metrics = newMetrics(s.registry, s)
 	if s.auth, err = newAuthenticator(cfg.Auth, cfg.resolve, store, s.now); err != nil {
 		return nil, err
 	}
@@ -153,8 +161,12 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	r = r.WithContext(ctx)
 	log := s.log.With("request_id", id)
 	defer func() {
+		d := time.Since(start)
+		route := routeLabel(r.URL.Path)
+		s.metrics.requests.WithLabelValues(route, r.Method, strconv.Itoa(rw.status())).Inc()
+		s.metrics.requestDuration.WithLabelValues(route, r.Method).Observe(d.Seconds())
 		log.Info("request", "method", r.Method, "path", r.URL.Path, "ns", r.URL.Query().Get("ns"),
-			"status", rw.status(), "bytes", rw.n, "duration", time.Since(start).Round(time.Microsecond))
+			"status", rw.status(), "bytes", rw.n, "duration", d.Round(time.Microsecond))
 	}()
 	err := s.serve(rw, r)
 	if err == nil {
@@ -217,6 +229,10 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request) error {
 	if !s.allow.Allowed(rt.key) {
 		return errDenied("%s", notAllowedMessage(rt.key))
 	}
+	if rw, ok := w.(*responseWriter); ok && (rt.kind == kindManifest || rt.kind == kindBlob) {
+		before := rw.n
+		defer func() { s.metrics.servedBytes.WithLabelValues(rt.up.name).Add(float64(rw.n - before)) }()
+	}
 	switch rt.kind {
 	case kindManifest:
 		return s.serveManifest(w, r, rt)
@@ -228,6 +244,23 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request) error {
 		return s.serveReferrers(w, r, rt)
 	}
 	return errUnsupported("unsupported request")
+}
+
+// routeLabel names a request's route for metrics (bounded cardinality).
+func routeLabel(path string) string {
+	switch {
+	case path == "/token":
+		return "token"
+	case path == "/healthz" || path == "/readyz":
+		return "health"
+	case strings.HasPrefix(path, "/api/"):
+		return "api"
+	}
+	kind, _, _, ok := parsePath(path)
+	if !ok {
+		return "other"
+	}
+	return kind
 }
 
 // detach gives upstream work shared by several requests a context that no single

@@ -33,7 +33,7 @@ type upstream struct {
 	blobRT map[string]http.RoundTripper // authenticated transports for raw blob GETs, by repository
 }
 
-func newUpstream(c UpstreamConfig, defTTL, timeout time.Duration, resolve func(string) string) (*upstream, error) {
+func newUpstream(c UpstreamConfig, defTTL, timeout time.Duration, resolve func(string) string, m func() *metrics) (*upstream, error) {
 	u, err := url.Parse(c.URL)
 	if err != nil {
 		return nil, err
@@ -68,7 +68,8 @@ func newUpstream(c UpstreamConfig, defTTL, timeout time.Duration, resolve func(s
 		}
 		tr.TLSClientConfig = tlsc
 	}
-	up := &upstream{name: c.Name, reg: reg, base: tr, tagTTL: c.TagTTL, timeout: timeout, blobRT: map[string]http.RoundTripper{}}
+	base := &upstreamTransport{next: tr, name: c.Name, m: m}
+	up := &upstream{name: c.Name, reg: reg, base: base, tagTTL: c.TagTTL, timeout: timeout, blobRT: map[string]http.RoundTripper{}}
 	if up.tagTTL == 0 {
 		up.tagTTL = defTTL
 	}
@@ -76,7 +77,7 @@ func newUpstream(c UpstreamConfig, defTTL, timeout time.Duration, resolve func(s
 		return nil, fmt.Errorf("upstream %s: auth: %w", c.Name, err)
 	}
 	popts := []remote.Option{
-		remote.WithTransport(tr),
+		remote.WithTransport(base),
 		remote.WithUserAgent("goldproxy"),
 		// One quick retry: a flaky upstream should not stall a pull, and an unreachable
 		// one should fall back to the cache fast.

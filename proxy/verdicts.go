@@ -113,6 +113,7 @@ func (g *scanGate) verdictOf(rec *VerdictRecord) Verdict {
 	case stateAllowed:
 		if rec.Verdict.Audit {
 			g.auditDenials.Add(1)
+			g.s.metrics.denials.WithLabelValues(rec.Verdict.Policy, rec.Verdict.Rule(), "true").Inc()
 			g.s.log.Warn("audit: would deny", "image", image, "policy", rec.Verdict.Policy, "rule", rec.Verdict.Rule(), "reasons", denialText(rec))
 		}
 		return Verdict{Allowed: true, Rule: rec.Verdict.Policy}
@@ -121,7 +122,7 @@ func (g *scanGate) verdictOf(rec *VerdictRecord) Verdict {
 			g.s.log.Warn("serving an image that could not be scanned (on_scan_error: allow)", "image", image, "err", rec.Error)
 			return Verdict{Allowed: true, Rule: "on_scan_error"}
 		}
-		return Verdict{Rule: "scan-error", Message: fmt.Sprintf(
+		return Verdict{Policy: "scan", Rule: "scan-error", Message: fmt.Sprintf(
 			"image %s could not be scanned, and goldproxy does not serve what it has not scanned: %s. Retry the pull; if it keeps failing, tell the platform team", image, rec.Error)}
 	}
 	var b strings.Builder
@@ -132,7 +133,7 @@ func (g *scanGate) verdictOf(rec *VerdictRecord) Verdict {
 	} else {
 		b.WriteString(". Use a rebuilt image with the fixes (a newer tag or a hardened base) or ask the platform team for an exception")
 	}
-	return Verdict{Rule: rec.Verdict.Rule(), Message: b.String()}
+	return Verdict{Policy: rec.Verdict.Policy, Rule: rec.Verdict.Rule(), Message: b.String()}
 }
 
 // denialText lists every failed rule with its evidence: up to five findings per rule and

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
@@ -14,6 +15,9 @@ import (
 
 	"github.com/google/go-containerregistry/pkg/name"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/goldproxy/goldproxy/policy"
 	"github.com/goldproxy/goldproxy/proxy"
@@ -24,6 +28,7 @@ import (
 // app is a wired goldproxy: store, scanner and DB, and the registry server.
 type app struct {
 	dbMu    sync.Mutex // one refresh at a time
+	reg     *prometheus.Registry
 	cfg     *proxy.Config
 	log     *slog.Logger
 	store   *storage.Store
@@ -51,8 +56,9 @@ func newApp(ctx context.Context, cfg *proxy.Config, log *slog.Logger) (*app, err
 		store.Close()
 		return nil, err
 	}
-	a := &app{cfg: cfg, log: log, store: store, db: db, scanner: sc}
-	srv, err := proxy.New(cfg, store, proxy.WithLogger(log), proxy.WithScanner(trivyGate{sc}, pol), proxy.WithDBUpdater(a.updateDB))
+	a := &app{cfg: cfg, log: log, store: store, db: db, scanner: sc, reg: prometheus.NewRegistry()}
+	a.reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	srv, err := proxy.New(cfg, store, proxy.WithLogger(log), proxy.WithScanner(trivyGate{sc}, pol), proxy.WithDBUpdater(a.updateDB), proxy.WithRegistry(a.reg))
 	if err != nil {
 		sc.Close()
 		store.Close()
@@ -315,6 +321,13 @@ func (a *app) refreshLoop(ctx context.Context) {
 }
 
 var errDenied = errors.New("denied by policy")
+
+// metricsHandler serves /metrics (on the metrics listener).
+func (a *app) metricsHandler() http.Handler {
+	mux := http.NewServeMux()
+	mux.Handle("/metrics", promhttp.HandlerFor(a.reg, promhttp.HandlerOpts{Registry: a.reg}))
+	return mux
+}
 
 // loadPolicy reads the configured policy file, or returns the built-in default.
 func loadPolicy(cfg *proxy.Config) (*policy.Set, error) {

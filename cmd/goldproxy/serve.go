@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -100,9 +101,27 @@ func serve(ctx context.Context, cfg *proxy.Config) error {
 	if err != nil {
 		return fmt.Errorf("listen: %w", err)
 	}
-	hs := &http.Server{Handler: srv, ReadHeaderTimeout: 30 * time.Second}
-	log.Info("goldproxy listening", "addr", ln.Addr().String(), "data_dir", cfg.DataDir, "upstreams", len(cfg.Upstreams))
-	log.Warn("serving plain HTTP: docker needs this host in insecure-registries, containerd and podman need plain-http/insecure mirror entries")
+	tlsCfg, err := cfg.ServerTLS()
+	if err != nil {
+		return err
+	}
+	hs := &http.Server{Handler: srv, ReadHeaderTimeout: 30 * time.Second, TLSConfig: tlsCfg}
+	log.Info("goldproxy listening", "addr", ln.Addr().String(), "tls", tlsCfg != nil, "auth", cfg.Auth.Htpasswd != "", "data_dir", cfg.DataDir, "upstreams", len(cfg.Upstreams))
+	if tlsCfg == nil {
+		log.Warn("serving plain HTTP: docker needs this host in insecure-registries, containerd and podman need plain-http/insecure mirror entries")
+	} else {
+		ln = tls.NewListener(ln, tlsCfg)
+	}
+	if cfg.Metrics.Listen != "" {
+		mln, err := net.Listen("tcp", cfg.Metrics.Listen)
+		if err != nil {
+			return fmt.Errorf("metrics listen: %w", err)
+		}
+		ms := &http.Server{Handler: a.metricsHandler(), ReadHeaderTimeout: 10 * time.Second}
+		go func() { _ = ms.Serve(mln) }()
+		defer ms.Close()
+		log.Info("metrics listening", "addr", mln.Addr().String())
+	}
 	errc := make(chan error, 1)
 	go func() { errc <- hs.Serve(ln) }()
 	select {
