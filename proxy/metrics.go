@@ -67,6 +67,21 @@ func newMetrics(reg prometheus.Registerer, s *Server) *metrics {
 		authFailures: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "goldproxy_auth_failures_total",
 			Help: "Rejected client credentials, by how they were presented."}, []string{"method"}),
 	}
+	// Export the usual label values from the start, so dashboards and alerts see zeros
+	// rather than nothing.
+	for _, from := range []string{stateAllowed, stateDenied} {
+		for _, to := range []string{stateAllowed, stateDenied} {
+			if from != to {
+				m.verdictChanges.WithLabelValues(from, to)
+			}
+		}
+	}
+	for _, method := range []string{"basic", "token", "token_request", "rate_limited"} {
+		m.authFailures.WithLabelValues(method)
+	}
+	for _, r := range []string{stateAllowed, stateDenied, stateError, "artifact"} {
+		m.scans.WithLabelValues(r)
+	}
 	reg.MustRegister(m.requests, m.requestDuration, m.cache, m.servedBytes, m.fetchedBytes, m.upstream, m.upstreamLatency,
 		m.scans, m.scanDuration, m.denials, m.verdictChanges, m.reevalProgress, m.reevalRunning, m.webhookErrors, m.authFailures,
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "goldproxy_scan_queue_depth", Help: "Scans waiting for a worker."},
