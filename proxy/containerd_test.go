@@ -92,12 +92,18 @@ func (c *containerd) ctr(args ...string) (string, error) {
 
 // hostsDir writes a containerd hosts.toml that sends pulls of upstreamHost to mirror.
 func hostsDir(t *testing.T, upstreamHost, mirror string) string {
+	return hostsDirServer(t, upstreamHost, mirror, upstreamHost)
+}
+
+// hostsDirServer is hostsDir with the fallback server containerd tries when the mirror
+// fails (a closed port makes mirror failures visible).
+func hostsDirServer(t *testing.T, upstreamHost, mirror, server string) string {
 	t.Helper()
 	dir := t.TempDir()
 	if err := os.MkdirAll(filepath.Join(dir, upstreamHost), 0o755); err != nil {
 		t.Fatal(err)
 	}
-	toml := fmt.Sprintf("server = \"http://%s\"\n\n[host.\"http://%s\"]\n  capabilities = [\"pull\", \"resolve\"]\n", upstreamHost, mirror)
+	toml := fmt.Sprintf("server = \"http://%s\"\n\n[host.\"http://%s\"]\n  capabilities = [\"pull\", \"resolve\"]\n", server, mirror)
 	if err := os.WriteFile(filepath.Join(dir, upstreamHost, "hosts.toml"), []byte(toml), 0o644); err != nil {
 		t.Fatal(err)
 	}
@@ -134,5 +140,53 @@ func TestContainerdPullsThroughMirror(t *testing.T) {
 	list, _ := c.ctr("images", "ls", "-q")
 	if !strings.Contains(list, up.Host+"/test/app:1") {
 		t.Fatalf("image not in containerd: %s", list)
+	}
+}
+
+func TestContainerdPullsWithLogin(t *testing.T) {
+	requireE2E(t, "containerd", "ctr")
+	up, p := authSetup(t, nil)
+	c := startContainerd(t)
+	// No fallback: what containerd gets, it gets through the proxy.
+	hosts := hostsDirServer(t, up.Host, p.Host, "127.0.0.1:1")
+	ref := up.Host + "/team/app:1"
+	if out, err := c.ctr("images", "pull", "--hosts-dir", hosts, "--plain-http", "--snapshotter", "native", ref); err == nil {
+		t.Fatalf("pull without credentials succeeded:\n%s", out)
+	}
+	out, err := c.ctr("images", "pull", "--hosts-dir", hosts, "--plain-http", "--snapshotter", "native", "--user", "bob:bob-pw", ref)
+	if err != nil {
+		t.Fatalf("ctr pull --user: %v\n%s", err, out)
+	}
+	if len(p.Requests("GET /token")) == 0 {
+		t.Fatal("containerd did not use the token flow")
+	}
+	// bob may not pull other/*: DENIED even though the image is on the allowlist.
+	if out, err := c.ctr("images", "pull", "--hosts-dir", hosts, "--plain-http", "--snapshotter", "native", "--user", "bob:bob-pw", up.Host+"/other/app:1"); err == nil {
+		t.Fatalf("bob pulled outside his scopes:\n%s", out)
+	}
+}
+
+func TestSkopeoCopiesWithCredentials(t *testing.T) {
+	requireE2E(t, "skopeo")
+	up, p := authSetup(t, nil)
+	dest := t.TempDir()
+	run := func(creds string) (string, error) {
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+		defer cancel()
+		args := []string{"copy", "--src-tls-verify=false", "docker://" + p.Host + "/" + up.Name + "/team/app:1", "oci:" + filepath.Join(dest, "app") + ":1"}
+		if creds != "" {
+			args = append([]string{"copy", "--src-creds", creds}, args[1:]...)
+		}
+		out, err := exec.CommandContext(ctx, "skopeo", args...).CombinedOutput()
+		return string(out), err
+	}
+	if out, err := run("alice:wrong"); err == nil {
+		t.Fatalf("skopeo with a wrong password succeeded:\n%s", out)
+	}
+	if out, err := run("alice:alice-pw"); err != nil {
+		t.Fatalf("skopeo copy --src-creds: %v\n%s", err, out)
+	}
+	if _, err := os.Stat(filepath.Join(dest, "app", "index.json")); err != nil {
+		t.Fatalf("no OCI layout written: %v", err)
 	}
 }
