@@ -237,3 +237,24 @@ func TestPolicyCommands(t *testing.T) {
 		t.Fatalf("policy test (image): %d %s", code, out)
 	}
 }
+
+func TestRobotCommands(t *testing.T) {
+	cfg := write(t, t.TempDir(), "goldproxy.yaml", "data_dir: "+t.TempDir()+"\nupstreams:\n  - {name: r.test, url: \"http://127.0.0.1:1\"}\n")
+	out, code := runCLI(t, "robot", "add", "ci", "--scope", "r.test/team/**", "--expires", "30d", "--config", cfg)
+	if code != 0 || !strings.Contains(out, "username: robot$ci") || !regexpMatch(out, `token:\s+\S{40,}`) {
+		t.Fatalf("robot add: %d %s", code, out)
+	}
+	if out, code := runCLI(t, "robot", "add", "ci", "--config", cfg); code != 1 || !strings.Contains(out, "exists") {
+		t.Fatalf("duplicate robot: %d %s", code, out)
+	}
+	out, code = runCLI(t, "robot", "list", "--config", cfg)
+	if code != 0 || !regexpMatch(out, `robot\$ci\s+r.test/team/\*\*\s+\S+\s+\d{4}-\d\d-\d\d`) || strings.Contains(out, "hash") {
+		t.Fatalf("robot list: %d %s", code, out)
+	}
+	if out, code := runCLI(t, "robot", "revoke", "ci", "--config", cfg); code != 0 {
+		t.Fatalf("revoke: %d %s", code, out)
+	}
+	if out, code := runCLI(t, "robot", "revoke", "ci", "--config", cfg); code != 1 {
+		t.Fatalf("revoke twice: %d %s", code, out)
+	}
+}
