@@ -435,7 +435,7 @@ func (s *Server) AddRobot(name string, scopes []string, ttl time.Duration) (stri
 		return "", fmt.Errorf("robot name %q: use lower-case letters, digits, '.', '_' or '-'", name)
 	}
 	for i, g := range scopes {
-		if _, err := compileGlob(g); err != nil {
+		if _, err := policy.CompileGlob(g); err != nil {
 			return "", fmt.Errorf("scope %d: %w", i, err)
 		}
 	}

@@ -17,6 +17,7 @@ import (
 	"gopkg.in/yaml.v3"
 
 	"github.com/goldproxy/goldproxy/configs"
+	"github.com/goldproxy/goldproxy/policy"
 )
 
 // Config is the whole configuration tree of a goldproxy server. It is decoded strictly
@@ -361,7 +362,7 @@ func (c *Config) Validate() error {
 	}
 	for who, globs := range c.Auth.Scopes {
 		for i, g := range globs {
-			if _, err := compileGlob(g); err != nil {
+			if _, err := policy.CompileGlob(g); err != nil {
 				return fmt.Errorf("config: auth.scopes.%s[%d]: %w", who, i, err)
 			}
 		}
@@ -377,7 +378,7 @@ func (c *Config) Validate() error {
 		}
 	}
 	for i, g := range c.Allow.Repositories {
-		if _, err := compileGlob(g); err != nil {
+		if _, err := policy.CompileGlob(g); err != nil {
 			return fmt.Errorf("config: allow.repositories[%d]: %w", i, err)
 		}
 	}

@@ -11,6 +11,8 @@ import (
 
 	"github.com/google/go-containerregistry/pkg/name"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
+
+	"github.com/goldproxy/goldproxy/policy"
 )
 
 // Gate decides whether a manifest may be served. The proxy asks it for every manifest
@@ -52,7 +54,7 @@ type Allowlist struct {
 func NewAllowlist(globs []string, lists []string) (*Allowlist, error) {
 	a := &Allowlist{repos: map[string]bool{}}
 	for _, g := range globs {
-		re, err := compileGlob(g)
+		re, err := policy.CompileGlob(g)
 		if err != nil {
 			return nil, err
 		}
@@ -98,33 +100,6 @@ func (a *Allowlist) Check(_ context.Context, m Manifest) (Verdict, error) {
 
 func notAllowedMessage(repo string) string {
 	return fmt.Sprintf("repository %s is not on the allowlist of this proxy; ask the platform team to add it (allow.repositories or an allow list file) or use an approved hardened image", repo)
-}
-
-// compileGlob turns a repository glob into a regexp: "*" matches within one path
-// component, "**" across components, "?" one character.
-func compileGlob(g string) (*regexp.Regexp, error) {
-	if g == "" {
-		return nil, fmt.Errorf("empty glob")
-	}
-	var b strings.Builder
-	b.WriteString("^")
-	for i := 0; i < len(g); i++ {
-		switch c := g[i]; c {
-		case '*':
-			if i+1 < len(g) && g[i+1] == '*' {
-				b.WriteString(".*")
-				i++
-			} else {
-				b.WriteString("[^/]*")
-			}
-		case '?':
-			b.WriteString("[^/]")
-		default:
-			b.WriteString(regexp.QuoteMeta(string(c)))
-		}
-	}
-	b.WriteString("$")
-	return regexp.Compile(b.String())
 }
 
 // ParseImageList reads the seed list format: one image reference per line, "#" starts a

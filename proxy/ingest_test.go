@@ -11,9 +11,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/google/go-containerregistry/pkg/name"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
-	"github.com/google/go-containerregistry/pkg/v1/remote"
 	"github.com/opencontainers/go-digest"
 
 	"github.com/goldproxy/goldproxy/proxy"
@@ -21,37 +19,8 @@ import (
 	"github.com/goldproxy/goldproxy/storage"
 )
 
-// pullAll pulls an image through the proxy and reads every blob to the end (verifying
-// digests, as clients do).
-func pullAll(ref string, p *proxytest.Proxy) error {
-	r, err := nameRef(p.Host + "/" + ref)
-	if err != nil {
-		return err
-	}
-	img, err := remote.Image(r)
-	if err != nil {
-		return err
-	}
-	if _, err := img.RawConfigFile(); err != nil {
-		return err
-	}
-	layers, err := img.Layers()
-	if err != nil {
-		return err
-	}
-	for _, l := range layers {
-		rc, err := l.Compressed()
-		if err != nil {
-			return err
-		}
-		_, err = io.Copy(io.Discard, rc)
-		rc.Close()
-		if err != nil {
-			return err
-		}
-	}
-	return nil
-}
+// pullAll pulls an image through the proxy and reads every blob to the end.
+func pullAll(ref string, p *proxytest.Proxy) error { return proxytest.PullAll(p.Host, ref) }
 
 func TestConcurrentColdPullsShareOneFetch(t *testing.T) {
 	up := proxytest.NewUpstream(t)
@@ -278,5 +247,3 @@ func TestFaultyManifest(t *testing.T) {
 		t.Fatalf("good fetch after fault: %d", resp.StatusCode)
 	}
 }
-
-func nameRef(s string) (name.Reference, error) { return name.ParseReference(s, name.Insecure) }

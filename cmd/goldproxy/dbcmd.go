@@ -59,27 +59,17 @@ Example:
 			if proxyURL != "" {
 				return apiCall(cmd.OutOrStdout(), http.MethodPost, proxyURL, "/api/v1/db/update")
 			}
-			cfg, err := loadConfig(configPath)
-			if err != nil {
-				return &exitError{2, err}
-			}
-			ctx := cmd.Context()
-			if ctx == nil {
-				ctx = context.Background()
-			}
-			a, err := newApp(ctx, cfg, newLogger(cfg))
-			if err != nil {
-				return &exitError{2, err}
-			}
-			defer a.Close()
-			_ = a.loadDB(ctx)
-			res, err := a.updateDB(ctx)
-			if err != nil {
-				return &exitError{1, err}
-			}
-			b, _ := json.MarshalIndent(res, "", "  ")
-			fmt.Fprintln(cmd.OutOrStdout(), string(b))
-			return nil
+			return withLocalApp(configPath, func(a *app) error {
+				ctx := context.Background()
+				_ = a.loadDB(ctx)
+				res, err := a.updateDB(ctx)
+				if err != nil {
+					return err
+				}
+				b, _ := json.MarshalIndent(res, "", "  ")
+				fmt.Fprintln(cmd.OutOrStdout(), string(b))
+				return nil
+			})
 		},
 	}
 	cmd.PersistentFlags().StringVar(&configPath, "config", "", "config file (db and data_dir keys)")

@@ -16,7 +16,6 @@ import (
 
 	"github.com/google/go-containerregistry/pkg/name"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
-	"github.com/google/go-containerregistry/pkg/v1/remote"
 	"github.com/google/go-containerregistry/pkg/v1/tarball"
 
 	"github.com/goldproxy/goldproxy/proxy"
@@ -62,30 +61,7 @@ func (g *gated) get(t *testing.T, path string) (*http.Response, string) {
 // pull pulls an image through the proxy with go-containerregistry, reading every layer.
 func (g *gated) pull(t *testing.T, ref string) error {
 	t.Helper()
-	r, err := name.ParseReference(strings.TrimPrefix(g.url, "http://")+"/"+ref, name.Insecure)
-	if err != nil {
-		t.Fatal(err)
-	}
-	img, err := remote.Image(r)
-	if err != nil {
-		return err
-	}
-	layers, err := img.Layers()
-	if err != nil {
-		return err
-	}
-	for _, l := range layers {
-		rc, err := l.Compressed()
-		if err != nil {
-			return err
-		}
-		_, err = io.Copy(io.Discard, rc)
-		rc.Close()
-		if err != nil {
-			return err
-		}
-	}
-	return nil
+	return proxytest.PullAll(strings.TrimPrefix(g.url, "http://"), ref)
 }
 
 func testImages(t *testing.T, up *proxytest.Upstream) map[string]v1.Hash {

@@ -33,26 +33,15 @@ Example:
 				}
 				return apiCall(cmd.OutOrStdout(), http.MethodPost, proxyURL, path)
 			}
-			cfg, err := loadConfig(configPath)
-			if err != nil {
-				return &exitError{2, err}
-			}
-			ctx := cmd.Context()
-			if ctx == nil {
-				ctx = context.Background()
-			}
-			a, err := newApp(ctx, cfg, newLogger(cfg))
-			if err != nil {
-				return &exitError{2, err}
-			}
-			defer a.Close()
-			res, err := a.srv.GC(ctx, dryRun)
-			if err != nil {
-				return &exitError{1, err}
-			}
-			b, _ := json.MarshalIndent(res, "", "  ")
-			fmt.Fprintln(cmd.OutOrStdout(), string(b))
-			return nil
+			return withLocalApp(configPath, func(a *app) error {
+				res, err := a.srv.GC(context.Background(), dryRun)
+				if err != nil {
+					return err
+				}
+				b, _ := json.MarshalIndent(res, "", "  ")
+				fmt.Fprintln(cmd.OutOrStdout(), string(b))
+				return nil
+			})
 		},
 	}
 	cmd.Flags().BoolVar(&dryRun, "dry-run", false, "say what would be removed, remove nothing")

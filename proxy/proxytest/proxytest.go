@@ -222,3 +222,35 @@ func (p *Proxy) Close() {
 		p.Store.Close()
 	})
 }
+
+// PullAll pulls ref through the proxy at host as a client does, with go-containerregistry:
+// the manifest, the config, and every layer read to the end (digests verified).
+func PullAll(host, ref string, opts ...remote.Option) error {
+	r, err := name.ParseReference(host+"/"+ref, name.Insecure)
+	if err != nil {
+		return err
+	}
+	img, err := remote.Image(r, opts...)
+	if err != nil {
+		return err
+	}
+	if _, err := img.RawConfigFile(); err != nil {
+		return err
+	}
+	layers, err := img.Layers()
+	if err != nil {
+		return err
+	}
+	for _, l := range layers {
+		rc, err := l.Compressed()
+		if err != nil {
+			return err
+		}
+		_, err = io.Copy(io.Discard, rc)
+		rc.Close()
+		if err != nil {
+			return err
+		}
+	}
+	return nil
+}
