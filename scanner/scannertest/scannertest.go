@@ -301,7 +301,7 @@ func JavaImage(t testing.TB) v1.Image {
 // MEDIUM, fixed 2.31.0), as installed by npm and pip.
 func AppImage(t testing.TB) v1.Image {
 	return image(t, map[string][]byte{
-		"app/node_modules/lodash/package.json": []byte(`{"name":"lodash","version":"4.17.20","license":"MIT"}`),
+		"app/node_modules/lodash/package.json":                                []byte(`{"name":"lodash","version":"4.17.20","license":"MIT"}`),
 		"usr/lib/python3.12/site-packages/requests-2.28.0.dist-info/METADATA": []byte("Metadata-Version: 2.1\nName: requests\nVersion: 2.28.0\nLicense: Apache 2.0\n"),
 	})
 }
