@@ -5,6 +5,7 @@ import (
 	"crypto/sha256"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net/http"
 	"os"
@@ -98,11 +99,7 @@ func (a *app) readCurrent() (dir, digest string) {
 // (air-gapped), else the last downloaded one, else a fresh download.
 func (a *app) loadDB(ctx context.Context) error {
 	if a.cfg.DB.Dir != "" {
-		dir := a.cfg.Resolve(a.cfg.DB.Dir)
-		info, err := a.db.Load(dir, "dir:"+dir)
-		if err == nil {
-			a.log.Info("vulnerability DB loaded", "dir", dir, "updated_at", info.UpdatedAt)
-		}
+		_, err := a.refreshDB(ctx)
 		a.loadJavaDB(ctx)
 		return err
 	}
@@ -183,20 +180,33 @@ func (a *app) refreshDB(ctx context.Context) (bool, error) {
 	defer a.dbMu.Unlock()
 	cur, curErr := a.db.Info()
 	if a.cfg.DB.Dir != "" {
-		// Air-gapped: the site replaces the files in db.dir; a newer metadata.json means a new DB.
-		dir := a.cfg.Resolve(a.cfg.DB.Dir)
-		next, err := scanner.ValidateDir(dir)
+		// Air-gapped: the site updates db.dir; a newer metadata.json means a new DB. It is
+		// copied into a directory of our own first, so the site may rewrite its files at any
+		// time without touching the DB scans are using.
+		src := a.cfg.Resolve(a.cfg.DB.Dir)
+		next, err := scanner.ValidateDir(src)
 		if err != nil {
 			return false, err
 		}
 		if curErr == nil && !next.UpdatedAt.After(cur.UpdatedAt) {
 			return false, nil
 		}
-		info, err := a.db.Load(dir, "dir:"+dir)
+		dir, err := copyDB(src, a.dbRoot())
 		if err != nil {
 			return false, err
 		}
-		a.log.Info("vulnerability DB swapped", "dir", dir, "updated_at", info.UpdatedAt)
+		info, err := a.db.Load(dir, "dir:"+src)
+		if err != nil {
+			os.RemoveAll(dir)
+			return false, err
+		}
+		olds, _ := filepath.Glob(filepath.Join(a.dbRoot(), "local-*"))
+		for _, o := range olds {
+			if o != dir {
+				os.RemoveAll(o)
+			}
+		}
+		a.log.Info("vulnerability DB swapped", "from", src, "dir", dir, "updated_at", info.UpdatedAt)
 		return true, nil
 	}
 	ref, err := name.ParseReference(a.cfg.DB.Repository)
@@ -236,6 +246,46 @@ func (a *app) refreshDB(ctx context.Context) (bool, error) {
 	}
 	a.log.Info("vulnerability DB downloaded and swapped", "repository", ref.String(), "digest", desc.Digest, "updated_at", info.UpdatedAt)
 	return true, nil
+}
+
+// copyDB copies a DB directory (trivy.db, metadata.json) into a new directory under
+// parent and validates the copy.
+func copyDB(src, parent string) (string, error) {
+	if err := os.MkdirAll(parent, 0o755); err != nil {
+		return "", err
+	}
+	dir, err := os.MkdirTemp(parent, "local-")
+	if err != nil {
+		return "", err
+	}
+	for _, f := range []string{"trivy.db", "metadata.json"} {
+		if err := copyFile(filepath.Join(src, f), filepath.Join(dir, f)); err != nil {
+			os.RemoveAll(dir)
+			return "", err
+		}
+	}
+	if _, err := scanner.ValidateDir(dir); err != nil {
+		os.RemoveAll(dir)
+		return "", err
+	}
+	return dir, nil
+}
+
+func copyFile(from, to string) error {
+	in, err := os.Open(from)
+	if err != nil {
+		return err
+	}
+	defer in.Close()
+	out, err := os.Create(to)
+	if err != nil {
+		return err
+	}
+	if _, err := io.Copy(out, in); err != nil {
+		out.Close()
+		return err
+	}
+	return out.Close()
 }
 
 // updateDB refreshes the DB and, when a new one was swapped in, re-evaluates every

@@ -219,3 +219,44 @@ func TestWarmCommandThroughProxy(t *testing.T) {
 }
 
 func regexpMatch(s, re string) bool { return regexp.MustCompile(re).MatchString(s) }
+
+func TestAirGappedDBDirRefresh(t *testing.T) {
+	up := proxytest.NewUpstream(t)
+	up.Push(t, "team/alpine:3.19", scannertest.AlpineImage(t, false))
+	site := t.TempDir() // the directory an air-gapped site keeps current
+	scannertest.BuildDB(t, site, time.Date(2026, 11, 23, 0, 0, 0, 0, time.UTC))
+	cfg := proxytest.Config(t, up)
+	cfg.DB.Dir = site
+	cfg.Policy = write(t, t.TempDir(), "policy.yaml", mediumPolicy)
+	g := startGated(t, cfg, up, true)
+	if err := g.pull(t, up.Name+"/team/alpine:3.19"); err != nil {
+		t.Fatal(err)
+	}
+	// Nothing new in the directory: nothing happens.
+	if res, err := g.app.updateDB(context.Background()); err != nil || res.(map[string]any)["swapped"].(bool) {
+		t.Fatalf("unchanged dir: %+v %v", res, err)
+	}
+	// A half-written update is rejected and the loaded DB stays.
+	os.WriteFile(filepath.Join(site, "trivy.db"), []byte("partial"), 0o644)
+	os.WriteFile(filepath.Join(site, "metadata.json"), []byte(`{"Version":2,"UpdatedAt":"2026-11-24T00:00:00Z"}`), 0o644)
+	if _, err := g.app.updateDB(context.Background()); err == nil {
+		t.Fatal("a broken DB in the site directory was swapped in")
+	}
+	if err := g.pull(t, up.Name+"/team/alpine:3.19"); err != nil {
+		t.Fatalf("pulls after a rejected update: %v", err)
+	}
+	// The site finishes its update: swapped (from a copy) and every verdict re-evaluated.
+	os.Remove(filepath.Join(site, "trivy.db"))
+	scannertest.BuildDB(t, site, time.Date(2026, 11, 24, 0, 0, 0, 0, time.UTC), filepath.Join("testdata", "busybox-2023-42364.yaml"))
+	res, err := g.app.updateDB(context.Background())
+	if err != nil || !res.(map[string]any)["swapped"].(bool) || res.(map[string]any)["reevaluation"].(proxy.ReevalStats).Flipped != 1 {
+		t.Fatalf("site update: %+v %v", res, err)
+	}
+	info, _ := g.app.db.Info()
+	if !strings.HasPrefix(info.Dir, g.app.dbRoot()) {
+		t.Fatalf("the DB is used from the site's own directory %s, not a copy", info.Dir)
+	}
+	if resp, _ := g.get(t, "/v2/"+up.Name+"/team/alpine/manifests/3.19"); resp.StatusCode != http.StatusForbidden {
+		t.Fatalf("after the site's update: %d", resp.StatusCode)
+	}
+}
