@@ -205,6 +205,31 @@ func TestExecutables(t *testing.T) {
 	}
 }
 
+func TestRPMPackages(t *testing.T) {
+	s := newScanner(t)
+	res, err := s.Scan(context.Background(), scannertest.UBIImage(t), "registry.access.redhat.com/ubi9/ubi:9.3")
+	if err != nil {
+		t.Fatal(err)
+	}
+	os := res.Report.Metadata.OS
+	if os == nil || string(os.Family) != "redhat" || os.Name != "9.3" {
+		t.Fatalf("OS %+v", os)
+	}
+	var pkgs []string
+	for _, r := range res.Report.Results {
+		for _, p := range r.Packages {
+			pkgs = append(pkgs, p.Name+"-"+p.Version+"-"+p.Release)
+		}
+	}
+	slices.Sort(pkgs)
+	if strings.Join(pkgs, ",") != "bash-5.1.8-6.el9_1,microdnf-3.9.1-3.el9,openssl-libs-3.0.7-24.el9" {
+		t.Fatalf("rpm packages %v", pkgs)
+	}
+	if strings.Join(res.Executables, ",") != "usr/bin/bash,usr/bin/microdnf" {
+		t.Fatalf("executables %v", res.Executables)
+	}
+}
+
 func TestJarFiles(t *testing.T) {
 	s := newScanner(t)
 	img := scannertest.JavaImage(t)

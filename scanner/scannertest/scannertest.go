@@ -305,3 +305,20 @@ func AppImage(t testing.TB) v1.Image {
 		"usr/lib/python3.12/site-packages/requests-2.28.0.dist-info/METADATA": []byte("Metadata-Version: 2.1\nName: requests\nVersion: 2.28.0\nLicense: Apache 2.0\n"),
 	})
 }
+
+// UBIImage is a UBI 9 (RHEL 9.3) image whose RPM database (scanner/testdata/rpm,
+// sqlite backend as RHEL 9 keeps it) holds openssl-libs, bash and microdnf.
+func UBIImage(t testing.TB) v1.Image {
+	t.Helper()
+	rpmdb, err := os.ReadFile(filepath.Join(fixturesDir(), "..", "rpm", "rpmdb.sqlite"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return image(t, map[string][]byte{
+		"etc/redhat-release":       []byte("Red Hat Enterprise Linux release 9.3 (Plow)\n"),
+		"etc/os-release":           []byte("NAME=\"Red Hat Enterprise Linux\"\nVERSION=\"9.3 (Plow)\"\nID=\"rhel\"\nVERSION_ID=\"9.3\"\nPLATFORM_ID=\"platform:el9\"\n"),
+		"var/lib/rpm/rpmdb.sqlite": rpmdb,
+		"usr/bin/bash":             []byte("\x7fELF bash"),
+		"usr/bin/microdnf":         []byte("\x7fELF microdnf"),
+	})
+}
