@@ -169,6 +169,22 @@ func TestAuthFailures(t *testing.T) {
 	if list, _ := p.Gold.Robots(); len(list) != 0 {
 		t.Fatalf("robots after revoke: %+v", list)
 	}
+
+	// A robot with an expiry stops working when it passes.
+	tokTemp, err := p.Gold.AddRobot("temp", nil, time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	temp := &authn.Basic{Username: "robot$temp", Password: tokTemp}
+	if err := pullAs(p, up.Name+"/team/app:1", temp); err != nil {
+		t.Fatalf("robot before expiry: %v", err)
+	}
+	mu.Lock()
+	now = now.Add(2 * time.Hour)
+	mu.Unlock()
+	if code, _ := token(t, p, "robot$temp", tokTemp, ""); code != 401 {
+		t.Fatalf("expired robot got a token: %d", code)
+	}
 }
 
 func TestFailedLoginsAreRateLimited(t *testing.T) {
