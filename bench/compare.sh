@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # Compares goldproxy with the CNCF distribution registry v3.1.2 in proxy mode, on
-# loopback: one upstream registry holds a 256 MiB single-layer image; each mirror does a
+# loopback: one upstream registry holds images with one 256 MiB layer; each mirror does a
 # cold pull, then warm layer GETs and warm manifest GETs. Prints both results and the
-# goldproxy/distribution ratios.
+# goldproxy/distribution ratios. goldproxy's cold pull includes its gate: the image is
+# ingested whole and scanned (with a DB built from the test fixtures) before the
+# manifest is served; distribution serves whatever it fetches.
 #   bench/compare.sh [layer-bytes]
 set -euo pipefail
 export GOEXPERIMENT=jsonv2
@@ -32,10 +34,12 @@ storage: {filesystem: {rootdirectory: $work/dist-proxy}}
 http: {addr: $dist}
 proxy: {remoteurl: http://$up}
 YML
+"$work/pullbench" mkdb --fixtures scanner/testdata/db --out "$work/trivy-db"
 cat > "$work/goldproxy.yml" <<YML
 listen: $gold
 data_dir: $work/goldproxy-data
 log: {level: error}
+db: {dir: $work/trivy-db}
 upstreams:
   - name: bench.local
     url: http://$up

@@ -3,9 +3,12 @@
 //
 //	pullbench push --registry 127.0.0.1:5100 --repo bench/big --size 268435456
 //	pullbench pull --mirror http://127.0.0.1:5101 --ns 127.0.0.1:5100 --repo bench/big --tag 1
+//	pullbench mkdb --fixtures scanner/testdata/db --out /tmp/db
 package main
 
 import (
+	"archive/tar"
+	"bytes"
 	"encoding/json"
 	"flag"
 	"fmt"
@@ -13,9 +16,11 @@ import (
 	"math/rand/v2"
 	"net/http"
 	"os"
+	"path/filepath"
 	"sort"
 	"time"
 
+	fixtures "github.com/aquasecurity/bolt-fixtures"
 	"github.com/google/go-containerregistry/pkg/name"
 	"github.com/google/go-containerregistry/pkg/v1/empty"
 	"github.com/google/go-containerregistry/pkg/v1/mutate"
@@ -35,6 +40,8 @@ func main() {
 		err = push(os.Args[2:])
 	case "pull":
 		err = pull(os.Args[2:])
+	case "mkdb":
+		err = mkdb(os.Args[2:])
 	default:
 		err = fmt.Errorf("unknown command %q", os.Args[1])
 	}
@@ -59,7 +66,20 @@ func push(args []string) error {
 			data[i+j] = byte(v >> (8 * j))
 		}
 	}
-	img, err := mutate.AppendLayers(empty.Image, static.NewLayer(data, types.DockerLayer))
+	// One uncompressed tar layer holding the data as a file: a real filesystem layer,
+	// so goldproxy's gate can scan it, and no compression cost on either side.
+	var tbuf bytes.Buffer
+	tw := tar.NewWriter(&tbuf)
+	if err := tw.WriteHeader(&tar.Header{Name: "data/blob.bin", Mode: 0o644, Size: int64(len(data)), Typeflag: tar.TypeReg}); err != nil {
+		return err
+	}
+	if _, err := tw.Write(data); err != nil {
+		return err
+	}
+	if err := tw.Close(); err != nil {
+		return err
+	}
+	img, err := mutate.AppendLayers(empty.Image, static.NewLayer(tbuf.Bytes(), types.OCIUncompressedLayer))
 	if err != nil {
 		return err
 	}
@@ -68,6 +88,35 @@ func push(args []string) error {
 		return err
 	}
 	return remote.Write(ref, img)
+}
+
+// mkdb builds a vulnerability DB from YAML advisory fixtures (scanner/testdata/db), so
+// goldproxy's gate can judge the benchmark images offline.
+func mkdb(args []string) error {
+	fs := flag.NewFlagSet("mkdb", flag.ExitOnError)
+	fixturesDir := fs.String("fixtures", "scanner/testdata/db", "directory of YAML fixtures")
+	out := fs.String("out", "", "directory to write trivy.db and metadata.json to")
+	_ = fs.Parse(args)
+	files, err := filepath.Glob(filepath.Join(*fixturesDir, "*.yaml"))
+	if err != nil || len(files) == 0 {
+		return fmt.Errorf("no fixtures in %s", *fixturesDir)
+	}
+	if err := os.MkdirAll(*out, 0o755); err != nil {
+		return err
+	}
+	l, err := fixtures.New(filepath.Join(*out, "trivy.db"), files)
+	if err != nil {
+		return err
+	}
+	if err := l.Load(); err != nil {
+		return err
+	}
+	if err := l.Close(); err != nil {
+		return err
+	}
+	now := time.Now().UTC()
+	meta, _ := json.Marshal(map[string]any{"Version": 2, "UpdatedAt": now, "NextUpdate": now.Add(24 * time.Hour), "DownloadedAt": now})
+	return os.WriteFile(filepath.Join(*out, "metadata.json"), meta, 0o644)
 }
 
 type result struct {
