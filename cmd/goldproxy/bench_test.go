@@ -57,9 +57,8 @@ func benchDB(b *testing.B) string {
 	return dir
 }
 
-// BenchmarkColdPullGated: a never-seen image pulled through goldproxy, which ingests,
-// scans and judges it before serving the manifest; then the client fetches the layers.
-func BenchmarkColdPullGated(b *testing.B) {
+// benchGated starts an upstream and a gated goldproxy (fixture DB) for a benchmark.
+func benchGated(b *testing.B) (*proxytest.Upstream, *app, string) {
 	up := proxytest.NewUpstream(b)
 	cfg := proxytest.Config(b, up)
 	cfg.DB.Dir = benchDB(b)
@@ -67,13 +66,19 @@ func BenchmarkColdPullGated(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	defer a.Close()
+	b.Cleanup(a.Close)
 	if err := a.loadDB(context.Background()); err != nil {
 		b.Fatal(err)
 	}
 	srv := httptest.NewServer(a.srv)
-	defer srv.Close()
-	host := strings.TrimPrefix(srv.URL, "http://")
+	b.Cleanup(srv.Close)
+	return up, a, strings.TrimPrefix(srv.URL, "http://")
+}
+
+// BenchmarkColdPullGated: a never-seen image pulled through goldproxy, which ingests,
+// scans and judges it before serving the manifest; then the client fetches the layers.
+func BenchmarkColdPullGated(b *testing.B) {
+	up, _, host := benchGated(b)
 	i := 0
 	for b.Loop() {
 		b.StopTimer()
@@ -133,21 +138,9 @@ func BenchmarkPullThenScan(b *testing.B) {
 
 // BenchmarkWarmPullJudged: an image already judged is pulled again (manifest + layers).
 func BenchmarkWarmPullJudged(b *testing.B) {
-	up := proxytest.NewUpstream(b)
-	cfg := proxytest.Config(b, up)
-	cfg.DB.Dir = benchDB(b)
-	a, err := newApp(context.Background(), cfg, slog.New(slog.DiscardHandler))
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer a.Close()
-	if err := a.loadDB(context.Background()); err != nil {
-		b.Fatal(err)
-	}
-	srv := httptest.NewServer(a.srv)
-	defer srv.Close()
+	up, a, host := benchGated(b)
 	up.Push(b, "bench/app:1", benchImage(b))
-	r, _ := name.ParseReference(strings.TrimPrefix(srv.URL, "http://")+"/"+up.Name+"/bench/app:1", name.Insecure)
+	r, _ := name.ParseReference(host+"/"+up.Name+"/bench/app:1", name.Insecure)
 	img, err := remote.Image(r)
 	if err != nil {
 		b.Fatal(err)
