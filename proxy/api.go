@@ -1,8 +1,12 @@
 package proxy
 
 import (
+	"bytes"
+	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
+	"io"
 	"net/http"
 	"strings"
 
@@ -79,18 +83,64 @@ func (s *Server) serveAPI(w http.ResponseWriter, r *http.Request) (bool, error) 
 		if err != nil {
 			return true, errDigestInvalid("invalid digest: %v", err)
 		}
-		report, err := s.store.Report(d)
-		if errors.Is(err, storage.ErrNotFound) {
-			return true, errManifestUnknown("no scan report for %s", d)
-		}
-		if err != nil {
-			return true, err
-		}
-		w.Header().Set("Content-Type", "application/json")
-		_, err = w.Write(report)
-		return true, err
+		return true, s.serveReport(w, r, d)
 	}
 	return false, nil
+}
+
+// ReportFormatter is implemented by a Scanner that can render its stored reports in
+// other formats (sarif, cyclonedx).
+type ReportFormatter interface {
+	FormatReport(ctx context.Context, w io.Writer, format string, report json.RawMessage) error
+}
+
+// serveReport answers /api/v1/images/<digest>/report?format=json|sarif|md|cyclonedx.
+func (s *Server) serveReport(w http.ResponseWriter, r *http.Request, d digest.Digest) error {
+	report, err := s.store.Report(d)
+	if errors.Is(err, storage.ErrNotFound) {
+		return errManifestUnknown("no scan report for %s", d)
+	}
+	if err != nil {
+		return err
+	}
+	format := r.URL.Query().Get("format")
+	switch format {
+	case "", "json":
+		w.Header().Set("Content-Type", "application/json")
+		_, err = w.Write(report)
+		return err
+	case "md", "markdown":
+		if s.scan == nil {
+			return errManifestUnknown("no verdict for %s", d)
+		}
+		rec, err := s.scan.load(d)
+		if err != nil || rec.Input == nil {
+			return errManifestUnknown("no verdict for %s", d)
+		}
+		w.Header().Set("Content-Type", "text/markdown; charset=utf-8")
+		_, err = io.WriteString(w, MarkdownReport(*rec.Input, rec.Verdict, rec.DBVersion))
+		return err
+	case "sarif", "cyclonedx":
+		var f ReportFormatter
+		if s.scan != nil {
+			f, _ = s.scan.scanner.(ReportFormatter)
+		}
+		if f == nil {
+			return errUnsupported("this proxy cannot render %s reports", format)
+		}
+		var buf bytes.Buffer
+		if err := f.FormatReport(r.Context(), &buf, format, report); err != nil {
+			return err
+		}
+		ct := "application/sarif+json"
+		if format == "cyclonedx" {
+			ct = "application/vnd.cyclonedx+json"
+		}
+		w.Header().Set("Content-Type", ct)
+		_, err = w.Write(buf.Bytes())
+		return err
+	}
+	return &regError{Status: http.StatusBadRequest, Code: "UNSUPPORTED", Message: fmt.Sprintf("format %q: use json, sarif, md or cyclonedx", format)}
 }
 
 // DBReporter is implemented by a Scanner that can describe its vulnerability DB.

@@ -24,6 +24,7 @@ import (
 	"github.com/aquasecurity/trivy/pkg/scan/ospkg"
 	"github.com/aquasecurity/trivy/pkg/types"
 	"github.com/aquasecurity/trivy/pkg/vulnerability"
+	"github.com/google/go-containerregistry/pkg/name"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	bolt "go.etcd.io/bbolt"
 )
@@ -199,11 +200,18 @@ func (i *namedImage) ID() (string, error) {
 	return h.String(), err
 }
 
+// RepoTags and RepoDigests name the image only when ref is a registry reference: a file
+// path (scan --input) is no repository, and Trivy's SBOM writers reject it as one.
 func (i *namedImage) RepoTags() []string {
-	if strings.Contains(i.ref, "@") {
+	if strings.Contains(i.ref, "@") || !isReference(i.ref) {
 		return nil
 	}
 	return []string{i.ref}
+}
+
+func isReference(s string) bool {
+	_, err := name.ParseReference(s)
+	return err == nil && !strings.HasPrefix(s, "/") && !strings.HasPrefix(s, ".")
 }
 
 func (i *namedImage) RepoDigests() []string {
@@ -216,6 +224,9 @@ func (i *namedImage) RepoDigests() []string {
 		repo = repo[:at]
 	} else if c := strings.LastIndex(repo, ":"); c > strings.LastIndex(repo, "/") {
 		repo = repo[:c]
+	}
+	if !isReference(repo + "@" + d.String()) {
+		return nil
 	}
 	return []string{repo + "@" + d.String()}
 }

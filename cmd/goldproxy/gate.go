@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
 	"time"
 
 	"github.com/aquasecurity/trivy/pkg/types"
@@ -150,4 +151,13 @@ func (g trivyGate) Forget(ctx context.Context, gone, kept []json.RawMessage, lay
 		return err
 	}
 	return g.s.ForgetLayers(layers)
+}
+
+// FormatReport renders a stored Trivy report with Trivy's writers (sarif, cyclonedx).
+func (g trivyGate) FormatReport(ctx context.Context, w io.Writer, format string, report json.RawMessage) error {
+	var r types.Report
+	if err := json.Unmarshal(report, &r); err != nil {
+		return fmt.Errorf("stored report: %w", err)
+	}
+	return scanner.WriteReport(ctx, w, format, r)
 }

@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"io"
 	"os"
@@ -34,12 +33,14 @@ func (e *exitError) Error() string { return e.err.Error() }
 func newScanCmd() *cobra.Command {
 	var configPath, image, input, outDir, dbDir string
 	var insecure bool
+	var formats []string
 	cmd := &cobra.Command{
 		Use:   "scan",
 		Short: "Scan one image and judge it by the policy",
 		Long: `Scan one image with the embedded Trivy, without a proxy: from any registry (--image,
 with the docker config keychain for credentials) or from a docker tarball or OCI layout
-(--input). Writes report.json (Trivy's JSON report schema) and report.md to --output-dir,
+(--input). Writes report.json (Trivy's JSON report schema) and report.md to --output-dir
+(--format json,md,sarif,cyclonedx picks the reports: report.sarif, report.cdx.json),
 prints a severity summary and exits 1 when the policy denies the image (2 on errors), so
 it can gate a CI job.
 
@@ -61,7 +62,7 @@ Example:
 			if dbDir != "" {
 				cfg.DB.Dir = dbDir
 			}
-			return runScan(cmd.Context(), cmd.OutOrStdout(), cfg, image, input, outDir, insecure)
+			return runScan(cmd.Context(), cmd.OutOrStdout(), cfg, image, input, outDir, insecure, formats...)
 		},
 	}
 	cmd.Flags().StringVar(&configPath, "config", "", "config file (db and data_dir keys are used)")
@@ -70,10 +71,42 @@ Example:
 	cmd.Flags().StringVar(&outDir, "output-dir", ".", "where report.json and report.md are written")
 	cmd.Flags().StringVar(&dbDir, "db-dir", "", "vulnerability DB directory (config: db.dir)")
 	cmd.Flags().BoolVar(&insecure, "insecure", false, "allow plain-HTTP registries for --image")
+	cmd.Flags().StringSliceVar(&formats, "format", []string{"json", "md"}, "reports to write: json (report.json), md, sarif (report.sarif), cyclonedx (report.cdx.json)")
 	return cmd
 }
 
-func runScan(ctx context.Context, out io.Writer, cfg *proxy.Config, image, input, outDir string, insecure bool) error {
+// reportFiles names the file each report format is written to.
+var reportFiles = map[string]string{"json": "report.json", "md": "report.md", "sarif": "report.sarif", "cyclonedx": "report.cdx.json"}
+
+func writeReportFile(ctx context.Context, dir, format string, res *scanner.Result, in policy.Input, v policy.Verdict) error {
+	name, ok := reportFiles[format]
+	if !ok {
+		return fmt.Errorf("--format %q: use json, md, sarif or cyclonedx", format)
+	}
+	f, err := os.Create(filepath.Join(dir, name))
+	if err != nil {
+		return err
+	}
+	if format == "md" {
+		_, err = io.WriteString(f, proxy.MarkdownReport(in, v, res.DB.ID()))
+	} else {
+		err = scanner.WriteReport(ctx, f, format, res.Report)
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	return err
+}
+
+func runScan(ctx context.Context, out io.Writer, cfg *proxy.Config, image, input, outDir string, insecure bool, formats ...string) error {
+	if len(formats) == 0 {
+		formats = []string{"json", "md"}
+	}
+	for _, f := range formats {
+		if _, ok := reportFiles[f]; !ok {
+			return &exitError{2, fmt.Errorf("--format %q: use json, md, sarif or cyclonedx", f)}
+		}
+	}
 	if ctx == nil {
 		ctx = context.Background()
 	}
@@ -91,15 +124,10 @@ func runScan(ctx context.Context, out io.Writer, cfg *proxy.Config, image, input
 	if err := os.MkdirAll(outDir, 0o755); err != nil {
 		return &exitError{2, err}
 	}
-	report, err := json.MarshalIndent(res.Report, "", "  ")
-	if err != nil {
-		return &exitError{2, err}
-	}
-	if err := os.WriteFile(filepath.Join(outDir, "report.json"), report, 0o644); err != nil {
-		return &exitError{2, err}
-	}
-	if err := os.WriteFile(filepath.Join(outDir, "report.md"), []byte(markdownReport(in, verdict, res.DB.ID())), 0o644); err != nil {
-		return &exitError{2, err}
+	for _, f := range formats {
+		if err := writeReportFile(ctx, outDir, f, res, in, verdict); err != nil {
+			return &exitError{2, err}
+		}
 	}
 	fmt.Fprintf(out, "%s (%s)\n", ref, dgst)
 	err = printVerdict(out, in, verdict)

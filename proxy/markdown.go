@@ -1,4 +1,4 @@
-package main
+package proxy
 
 import (
 	"fmt"
@@ -8,12 +8,12 @@ import (
 	"github.com/goldproxy/goldproxy/policy"
 )
 
-// markdownReport renders a scan for people: verdict and reasons first, then every
+// MarkdownReport renders a scan for people: verdict and reasons first, then every
 // finding, worst first.
-func markdownReport(in policy.Input, v policy.Verdict, dbID string) string {
+func MarkdownReport(in policy.Input, v policy.Verdict, dbID string) string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "# %s\n\n", in.Repository)
-	fmt.Fprintf(&b, "- Digest: `%s`\n- OS: %s\n- Vulnerability DB: %s\n", in.Digest, orNone(in.OS), dbID)
+	fmt.Fprintf(&b, "- Digest: `%s`\n- OS: %s\n- Vulnerability DB: %s\n", in.Digest, noneIfEmpty(in.OS), dbID)
 	verdict := "ALLOWED"
 	if !v.Allowed {
 		verdict = "DENIED"
@@ -54,4 +54,11 @@ func markdownReport(in policy.Input, v policy.Verdict, dbID string) string {
 			x.Severity, x.ID, strings.ToLower(x.ID), x.Package, x.InstalledVersion, fixed, x.Target, strings.ReplaceAll(x.Title, "|", "\\|"))
 	}
 	return b.String()
+}
+
+func noneIfEmpty(s string) string {
+	if s == "" {
+		return "none detected"
+	}
+	return s
 }
