@@ -26,6 +26,16 @@ func (s *Server) serveAPI(w http.ResponseWriter, r *http.Request) (bool, error) 
 		return true, nil
 	case p == "/readyz":
 		return true, s.serveReady(w)
+	case p == "/api/v1/images":
+		return true, s.serveImages(w, r)
+	case p == "/api/v1/verdicts":
+		return true, s.serveVerdicts(w, r)
+	case strings.HasPrefix(p, "/api/v1/images/") && strings.Count(strings.TrimPrefix(p, "/api/v1/images/"), "/") == 0:
+		d, err := digest.Parse(strings.TrimPrefix(p, "/api/v1/images/"))
+		if err != nil {
+			return true, errDigestInvalid("invalid digest: %v", err)
+		}
+		return true, s.serveImage(w, r, d)
 	case p == "/api/v1/robots" || strings.HasPrefix(p, "/api/v1/robots/"):
 		return true, s.serveRobots(w, r)
 	case p == "/api/v1/gc":

@@ -234,3 +234,20 @@ func (s *Store) Referrers(repo string, subject digest.Digest) ([]Descriptor, err
 }
 
 func jsonUnmarshal(b []byte, v any) error { return json.Unmarshal(b, v) }
+
+// TagsOf lists repo's tags that point at dgst.
+func (s *Store) TagsOf(repo string, dgst digest.Digest) ([]string, error) {
+	var tags []string
+	prefix := key(repo, "")
+	err := s.db.View(func(tx *bolt.Tx) error {
+		c := tx.Bucket(bucketTags).Cursor()
+		for k, v := c.Seek(prefix); k != nil && bytes.HasPrefix(k, prefix); k, v = c.Next() {
+			var t TagRecord
+			if json.Unmarshal(v, &t) == nil && t.Digest == dgst {
+				tags = append(tags, string(k[len(prefix):]))
+			}
+		}
+		return nil
+	})
+	return tags, err
+}

@@ -1,0 +1,229 @@
+package proxy
+
+import (
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"net/http"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/opencontainers/go-digest"
+
+	"github.com/goldproxy/goldproxy/policy"
+)
+
+// ImageSummary is one stored image manifest as the API lists it.
+type ImageSummary struct {
+	Repository string         `json:"repository"`
+	Tags       []string       `json:"tags,omitempty"`
+	Digest     string         `json:"digest"`
+	MediaType  string         `json:"mediaType,omitempty"`
+	Verdict    string         `json:"verdict"` // allowed, denied, error, pending, none
+	Policy     string         `json:"policy,omitempty"`
+	Rule       string         `json:"rule,omitempty"`
+	Counts     map[string]int `json:"counts,omitempty"`
+	LastPulled time.Time      `json:"lastPulled,omitzero"`
+	StoredAt   time.Time      `json:"storedAt,omitzero"`
+	ScannedAt  time.Time      `json:"scannedAt,omitzero"`
+	DBVersion  string         `json:"dbVersion,omitempty"`
+}
+
+// page reads limit (1..500, default 50) and cursor from a request.
+func page(r *http.Request) (int, string, error) {
+	limit := 50
+	if v := r.URL.Query().Get("limit"); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 1 || n > 500 {
+			return 0, "", &regError{Status: http.StatusBadRequest, Code: "UNSUPPORTED", Message: "limit must be 1..500"}
+		}
+		limit = n
+	}
+	cursor := ""
+	if c := r.URL.Query().Get("cursor"); c != "" {
+		b, err := base64.RawURLEncoding.DecodeString(c)
+		if err != nil {
+			return 0, "", &regError{Status: http.StatusBadRequest, Code: "UNSUPPORTED", Message: "invalid cursor"}
+		}
+		cursor = string(b)
+	}
+	return limit, cursor, nil
+}
+
+// writePage writes items with the cursor of the next page (and a Link header to it).
+func writePage(w http.ResponseWriter, r *http.Request, key string, items any, next string) error {
+	out := map[string]any{key: items}
+	if next != "" {
+		c := base64.RawURLEncoding.EncodeToString([]byte(next))
+		out["next"] = c
+		q := r.URL.Query()
+		q.Set("cursor", c)
+		w.Header().Set("Link", "<"+r.URL.Path+"?"+q.Encode()+`>; rel="next"`)
+	}
+	w.Header().Set("Content-Type", "application/json")
+	return json.NewEncoder(w).Encode(out)
+}
+
+// summaries lists every stored image manifest with its verdict, sorted by repository
+// and digest; filters: denied=true, repository=<glob>, severity=<at least one finding
+// of this severity or worse>.
+func (s *Server) summaries(r *http.Request) ([]ImageSummary, error) {
+	images, err := s.store.Images()
+	if err != nil {
+		return nil, err
+	}
+	q := r.URL.Query()
+	var out []ImageSummary
+	for _, img := range images {
+		sum := ImageSummary{Repository: img.Repository, Digest: img.Digest.String(), LastPulled: img.LastPulled, StoredAt: img.StoredAt, Verdict: "none"}
+		if rec, _ := s.store.HasManifest(img.Repository, img.Digest); rec.MediaType != "" {
+			sum.MediaType = rec.MediaType
+		}
+		if tags, err := s.store.TagsOf(img.Repository, img.Digest); err == nil {
+			sum.Tags = tags
+		}
+		if s.scan != nil {
+			if vr, err := s.scan.load(img.Digest); err == nil {
+				sum.Verdict, sum.Policy, sum.Rule = vr.State, vr.Verdict.Policy, vr.Verdict.Rule()
+				sum.Counts, sum.ScannedAt, sum.DBVersion = vr.Verdict.Counts, vr.ScannedAt, vr.DBVersion
+			}
+		}
+		if q.Get("denied") == "true" && sum.Verdict != stateDenied {
+			continue
+		}
+		if g := q.Get("repository"); g != "" && !policy.Match(g, sum.Repository) && !strings.Contains(sum.Repository, g) {
+			continue
+		}
+		if sev := strings.ToUpper(q.Get("severity")); sev != "" {
+			worst := false
+			for s, n := range sum.Counts {
+				if n > 0 && policy.SeverityRank(s) <= policy.SeverityRank(sev) {
+					worst = true
+				}
+			}
+			if !worst {
+				continue
+			}
+		}
+		out = append(out, sum)
+	}
+	sort.Slice(out, func(i, j int) bool {
+		if out[i].Repository != out[j].Repository {
+			return out[i].Repository < out[j].Repository
+		}
+		return out[i].Digest < out[j].Digest
+	})
+	return out, nil
+}
+
+// serveImages is GET /api/v1/images: stored images with their verdicts, paginated.
+func (s *Server) serveImages(w http.ResponseWriter, r *http.Request) error {
+	limit, cursor, err := page(r)
+	if err != nil {
+		return err
+	}
+	all, err := s.summaries(r)
+	if err != nil {
+		return err
+	}
+	i := sort.Search(len(all), func(i int) bool { return all[i].Repository+"@"+all[i].Digest > cursor })
+	if cursor == "" {
+		i = 0
+	}
+	end, next := min(i+limit, len(all)), ""
+	if end < len(all) {
+		next = all[end-1].Repository + "@" + all[end-1].Digest
+	}
+	items := all[i:end]
+	if items == nil {
+		items = []ImageSummary{}
+	}
+	return writePage(w, r, "images", items, next)
+}
+
+// ImageDetail is GET /api/v1/images/<digest>: everything known about one digest.
+type ImageDetail struct {
+	Digest       string          `json:"digest"`
+	Repositories []ImageSummary  `json:"repositories"`
+	Verdict      *VerdictRecord  `json:"verdict,omitempty"`
+	Layers       []LayerSummary  `json:"layers,omitempty"`
+	Manifest     json.RawMessage `json:"manifest,omitempty"`
+}
+
+// LayerSummary is one layer of an image.
+type LayerSummary struct {
+	Digest    string `json:"digest"`
+	Size      int64  `json:"size"`
+	MediaType string `json:"mediaType"`
+}
+
+func (s *Server) serveImage(w http.ResponseWriter, r *http.Request, d digest.Digest) error {
+	all, err := s.summaries(r)
+	if err != nil {
+		return err
+	}
+	det := ImageDetail{Digest: d.String()}
+	for _, sum := range all {
+		if sum.Digest == d.String() {
+			det.Repositories = append(det.Repositories, sum)
+		}
+	}
+	if len(det.Repositories) == 0 {
+		return errManifestUnknown("no stored image %s", d)
+	}
+	if _, raw, err := s.store.Manifest(det.Repositories[0].Repository, d); err == nil {
+		det.Manifest = raw
+		var m struct {
+			Layers []LayerSummary `json:"layers"`
+		}
+		if json.Unmarshal(raw, &m) == nil {
+			det.Layers = m.Layers
+		}
+	}
+	if s.scan != nil {
+		if vr, err := s.scan.load(d); err == nil {
+			det.Verdict = vr
+		}
+	}
+	w.Header().Set("Content-Type", "application/json")
+	return json.NewEncoder(w).Encode(det)
+}
+
+// serveVerdicts is GET /api/v1/verdicts?state=denied: stored verdict records, paginated
+// by digest.
+func (s *Server) serveVerdicts(w http.ResponseWriter, r *http.Request) error {
+	limit, cursor, err := page(r)
+	if err != nil {
+		return err
+	}
+	state := r.URL.Query().Get("state")
+	var items []VerdictRecord
+	next := ""
+	err = s.store.Verdicts(func(d digest.Digest, b []byte) error {
+		if d.String() <= cursor && cursor != "" {
+			return nil
+		}
+		var rec VerdictRecord
+		if json.Unmarshal(b, &rec) != nil || (state != "" && rec.State != state) {
+			return nil
+		}
+		if len(items) == limit {
+			next = items[limit-1].Digest
+			return errPageFull
+		}
+		rec.Input = nil // the findings are in the report; keep the list light
+		items = append(items, rec)
+		return nil
+	})
+	if err != nil && !errors.Is(err, errPageFull) {
+		return err
+	}
+	if items == nil {
+		items = []VerdictRecord{}
+	}
+	return writePage(w, r, "verdicts", items, next)
+}
+
+var errPageFull = errors.New("page full")
