@@ -86,8 +86,18 @@ func serve(ctx context.Context, cfg *proxy.Config) error {
 	}
 	defer a.Close()
 	go func() {
-		if err := a.loadDB(ctx); err != nil {
-			log.Error("no vulnerability DB: every new image is denied until one loads", "err", err)
+		// Without a DB every new image is denied: retry soon rather than at the next refresh.
+		for wait := 30 * time.Second; ; wait = min(2*wait, cfg.DB.Refresh) {
+			err := a.loadDB(ctx)
+			if err == nil {
+				break
+			}
+			log.Error("no vulnerability DB: every new image is denied until one loads", "err", err, "retry_in", wait)
+			select {
+			case <-ctx.Done():
+				return
+			case <-time.After(wait):
+			}
 		}
 		a.prefetchLoop(ctx) // warm after the DB, so the warm-up is judged
 	}()
