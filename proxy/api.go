@@ -20,6 +20,8 @@ func (s *Server) serveAPI(w http.ResponseWriter, r *http.Request) (bool, error) 
 
 	p := r.URL.Path
 	switch {
+	case p == "/ui" || strings.HasPrefix(p, "/ui/"):
+		return true, s.serveUI(w, r)
 	case p == "/healthz":
 		w.Header().Set("Content-Type", "text/plain")
 		_, _ = w.Write([]byte("ok\n"))

@@ -160,9 +160,19 @@ type LayerSummary struct {
 }
 
 func (s *Server) serveImage(w http.ResponseWriter, r *http.Request, d digest.Digest) error {
-	all, err := s.summaries(r)
+	det, err := s.imageDetail(r, d)
 	if err != nil {
 		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	return json.NewEncoder(w).Encode(det)
+}
+
+// imageDetail gathers what is known about one digest.
+func (s *Server) imageDetail(r *http.Request, d digest.Digest) (*ImageDetail, error) {
+	all, err := s.summaries(r)
+	if err != nil {
+		return nil, err
 	}
 	det := ImageDetail{Digest: d.String()}
 	for _, sum := range all {
@@ -171,7 +181,7 @@ func (s *Server) serveImage(w http.ResponseWriter, r *http.Request, d digest.Dig
 		}
 	}
 	if len(det.Repositories) == 0 {
-		return errManifestUnknown("no stored image %s", d)
+		return nil, errManifestUnknown("no stored image %s", d)
 	}
 	if _, raw, err := s.store.Manifest(det.Repositories[0].Repository, d); err == nil {
 		det.Manifest = raw
@@ -187,8 +197,7 @@ func (s *Server) serveImage(w http.ResponseWriter, r *http.Request, d digest.Dig
 			det.Verdict = vr
 		}
 	}
-	w.Header().Set("Content-Type", "application/json")
-	return json.NewEncoder(w).Encode(det)
+	return &det, nil
 }
 
 // serveVerdicts is GET /api/v1/verdicts?state=denied: stored verdict records, paginated

@@ -1,0 +1,144 @@
+package proxy
+
+import (
+	"embed"
+	"encoding/json"
+	"fmt"
+	"html/template"
+	"io/fs"
+	"net/http"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/opencontainers/go-digest"
+
+	"github.com/goldproxy/goldproxy/policy"
+)
+
+// The dashboard is server-rendered from embedded templates and one stylesheet: no
+// script, no CDN, works offline, behind the same authentication as the API.
+//
+//go:embed ui/*.html ui/static/*
+var uiFiles embed.FS
+
+var uiTemplates = template.Must(template.New("ui").Funcs(template.FuncMap{
+	"severities": func() []string { return policy.Severities },
+	"abbr":       func(s string) string { return s[:1] },
+	"short": func(d string) string {
+		if i := strings.Index(d, ":"); i >= 0 && len(d) > i+13 {
+			return d[:i+13]
+		}
+		return d
+	},
+	"when": func(t time.Time) string {
+		if t.IsZero() {
+			return "—"
+		}
+		return t.UTC().Format("2006-01-02 15:04")
+	},
+	"date":  func(t time.Time) string { return t.UTC().Format(time.DateOnly) },
+	"lower": strings.ToLower,
+	"join":  strings.Join,
+	"bytes": func(n int64) string {
+		switch {
+		case n >= 1<<20:
+			return fmt.Sprintf("%.1f MiB", float64(n)/(1<<20))
+		case n >= 1<<10:
+			return fmt.Sprintf("%.1f KiB", float64(n)/(1<<10))
+		}
+		return fmt.Sprintf("%d B", n)
+	},
+}).ParseFS(uiFiles, "ui/*.html"))
+
+type uiPackage struct{ Name, Version, Target string }
+
+// serveUI answers /ui/ (images), /ui/images/<digest>, /ui/db and /ui/static/.
+func (s *Server) serveUI(w http.ResponseWriter, r *http.Request) error {
+	p := strings.TrimPrefix(r.URL.Path, "/ui")
+	switch {
+	case strings.HasPrefix(p, "/static/"):
+		sub, _ := fs.Sub(uiFiles, "ui")
+		w.Header().Set("Cache-Control", "max-age=3600")
+		http.StripPrefix("/ui", http.FileServerFS(sub)).ServeHTTP(w, r)
+		return nil
+	case p == "" || p == "/":
+		images, err := s.summaries(r)
+		if err != nil {
+			return err
+		}
+		q := r.URL.Query()
+		return s.render(w, "images.html", map[string]any{"Title": "Images", "Images": images,
+			"Denied": q.Get("denied") == "true", "Repository": q.Get("repository"), "Severity": strings.ToUpper(q.Get("severity"))})
+	case strings.HasPrefix(p, "/images/"):
+		d, err := digest.Parse(strings.TrimPrefix(p, "/images/"))
+		if err != nil {
+			return errDigestInvalid("invalid digest: %v", err)
+		}
+		det, err := s.imageDetail(r, d)
+		if err != nil {
+			return err
+		}
+		data := map[string]any{"Title": d.String(), "Detail": det, "Packages": s.reportPackages(d)}
+		if det.Verdict != nil && det.Verdict.Input != nil {
+			in := *det.Verdict.Input
+			in.Vulnerabilities = append([]policy.Vulnerability(nil), in.Vulnerabilities...)
+			policy.SortWorstFirst(in.Vulnerabilities)
+			data["Input"] = &in
+		}
+		return s.render(w, "image.html", data)
+	case p == "/db":
+		data := map[string]any{"Title": "Vulnerability DB"}
+		if rep, ok := s.scanReporter(); ok {
+			st, err := rep.DBStatus()
+			if err != nil {
+				data["Error"] = err.Error()
+			} else {
+				data["Status"] = st
+			}
+		} else {
+			data["Error"] = "scanning is off"
+		}
+		return s.render(w, "db.html", data)
+	}
+	return errUnsupported("no such page: %s", r.URL.Path)
+}
+
+func (s *Server) render(w http.ResponseWriter, name string, data any) error {
+	var b strings.Builder
+	if err := uiTemplates.ExecuteTemplate(&b, name, data); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "text/html; charset=utf-8")
+	_, err := w.Write([]byte(b.String()))
+	return err
+}
+
+// reportPackages lists the packages of a stored Trivy report.
+func (s *Server) reportPackages(d digest.Digest) []uiPackage {
+	b, err := s.store.Report(d)
+	if err != nil {
+		return nil
+	}
+	var rep struct {
+		Results []struct {
+			Target   string
+			Packages []struct{ Name, Version, Release string }
+		}
+	}
+	if json.Unmarshal(b, &rep) != nil {
+		return nil
+	}
+	var out []uiPackage
+	for _, r := range rep.Results {
+		for _, p := range r.Packages {
+			v := p.Version
+			if p.Release != "" {
+				v += "-" + p.Release
+			}
+			out = append(out, uiPackage{Name: p.Name, Version: v, Target: r.Target})
+		}
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
+	return out
+}
