@@ -85,6 +85,17 @@ func (p *pulls) mark(repo string, d digest.Digest, t time.Time) {
 	p.mu.Unlock()
 }
 
+// snapshot copies the buffered pulls.
+func (p *pulls) snapshot() map[string]time.Time {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	out := make(map[string]time.Time, len(p.m))
+	for k, v := range p.m {
+		out[k] = v
+	}
+	return out
+}
+
 func (p *pulls) take() map[string]time.Time {
 	p.mu.Lock()
 	defer p.mu.Unlock()

@@ -13,6 +13,7 @@ import (
 	"github.com/opencontainers/go-digest"
 
 	"github.com/goldproxy/goldproxy/policy"
+	"github.com/goldproxy/goldproxy/storage"
 )
 
 // ImageSummary is one stored image manifest as the API lists it.
@@ -75,9 +76,13 @@ func (s *Server) summaries(r *http.Request) ([]ImageSummary, error) {
 		return nil, err
 	}
 	q := r.URL.Query()
+	recent := s.pulls.snapshot() // pulls not yet flushed to the store
 	var out []ImageSummary
 	for _, img := range images {
 		sum := ImageSummary{Repository: img.Repository, Digest: img.Digest.String(), LastPulled: img.LastPulled, StoredAt: img.StoredAt, Verdict: "none"}
+		if t, ok := recent[storage.PullKey(img.Repository, img.Digest)]; ok && t.After(sum.LastPulled) {
+			sum.LastPulled = t
+		}
 		if rec, _ := s.store.HasManifest(img.Repository, img.Digest); rec.MediaType != "" {
 			sum.MediaType = rec.MediaType
 		}

@@ -45,6 +45,9 @@ func TestImagesAPIPagination(t *testing.T) {
 		if im.Verdict == "none" || im.Tags[0] != "1" {
 			t.Errorf("summary %+v", im)
 		}
+		if im.Repository != up.Name+"/team/vuln" && im.LastPulled.IsZero() {
+			t.Errorf("%s was pulled but has no last-pulled time (buffered pulls must show)", im.Repository)
+		}
 	}
 	if len(seen) != 3 {
 		t.Fatalf("pages overlap or miss images: %v", seen)

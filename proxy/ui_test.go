@@ -37,6 +37,9 @@ func TestDashboardPages(t *testing.T) {
 			t.Errorf("image page lacks %q", want)
 		}
 	}
+	if strings.Index(img, "CVE-2023-5363") > strings.Index(img, "CVE-2024-0727") {
+		t.Error("findings are not worst first")
+	}
 	if db := page("/ui/db"); !strings.Contains(db, "Vulnerability DB") {
 		t.Error("db page")
 	}
