@@ -219,3 +219,14 @@ func (r *VulnerabilityRule) check(vulns []Vulnerability, counts map[string]int) 
 	}
 	return rs
 }
+
+// Fails reports whether rule (one of this policy's rule names) fails for in: a way to
+// ask a single question of an image ("does it have a shell?") with the rules' own logic.
+func (p *Policy) Fails(in Input, rule string, now time.Time) bool {
+	for _, r := range p.check(in, in.Vulnerabilities, map[string]int{}, now) {
+		if r.Rule == rule {
+			return true
+		}
+	}
+	return false
+}

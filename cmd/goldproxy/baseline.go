@@ -1,0 +1,384 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"html/template"
+	"io"
+	"os"
+	"path/filepath"
+	"regexp"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/goldproxy/goldproxy/policy"
+	"github.com/goldproxy/goldproxy/proxy"
+)
+
+// baselineOptions are what `baseline` compares; flags default to the BASELINE_* variables.
+type baselineOptions struct {
+	images, hardened, outDir, configPath, dbDir string
+	hardenedLimit                               int
+	insecure                                    bool
+	now                                         func() time.Time
+}
+
+func newBaselineCmd() *cobra.Command {
+	o := baselineOptions{now: time.Now}
+	cmd := &cobra.Command{
+		Use:   "baseline --images FILE --hardened FILE --output-dir DIR",
+		Short: "Scan standard and hardened images and compare them side by side",
+		Long: `Scan every image of two lists (the seeds' format: one ref per line, "#" comments) — standard
+bases and hardened ones — and write a comparison: baseline.json, baseline.md,
+baseline.html (self-contained, sortable, a severity bar per image) and a report
+directory per image. Each row: digest, OS, size, packages, vulnerabilities and fixable
+ones by severity, non-root, shell, package manager, age, verdict under the policy. A
+summary groups the images by kind (standard, slim, alpine, distroless, chainguard, UBI,
+own). An image that fails is recorded in its row and the run goes on; the exit status
+says whether any failed. BASELINE_IMAGES, BASELINE_IMAGES_HARDENED and
+BASELINE_HARDENED_LIMIT set the same things as the flags.
+
+Example:
+  goldproxy baseline --images configs/images-standard.txt --hardened configs/images-hardened.txt --hardened-limit 5 --output-dir baseline/`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			return runBaseline(cmd.Context(), cmd.OutOrStdout(), o)
+		},
+	}
+	limit, _ := strconv.Atoi(os.Getenv("BASELINE_HARDENED_LIMIT"))
+	cmd.Flags().StringVar(&o.images, "images", os.Getenv("BASELINE_IMAGES"), "list of standard images (env BASELINE_IMAGES)")
+	cmd.Flags().StringVar(&o.hardened, "hardened", os.Getenv("BASELINE_IMAGES_HARDENED"), "list of hardened images (env BASELINE_IMAGES_HARDENED)")
+	cmd.Flags().IntVar(&o.hardenedLimit, "hardened-limit", limit, "scan at most N hardened images; 0: all (env BASELINE_HARDENED_LIMIT)")
+	cmd.Flags().StringVar(&o.outDir, "output-dir", "baseline", "where the comparison and the per-image reports go")
+	cmd.Flags().StringVar(&o.configPath, "config", "", "config file (db and policy keys are used)")
+	cmd.Flags().StringVar(&o.dbDir, "db-dir", "", "vulnerability DB directory (config: db.dir)")
+	cmd.Flags().BoolVar(&o.insecure, "insecure", false, "allow plain-HTTP registries")
+	return cmd
+}
+
+// BaselineRow is one image of the comparison.
+type BaselineRow struct {
+	Ref        string         `json:"ref"`
+	Set        string         `json:"set"` // standard or hardened
+	Kind       string         `json:"kind"`
+	Digest     string         `json:"digest,omitempty"`
+	OS         string         `json:"os,omitempty"`
+	SizeBytes  int64          `json:"sizeBytes,omitempty"`
+	Packages   int            `json:"packages"`
+	Vulns      map[string]int `json:"vulnerabilities"`
+	Fixable    map[string]int `json:"fixable"`
+	NonRoot    bool           `json:"nonRoot"`
+	Shell      bool           `json:"shell"`
+	PackageMgr bool           `json:"packageManager"`
+	AgeDays    int            `json:"ageDays"`
+	Verdict    string         `json:"verdict"`
+	Rule       string         `json:"rule,omitempty"`
+	Error      string         `json:"error,omitempty"`
+	ReportDir  string         `json:"reportDir,omitempty"`
+}
+
+// Baseline is baseline.json.
+type Baseline struct {
+	Policy  string        `json:"policy"`
+	Rows    []BaselineRow `json:"images"`
+	Summary []KindSummary `json:"summary"`
+}
+
+// KindSummary sums up one kind of image.
+type KindSummary struct {
+	Kind       string `json:"kind"`
+	Images     int    `json:"images"`
+	FixableMin int    `json:"fixableMin"`
+	FixableMax int    `json:"fixableMax"`
+	TotalMin   int    `json:"totalMin"`
+	TotalMax   int    `json:"totalMax"`
+	Denied     int    `json:"denied"`
+}
+
+var kinds = []struct {
+	kind string
+	re   *regexp.Regexp
+}{
+	{"chainguard", regexp.MustCompile(`(^|/)cgr\.dev/chainguard/|(^|/)chainguard/`)},
+	{"distroless", regexp.MustCompile(`distroless`)},
+	{"UBI", regexp.MustCompile(`ubi[0-9]*[-/]|/ubi[0-9]*$|registry\.access\.redhat\.com/`)},
+	{"alpine", regexp.MustCompile(`alpine`)},
+	{"slim", regexp.MustCompile(`slim`)},
+	{"standard base", regexp.MustCompile(`(^|/)(library/)?(ubuntu|debian|python|node|eclipse-temurin|golang|openjdk|nginx|centos|fedora)[:@]`)},
+}
+
+// kindOf classifies an image by its reference; anything else is the team's own.
+func kindOf(ref string) string {
+	for _, k := range kinds {
+		if k.re.MatchString(ref) {
+			return k.kind
+		}
+	}
+	return "own"
+}
+
+func readList(path string) ([]string, error) {
+	if path == "" {
+		return nil, nil
+	}
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	refs, err := proxy.ParseImageList(f)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	out := make([]string, len(refs))
+	for i, r := range refs {
+		out[i] = r.String()
+	}
+	return out, nil
+}
+
+func runBaseline(ctx context.Context, out io.Writer, o baselineOptions) error {
+	if ctx == nil {
+		ctx = context.Background()
+	}
+	standard, err := readList(o.images)
+	if err != nil {
+		return &exitError{2, err}
+	}
+	hardened, err := readList(o.hardened)
+	if err != nil {
+		return &exitError{2, err}
+	}
+	if o.hardenedLimit > 0 && len(hardened) > o.hardenedLimit {
+		hardened = hardened[:o.hardenedLimit]
+	}
+	if len(standard)+len(hardened) == 0 {
+		return &exitError{2, fmt.Errorf("no images: give --images and/or --hardened (or BASELINE_IMAGES…)")}
+	}
+	cfg, err := loadConfig(o.configPath)
+	if err != nil {
+		return &exitError{2, err}
+	}
+	if o.dbDir != "" {
+		cfg.DB.Dir = o.dbDir
+	}
+	pol, err := loadPolicy(cfg)
+	if err != nil {
+		return &exitError{2, err}
+	}
+	if err := os.MkdirAll(o.outDir, 0o755); err != nil {
+		return &exitError{2, err}
+	}
+	b := Baseline{Policy: orDefault(cfg.Policy)}
+	bar := newProgress(out, len(standard)+len(hardened))
+	failed := 0
+	for _, set := range []struct {
+		name string
+		refs []string
+	}{{"standard", standard}, {"hardened", hardened}} {
+		for _, ref := range set.refs {
+			bar.step(ref)
+			row := baselineRow(ctx, cfg, pol, o, set.name, ref)
+			if row.Error != "" {
+				failed++
+			}
+			b.Rows = append(b.Rows, row)
+		}
+	}
+	bar.done()
+	b.Summary = summarize(b.Rows)
+	if err := writeBaseline(o.outDir, b); err != nil {
+		return &exitError{2, err}
+	}
+	fmt.Fprintf(out, "baseline: %d images (%d failed) → %s\n", len(b.Rows), failed, o.outDir)
+	for _, k := range b.Summary {
+		fmt.Fprintf(out, "  %-14s %d images, fixable CVEs %d–%d, all CVEs %d–%d\n", k.Kind, k.Images, k.FixableMin, k.FixableMax, k.TotalMin, k.TotalMax)
+	}
+	if failed > 0 {
+		return &exitError{1, fmt.Errorf("%d of %d images could not be scanned", failed, len(b.Rows))}
+	}
+	return nil
+}
+
+func baselineRow(ctx context.Context, cfg *proxy.Config, pol *policy.Set, o baselineOptions, set, ref string) BaselineRow {
+	row := BaselineRow{Ref: ref, Set: set, Kind: kindOf(ref), Vulns: map[string]int{}, Fixable: map[string]int{}, Verdict: "error"}
+	sc, err := scanOne(ctx, cfg, ref, "", o.insecure)
+	if err != nil {
+		row.Error = err.Error()
+		return row
+	}
+	in := sc.in
+	v := pol.Evaluate(in, o.now())
+	row.Digest, row.OS, row.Packages = in.Digest, in.OS, packageCount(sc)
+	row.Vulns, row.Fixable = v.Counts, v.Fixable
+	row.NonRoot = !(&policy.Policy{NonRoot: true}).Fails(in, "non-root", o.now())
+	row.Shell = (&policy.Policy{NoShell: true}).Fails(in, "no-shell", o.now())
+	row.PackageMgr = (&policy.Policy{NoPackageManager: true}).Fails(in, "no-package-manager", o.now())
+	for _, l := range sc.res.Report.Metadata.Layers {
+		row.SizeBytes += l.Size
+	}
+	if !in.Created.IsZero() {
+		row.AgeDays = int(o.now().Sub(in.Created).Hours() / 24)
+	}
+	row.Verdict = "allowed"
+	if !v.Allowed {
+		row.Verdict, row.Rule = "denied", v.Rule()
+	}
+	dir := filepath.Join(o.outDir, "images", safeName(ref))
+	if err := os.MkdirAll(dir, 0o755); err == nil {
+		for _, f := range []string{"json", "md"} {
+			if err := writeReportFile(ctx, dir, f, sc.res, in, v); err != nil {
+				row.Error = err.Error()
+			}
+		}
+		row.ReportDir, _ = filepath.Rel(o.outDir, dir)
+	}
+	return row
+}
+
+func packageCount(sc *scanned) int {
+	n := 0
+	for _, r := range sc.res.Report.Results {
+		n += len(r.Packages)
+	}
+	return n
+}
+
+var unsafeChars = regexp.MustCompile(`[^a-zA-Z0-9._-]+`)
+
+func safeName(ref string) string { return strings.Trim(unsafeChars.ReplaceAllString(ref, "_"), "_") }
+
+func summarize(rows []BaselineRow) []KindSummary {
+	by := map[string]*KindSummary{}
+	var order []string
+	for _, r := range rows {
+		if r.Error != "" {
+			continue
+		}
+		fix, all := 0, 0
+		for _, n := range r.Fixable {
+			fix += n
+		}
+		for _, n := range r.Vulns {
+			all += n
+		}
+		k, ok := by[r.Kind]
+		if !ok {
+			k = &KindSummary{Kind: r.Kind, FixableMin: fix, FixableMax: fix, TotalMin: all, TotalMax: all}
+			by[r.Kind] = k
+			order = append(order, r.Kind)
+		}
+		k.Images++
+		k.FixableMin, k.FixableMax = min(k.FixableMin, fix), max(k.FixableMax, fix)
+		k.TotalMin, k.TotalMax = min(k.TotalMin, all), max(k.TotalMax, all)
+		if r.Verdict == "denied" {
+			k.Denied++
+		}
+	}
+	sort.Strings(order)
+	out := make([]KindSummary, 0, len(order))
+	for _, k := range order {
+		out = append(out, *by[k])
+	}
+	return out
+}
+
+func writeBaseline(dir string, b Baseline) error {
+	js, err := json.MarshalIndent(b, "", "  ")
+	if err != nil {
+		return err
+	}
+	if err := os.WriteFile(filepath.Join(dir, "baseline.json"), append(js, '\n'), 0o644); err != nil {
+		return err
+	}
+	if err := os.WriteFile(filepath.Join(dir, "baseline.md"), []byte(baselineMarkdown(b)), 0o644); err != nil {
+		return err
+	}
+	f, err := os.Create(filepath.Join(dir, "baseline.html"))
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	return baselineHTML.Execute(f, b)
+}
+
+func yesNo(b bool) string {
+	if b {
+		return "yes"
+	}
+	return "no"
+}
+
+func baselineMarkdown(b Baseline) string {
+	var s strings.Builder
+	fmt.Fprintf(&s, "# Base image baseline\n\nPolicy: %s\n\n## Summary by kind\n\n| Kind | Images | Fixable CVEs | All CVEs | Denied |\n|---|---:|---|---|---:|\n", b.Policy)
+	for _, k := range b.Summary {
+		fmt.Fprintf(&s, "| %s | %d | %d–%d | %d–%d | %d |\n", k.Kind, k.Images, k.FixableMin, k.FixableMax, k.TotalMin, k.TotalMax, k.Denied)
+	}
+	s.WriteString("\n## Images\n\n| Image | Set | Kind | OS | Size | Packages | Critical | High | Medium | Low | Fixable C/H/M/L | Non-root | Shell | Pkg manager | Age (days) | Verdict |\n|---|---|---|---|---:|---:|---:|---:|---:|---:|---|---|---|---|---:|---|\n")
+	for _, r := range b.Rows {
+		if r.Error != "" {
+			fmt.Fprintf(&s, "| %s | %s | %s | failed: %s |||||||||||||\n", r.Ref, r.Set, r.Kind, strings.ReplaceAll(r.Error, "|", "\\|"))
+			continue
+		}
+		verdict := r.Verdict
+		if r.Rule != "" {
+			verdict += " (" + r.Rule + ")"
+		}
+		fmt.Fprintf(&s, "| %s | %s | %s | %s | %s | %d | %d | %d | %d | %d | %d/%d/%d/%d | %s | %s | %s | %d | %s |\n",
+			r.Ref, r.Set, r.Kind, noneIf(r.OS), humanBytes(r.SizeBytes), r.Packages, r.Vulns["CRITICAL"], r.Vulns["HIGH"], r.Vulns["MEDIUM"], r.Vulns["LOW"],
+			r.Fixable["CRITICAL"], r.Fixable["HIGH"], r.Fixable["MEDIUM"], r.Fixable["LOW"], yesNo(r.NonRoot), yesNo(r.Shell), yesNo(r.PackageMgr), r.AgeDays, verdict)
+	}
+	return s.String()
+}
+
+func noneIf(s string) string {
+	if s == "" {
+		return "—"
+	}
+	return s
+}
+
+func humanBytes(n int64) string {
+	switch {
+	case n >= 1<<20:
+		return fmt.Sprintf("%.1f MiB", float64(n)/(1<<20))
+	case n >= 1<<10:
+		return fmt.Sprintf("%.1f KiB", float64(n)/(1<<10))
+	}
+	return fmt.Sprintf("%d B", n)
+}
+
+var baselineHTML = template.Must(template.New("baseline").Funcs(template.FuncMap{
+	"human": humanBytes, "yesno": yesNo, "total": func(m map[string]int) int {
+		t := 0
+		for _, n := range m {
+			t += n
+		}
+		return t
+	}, "pct": func(n, total int) int {
+		if total == 0 {
+			return 0
+		}
+		return n * 100 / total
+	},
+}).Parse(`<!doctype html><html lang="en"><head><meta charset="utf-8"><title>Base image baseline</title>
+<style>body{font:14px system-ui,sans-serif;margin:1.5rem;color:#1b1f24}table{border-collapse:collapse;width:100%}th,td{border-bottom:1px solid #e1e4e8;padding:.3rem .5rem;text-align:left}th{background:#f3f4f6;cursor:pointer}
+.bar{display:flex;width:160px;height:12px;background:#eee}.bar span{display:block;height:12px}.C{background:#86181d}.H{background:#d73a49}.M{background:#e36209}.L{background:#b08800}.fail{color:#86181d}</style></head><body>
+<h1>Base image baseline</h1><p>Policy: {{.Policy}}</p>
+<h2>Summary by kind</h2><table><tr><th>Kind</th><th>Images</th><th>Fixable CVEs</th><th>All CVEs</th><th>Denied</th></tr>
+{{range .Summary}}<tr><td>{{.Kind}}</td><td>{{.Images}}</td><td>{{.FixableMin}}–{{.FixableMax}}</td><td>{{.TotalMin}}–{{.TotalMax}}</td><td>{{.Denied}}</td></tr>{{end}}</table>
+<h2>Images</h2><table id="images"><thead><tr><th>Image</th><th>Kind</th><th>OS</th><th>Size</th><th>Packages</th><th>Critical</th><th>High</th><th>Medium</th><th>Low</th><th>Fixable</th><th>Severities</th><th>Non-root</th><th>Shell</th><th>Pkg mgr</th><th>Age</th><th>Verdict</th></tr></thead><tbody>
+{{range .Rows}}{{if .Error}}<tr><td>{{.Ref}}</td><td>{{.Kind}}</td><td class="fail" colspan="14">failed: {{.Error}}</td></tr>{{else}}{{$t := total .Vulns}}<tr><td>{{.Ref}}</td><td>{{.Kind}}</td><td>{{.OS}}</td><td data-v="{{.SizeBytes}}">{{human .SizeBytes}}</td><td>{{.Packages}}</td>
+<td>{{index .Vulns "CRITICAL"}}</td><td>{{index .Vulns "HIGH"}}</td><td>{{index .Vulns "MEDIUM"}}</td><td>{{index .Vulns "LOW"}}</td><td>{{total .Fixable}}</td>
+<td><div class="bar" title="{{$t}} vulnerabilities"><span class="C" style="width:{{pct (index .Vulns "CRITICAL") $t}}%"></span><span class="H" style="width:{{pct (index .Vulns "HIGH") $t}}%"></span><span class="M" style="width:{{pct (index .Vulns "MEDIUM") $t}}%"></span><span class="L" style="width:{{pct (index .Vulns "LOW") $t}}%"></span></div></td>
+<td>{{yesno .NonRoot}}</td><td>{{yesno .Shell}}</td><td>{{yesno .PackageMgr}}</td><td>{{.AgeDays}}</td><td>{{.Verdict}}</td></tr>{{end}}{{end}}</tbody></table>
+<script>document.querySelectorAll("#images th").forEach((th,i)=>th.onclick=()=>{const tb=th.closest("table").tBodies[0];const rows=[...tb.rows];const dir=th.dataset.dir=th.dataset.dir==="asc"?"desc":"asc";
+const key=r=>{const c=r.cells[i];if(!c)return "";const v=c.dataset.v??c.textContent;return isNaN(v)||v===""?v:Number(v)};rows.sort((a,b)=>{const x=key(a),y=key(b);return (x>y?1:x<y?-1:0)*(dir==="asc"?1:-1)});rows.forEach(r=>tb.appendChild(r))});</script>
+</body></html>
+`))
