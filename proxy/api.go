@@ -28,6 +28,31 @@ func (s *Server) serveAPI(w http.ResponseWriter, r *http.Request) (bool, error) 
 		return true, nil
 	case p == "/readyz":
 		return true, s.serveReady(w)
+	case p == "/api/v1/baselines":
+		if r.Method != http.MethodPost {
+			return true, errUnsupported("POST a baseline comparison (goldproxy baseline --proxy does)")
+		}
+		b, err := io.ReadAll(io.LimitReader(r.Body, 32<<20))
+		if err != nil || !json.Valid(b) {
+			return true, &regError{Status: http.StatusBadRequest, Code: "UNSUPPORTED", Message: "body must be the baseline JSON"}
+		}
+		if err := s.store.PutBaseline(s.now(), b); err != nil {
+			return true, err
+		}
+		w.WriteHeader(http.StatusCreated)
+		return true, nil
+	case p == "/api/v1/baselines/latest":
+		at, b, err := s.store.LatestBaseline()
+		if errors.Is(err, storage.ErrNotFound) {
+			return true, errManifestUnknown("no baseline comparison was run through this proxy")
+		}
+		if err != nil {
+			return true, err
+		}
+		w.Header().Set("Content-Type", "application/json")
+		w.Header().Set("Last-Modified", at.UTC().Format(http.TimeFormat))
+		_, err = w.Write(b)
+		return true, err
 	case p == "/api/v1/images":
 		return true, s.serveImages(w, r)
 	case p == "/api/v1/verdicts":

@@ -24,7 +24,14 @@ var uiFiles embed.FS
 
 var uiTemplates = template.Must(template.New("ui").Funcs(template.FuncMap{
 	"severities": func() []string { return policy.Severities },
-	"abbr":       func(s string) string { return s[:1] },
+	"dict": func(kv ...any) map[string]any {
+		m := map[string]any{}
+		for i := 0; i+1 < len(kv); i += 2 {
+			m[kv[i].(string)] = kv[i+1]
+		}
+		return m
+	},
+	"abbr": func(s string) string { return s[:1] },
 	"short": func(d string) string {
 		if i := strings.Index(d, ":"); i >= 0 && len(d) > i+13 {
 			return d[:i+13]
@@ -87,6 +94,20 @@ func (s *Server) serveUI(w http.ResponseWriter, r *http.Request) error {
 			data["Input"] = &in
 		}
 		return s.render(w, "image.html", data)
+	case p == "/baseline":
+		data := map[string]any{"Title": "Baseline"}
+		at, b, err := s.store.LatestBaseline()
+		if err == nil {
+			var bl struct {
+				Policy  string           `json:"policy"`
+				Images  []map[string]any `json:"images"`
+				Summary []map[string]any `json:"summary"`
+			}
+			if json.Unmarshal(b, &bl) == nil {
+				data["At"], data["Baseline"] = at, bl
+			}
+		}
+		return s.render(w, "baseline.html", data)
 	case p == "/db":
 		data := map[string]any{"Title": "Vulnerability DB"}
 		if rep, ok := s.scanReporter(); ok {

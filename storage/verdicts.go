@@ -2,6 +2,7 @@ package storage
 
 import (
 	"bytes"
+	"time"
 
 	"github.com/opencontainers/go-digest"
 	bolt "go.etcd.io/bbolt"
@@ -59,4 +60,39 @@ func (s *Store) getRaw(bucket, k []byte) ([]byte, error) {
 		return nil
 	})
 	return out, err
+}
+
+var bucketBaselines = []byte("baselines") // RFC 3339 time → baseline comparison (JSON)
+
+// PutBaseline keeps a baseline comparison; only the newest ten are kept.
+func (s *Store) PutBaseline(at time.Time, b []byte) error {
+	return s.db.Update(func(tx *bolt.Tx) error {
+		bk := tx.Bucket(bucketBaselines)
+		if err := bk.Put([]byte(at.UTC().Format(time.RFC3339Nano)), b); err != nil {
+			return err
+		}
+		for bk.Stats().KeyN > 10 {
+			k, _ := bk.Cursor().First()
+			if err := bk.Delete(k); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+}
+
+// LatestBaseline returns the newest baseline comparison and when it was stored.
+func (s *Store) LatestBaseline() (time.Time, []byte, error) {
+	var at time.Time
+	var out []byte
+	err := s.db.View(func(tx *bolt.Tx) error {
+		k, v := tx.Bucket(bucketBaselines).Cursor().Last()
+		if k == nil {
+			return ErrNotFound
+		}
+		at, _ = time.Parse(time.RFC3339Nano, string(k))
+		out = bytes.Clone(v)
+		return nil
+	})
+	return at, out, err
 }

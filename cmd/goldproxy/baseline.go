@@ -22,10 +22,10 @@ import (
 
 // baselineOptions are what `baseline` compares; flags default to the BASELINE_* variables.
 type baselineOptions struct {
-	images, hardened, outDir, configPath, dbDir string
-	hardenedLimit                               int
-	insecure                                    bool
-	now                                         func() time.Time
+	images, hardened, outDir, configPath, dbDir, proxyURL, user string
+	hardenedLimit                                               int
+	insecure                                                    bool
+	now                                                         func() time.Time
 }
 
 func newBaselineCmd() *cobra.Command {
@@ -58,6 +58,8 @@ Example:
 	cmd.Flags().StringVar(&o.configPath, "config", "", "config file (db and policy keys are used)")
 	cmd.Flags().StringVar(&o.dbDir, "db-dir", "", "vulnerability DB directory (config: db.dir)")
 	cmd.Flags().BoolVar(&o.insecure, "insecure", false, "allow plain-HTTP registries")
+	cmd.Flags().StringVar(&o.proxyURL, "proxy", "", "pull through this running goldproxy: its scans and verdicts are used, and the comparison is stored there for its dashboard")
+	cmd.Flags().StringVar(&o.user, "user", "", "user for --proxy (password from GOLDPROXY_PASSWORD)")
 	return cmd
 }
 
@@ -183,7 +185,12 @@ func runBaseline(ctx context.Context, out io.Writer, o baselineOptions) error {
 	}{{"standard", standard}, {"hardened", hardened}} {
 		for _, ref := range set.refs {
 			bar.step(ref)
-			row := baselineRow(ctx, cfg, pol, o, set.name, ref)
+			var row BaselineRow
+			if o.proxyURL != "" {
+				row = baselineRowViaProxy(ctx, o, set.name, ref)
+			} else {
+				row = baselineRow(ctx, cfg, pol, o, set.name, ref)
+			}
 			if row.Error != "" {
 				failed++
 			}
@@ -194,6 +201,12 @@ func runBaseline(ctx context.Context, out io.Writer, o baselineOptions) error {
 	b.Summary = summarize(b.Rows)
 	if err := writeBaseline(o.outDir, b); err != nil {
 		return &exitError{2, err}
+	}
+	if o.proxyURL != "" {
+		body, _ := json.Marshal(b)
+		if err := adminCall(io.Discard, "POST", o.proxyURL, "/api/v1/baselines", o.user, body); err != nil {
+			fmt.Fprintf(out, "could not store the comparison on the proxy: %v\n", err)
+		}
 	}
 	fmt.Fprintf(out, "baseline: %d images (%d failed) → %s\n", len(b.Rows), failed, o.outDir)
 	for _, k := range b.Summary {
@@ -237,6 +250,56 @@ func baselineRow(ctx context.Context, cfg *proxy.Config, pol *policy.Set, o base
 			}
 		}
 		row.ReportDir, _ = filepath.Rel(o.outDir, dir)
+	}
+	return row
+}
+
+// baselineRowViaProxy pulls ref through a running goldproxy (which scans and judges it)
+// and builds the row from the proxy's verdict and report.
+func baselineRowViaProxy(ctx context.Context, o baselineOptions, set, ref string) BaselineRow {
+	row := BaselineRow{Ref: ref, Set: set, Kind: kindOf(ref), Vulns: map[string]int{}, Fixable: map[string]int{}, Verdict: "error"}
+	w := warmViaProxy(ctx, o.proxyURL, ref)
+	if w.Digest == "" {
+		row.Error = w.Error
+		return row
+	}
+	row.Digest = w.Digest
+	get := func(path string, v any) error {
+		var buf strings.Builder
+		if err := adminCall(&buf, "GET", o.proxyURL, path, o.user, nil); err != nil {
+			return err
+		}
+		return json.Unmarshal([]byte(buf.String()), v)
+	}
+	var rec struct {
+		State   string         `json:"state"`
+		Error   string         `json:"error"`
+		Verdict policy.Verdict `json:"verdict"`
+		Input   *policy.Input  `json:"input"`
+	}
+	if err := get("/api/v1/images/"+w.Digest+"/verdict", &rec); err != nil || rec.Input == nil {
+		row.Error = fmt.Sprintf("no verdict from the proxy for %s: %v %s", w.Digest, err, rec.Error)
+		return row
+	}
+	in := *rec.Input
+	row.OS, row.Vulns, row.Fixable, row.Verdict, row.Rule = in.OS, rec.Verdict.Counts, rec.Verdict.Fixable, rec.State, rec.Verdict.Rule()
+	row.NonRoot = !(&policy.Policy{NonRoot: true}).Fails(in, "non-root", o.now())
+	row.Shell = (&policy.Policy{NoShell: true}).Fails(in, "no-shell", o.now())
+	row.PackageMgr = (&policy.Policy{NoPackageManager: true}).Fails(in, "no-package-manager", o.now())
+	if !in.Created.IsZero() {
+		row.AgeDays = int(o.now().Sub(in.Created).Hours() / 24)
+	}
+	var report struct {
+		Metadata struct{ Layers []struct{ Size int64 } }
+		Results  []struct{ Packages []json.RawMessage }
+	}
+	if err := get("/api/v1/images/"+w.Digest+"/report", &report); err == nil {
+		for _, l := range report.Metadata.Layers {
+			row.SizeBytes += l.Size
+		}
+		for _, r := range report.Results {
+			row.Packages += len(r.Packages)
+		}
 	}
 	return row
 }

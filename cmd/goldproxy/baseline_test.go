@@ -107,3 +107,38 @@ func errorsAs(err error, target **exitError) bool {
 	}
 	return ok
 }
+
+func TestBaselineThroughProxy(t *testing.T) {
+	up, standard, hardened, db := baselineSetup(t)
+	cfg := proxytest.Config(t, up)
+	cfg.DB.Dir = db
+	g := startGated(t, cfg, up, true)
+	// Lists name the images as clients do through the proxy: the upstream by its name.
+	rename := func(path string) string {
+		b, _ := os.ReadFile(path)
+		return write(t, t.TempDir(), filepath.Base(path), strings.ReplaceAll(string(b), up.Host, up.Name))
+	}
+	out := t.TempDir()
+	o := baselineOptions{images: rename(standard), hardened: rename(hardened), outDir: out, proxyURL: g.url,
+		now: func() time.Time { return time.Date(2026, 11, 24, 12, 0, 0, 0, time.UTC) }}
+	var stdout strings.Builder
+	err := runBaseline(context.Background(), &stdout, o)
+	if err == nil || !strings.Contains(err.Error(), "2 of 6 images could not be scanned") {
+		t.Fatalf("exit: %v\n%s", err, stdout.String())
+	}
+	md, _ := os.ReadFile(filepath.Join(out, "baseline.md"))
+	for _, want := range []string{"/library/alpine:3.19 | standard | alpine | alpine 3.19.1 |", "| 2 | 2 | 3 | 0 | 2/2/3/0 | no | yes | yes | 906 | denied (vulnerabilities) |",
+		"/chainguard/static:latest | hardened | chainguard | alpine 3.19.1 |"} {
+		if !strings.Contains(string(md), want) {
+			t.Errorf("baseline through the proxy lacks %q:\n%s", want, md)
+		}
+	}
+	resp, body := g.get(t, "/api/v1/baselines/latest")
+	if resp.StatusCode != 200 || !strings.Contains(body, `"kind":"chainguard"`) {
+		t.Fatalf("stored comparison: %d %.300s", resp.StatusCode, body)
+	}
+	resp, page := g.get(t, "/ui/baseline")
+	if resp.StatusCode != 200 || !strings.Contains(page, up.Name+"/library/alpine:3.19") || !strings.Contains(page, "badge-denied") || !strings.Contains(page, "failed:") {
+		t.Fatalf("dashboard baseline page: %d %.500s", resp.StatusCode, page)
+	}
+}
