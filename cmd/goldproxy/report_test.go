@@ -13,16 +13,53 @@ import (
 	cdx "github.com/CycloneDX/cyclonedx-go"
 	"github.com/google/go-containerregistry/pkg/name"
 	"github.com/google/go-containerregistry/pkg/v1/tarball"
+	"github.com/santhosh-tekuri/jsonschema/v6"
 
 	"github.com/goldproxy/goldproxy/proxy"
 	"github.com/goldproxy/goldproxy/proxy/proxytest"
 	"github.com/goldproxy/goldproxy/scanner/scannertest"
 )
 
-// checkSARIF checks the parts of SARIF 2.1.0 GitHub code scanning reads: version,
-// schema, a run with the tool driver and its rules, results that name a known rule.
+// sarifSchema is where .ci/setup puts the SARIF 2.1.0 JSON schema.
+const sarifSchema = "/usr/local/share/goldproxy/sarif-schema-2.1.0.json"
+
+// validateSARIF validates a SARIF log against the SARIF 2.1.0 JSON schema.
+func validateSARIF(t *testing.T, b []byte) {
+	t.Helper()
+	if _, err := os.Stat(sarifSchema); err != nil {
+		if os.Getenv("GOLDPROXY_E2E") == "1" {
+			t.Fatalf("GOLDPROXY_E2E=1 but %s is missing (.ci/setup installs it)", sarifSchema)
+		}
+		t.Logf("SARIF schema not installed (%s): schema validation skipped", sarifSchema)
+		return
+	}
+	if err := sarifErr(b); err != nil {
+		t.Fatalf("SARIF does not validate against the SARIF 2.1.0 schema: %v", err)
+	}
+	// The validation itself must be able to fail.
+	if sarifErr([]byte(`{"version":"9.9","runs":[{"tool":{}}]}`)) == nil {
+		t.Fatal("the SARIF schema accepted an invalid log")
+	}
+}
+
+func sarifErr(b []byte) error {
+	schema, err := jsonschema.NewCompiler().Compile(sarifSchema)
+	if err != nil {
+		return err
+	}
+	doc, err := jsonschema.UnmarshalJSON(bytes.NewReader(b))
+	if err != nil {
+		return err
+	}
+	return schema.Validate(doc)
+}
+
+// checkSARIF validates against the schema and checks the parts GitHub code scanning
+// reads: version, schema, a run with the tool driver and its rules, results that name a
+// known rule.
 func checkSARIF(t *testing.T, b []byte, cve string) {
 	t.Helper()
+	validateSARIF(t, b)
 	var s struct {
 		Version string `json:"version"`
 		Schema  string `json:"$schema"`
