@@ -47,16 +47,19 @@ var uiTemplates = template.Must(template.New("ui").Funcs(template.FuncMap{
 	"date":  func(t time.Time) string { return t.UTC().Format(time.DateOnly) },
 	"lower": strings.ToLower,
 	"join":  strings.Join,
-	"bytes": func(n int64) string {
-		switch {
-		case n >= 1<<20:
-			return fmt.Sprintf("%.1f MiB", float64(n)/(1<<20))
-		case n >= 1<<10:
-			return fmt.Sprintf("%.1f KiB", float64(n)/(1<<10))
-		}
-		return fmt.Sprintf("%d B", n)
-	},
+	"bytes": HumanBytes,
 }).ParseFS(uiFiles, "ui/*.html"))
+
+// HumanBytes writes a size for people: 6.5 KiB, 12.0 MiB.
+func HumanBytes(n int64) string {
+	switch {
+	case n >= 1<<20:
+		return fmt.Sprintf("%.1f MiB", float64(n)/(1<<20))
+	case n >= 1<<10:
+		return fmt.Sprintf("%.1f KiB", float64(n)/(1<<10))
+	}
+	return fmt.Sprintf("%d B", n)
+}
 
 type uiPackage struct{ Name, Version, Target string }
 

@@ -394,7 +394,7 @@ func baselineMarkdown(b Baseline) string {
 			verdict += " (" + r.Rule + ")"
 		}
 		fmt.Fprintf(&s, "| %s | %s | %s | %s | %s | %d | %d | %d | %d | %d | %d/%d/%d/%d | %s | %s | %s | %d | %s |\n",
-			r.Ref, r.Set, r.Kind, noneIf(r.OS), humanBytes(r.SizeBytes), r.Packages, r.Vulns["CRITICAL"], r.Vulns["HIGH"], r.Vulns["MEDIUM"], r.Vulns["LOW"],
+			r.Ref, r.Set, r.Kind, noneIf(r.OS), proxy.HumanBytes(r.SizeBytes), r.Packages, r.Vulns["CRITICAL"], r.Vulns["HIGH"], r.Vulns["MEDIUM"], r.Vulns["LOW"],
 			r.Fixable["CRITICAL"], r.Fixable["HIGH"], r.Fixable["MEDIUM"], r.Fixable["LOW"], yesNo(r.NonRoot), yesNo(r.Shell), yesNo(r.PackageMgr), r.AgeDays, verdict)
 	}
 	return s.String()
@@ -407,18 +407,8 @@ func noneIf(s string) string {
 	return s
 }
 
-func humanBytes(n int64) string {
-	switch {
-	case n >= 1<<20:
-		return fmt.Sprintf("%.1f MiB", float64(n)/(1<<20))
-	case n >= 1<<10:
-		return fmt.Sprintf("%.1f KiB", float64(n)/(1<<10))
-	}
-	return fmt.Sprintf("%d B", n)
-}
-
 var baselineHTML = template.Must(template.New("baseline").Funcs(template.FuncMap{
-	"human": humanBytes, "yesno": yesNo, "total": func(m map[string]int) int {
+	"human": proxy.HumanBytes, "yesno": yesNo, "total": func(m map[string]int) int {
 		t := 0
 		for _, n := range m {
 			t += n
