@@ -142,7 +142,8 @@ func (g *scanGate) start(ctx context.Context) {
 	for _, rec := range pending {
 		g.s.log.Info("rescanning an image whose scan did not finish", "repository", rec.Repository, "digest", rec.Digest)
 		m := Manifest{Repository: rec.Repository, Tag: rec.Tag, Descriptor: v1.Descriptor{MediaType: types.MediaType(rec.MediaType), Digest: toHash(digest.Digest(rec.Digest))}}
-		go func() { _, _ = g.judge(ctx, m) }()
+		// Through the same singleflight as pulls: a pull arriving meanwhile joins this scan.
+		g.s.sf.DoChan("scan\x00"+rec.Digest, func() (any, error) { return g.judge(ctx, m) })
 	}
 }
 
