@@ -139,9 +139,6 @@ func (s *Server) routeFor(key string) (*route, error) {
 	return &route{kind: kindManifest, name: key, up: up, repo: repo, key: key}, nil
 }
 
-// Allowlist is the server's repository allowlist.
-func (s *Server) Allowlist() *Allowlist { return s.allow }
-
 type ctxKey int
 
 const requestIDKey ctxKey = 0

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/binary"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"strings"
@@ -71,7 +72,7 @@ func (s *Store) Images() ([]Image, error) {
 				return nil
 			}
 			var rec ManifestRecord
-			if err := jsonUnmarshal(v, &rec); err != nil {
+			if err := json.Unmarshal(v, &rec); err != nil {
 				return err
 			}
 			img := Image{Repository: string(repo), Digest: digest.Digest(dg), StoredAt: rec.StoredAt, Raw: bytes.Clone(content.Get(dg))}
@@ -95,7 +96,7 @@ func (s *Store) DeleteManifest(repo string, dgst digest.Digest) (orphaned bool, 
 		k := key(repo, dgst.String())
 		var rec ManifestRecord
 		if v := tx.Bucket(bucketManifests).Get(k); v != nil {
-			_ = jsonUnmarshal(v, &rec)
+			_ = json.Unmarshal(v, &rec)
 		}
 		for _, b := range [][]byte{bucketManifests, bucketLinks} {
 			if err := tx.Bucket(b).Delete(k); err != nil {
@@ -116,7 +117,7 @@ func (s *Store) DeleteManifest(repo string, dgst digest.Digest) (orphaned bool, 
 		prefix := key(repo, "")
 		for tk, tv := tags.Seek(prefix); tk != nil && bytes.HasPrefix(tk, prefix); tk, tv = tags.Next() {
 			var t TagRecord
-			if jsonUnmarshal(tv, &t) == nil && t.Digest == dgst {
+			if json.Unmarshal(tv, &t) == nil && t.Digest == dgst {
 				if err := tags.Delete(); err != nil {
 					return err
 				}

@@ -233,8 +233,6 @@ func (s *Store) Referrers(repo string, subject digest.Digest) ([]Descriptor, err
 	return out, err
 }
 
-func jsonUnmarshal(b []byte, v any) error { return json.Unmarshal(b, v) }
-
 // TagsOf lists repo's tags that point at dgst.
 func (s *Store) TagsOf(repo string, dgst digest.Digest) ([]string, error) {
 	var tags []string

@@ -166,25 +166,6 @@ func (w *BlobWriter) Commit(ctx context.Context, dgst digest.Digest, size int64)
 // Cancel abandons the blob and removes what was written.
 func (w *BlobWriter) Cancel(ctx context.Context) error { return w.bw.Cancel(ctx) }
 
-// PutBlob stores a small blob held in memory (manifests, configs) after verifying it.
-func (s *Store) PutBlob(ctx context.Context, dgst digest.Digest, b []byte) error {
-	if digest.FromBytes(b) != dgst && dgst.Algorithm().FromBytes(b) != dgst {
-		return fmt.Errorf("%w: %s", ErrDigestMismatch, dgst)
-	}
-	if _, err := s.StatBlob(ctx, dgst); err == nil {
-		return nil
-	}
-	w, err := s.CreateBlob(ctx)
-	if err != nil {
-		return err
-	}
-	if _, err := w.Write(b); err != nil {
-		_ = w.Cancel(ctx)
-		return fmt.Errorf("storage: write %s: %w", dgst, err)
-	}
-	return w.Commit(ctx, dgst, int64(len(b)))
-}
-
 // ReadBlob reads a whole small blob (a manifest or config) into memory.
 func (s *Store) ReadBlob(ctx context.Context, dgst digest.Digest) ([]byte, error) {
 	rc, err := s.OpenBlob(ctx, dgst)

@@ -80,19 +80,31 @@ func (a *app) Close() {
 // one in use and the digest it was downloaded as.
 func (a *app) dbRoot() string { return filepath.Join(a.cfg.DataDir, "trivy-db") }
 
-func (a *app) readCurrent() (dir, digest string) {
-	b, err := os.ReadFile(filepath.Join(a.dbRoot(), "current"))
+func (a *app) readCurrent() (dir, digest string) { return readPointer(a.dbRoot(), "current") }
+
+// readPointer reads a pointer file under root ("current", "java-current"): the directory
+// in use and the digest it was downloaded as ("-" when unknown).
+func readPointer(root, name string) (dir, digest string) {
+	b, err := os.ReadFile(filepath.Join(root, name))
 	if err != nil {
 		return "", ""
 	}
 	f := strings.Fields(string(b))
 	if len(f) > 0 {
-		dir = filepath.Join(a.dbRoot(), f[0])
+		dir = filepath.Join(root, f[0])
 	}
-	if len(f) > 1 {
+	if len(f) > 1 && f[1] != "-" {
 		digest = f[1]
 	}
 	return dir, digest
+}
+
+// writePointer records dir (under root) as the one in use.
+func writePointer(root, name, dir, digest string) error {
+	if digest == "" {
+		digest = "-"
+	}
+	return os.WriteFile(filepath.Join(root, name), []byte(filepath.Base(dir)+" "+digest+"\n"), 0o644)
 }
 
 // loadDB loads the vulnerability DB at start: the configured local directory
@@ -128,13 +140,7 @@ func (a *app) refreshJavaDB(ctx context.Context, check bool) error {
 	if a.cfg.DB.JavaDir != "" {
 		return a.db.LoadJava(a.cfg.Resolve(a.cfg.DB.JavaDir))
 	}
-	curFile := filepath.Join(a.dbRoot(), "java-current")
-	var curDir, curDigest string
-	if b, err := os.ReadFile(curFile); err == nil {
-		if f := strings.Fields(string(b)); len(f) == 2 {
-			curDir, curDigest = filepath.Join(a.dbRoot(), f[0]), f[1]
-		}
-	}
+	curDir, curDigest := readPointer(a.dbRoot(), "java-current")
 	if curDir != "" && !check {
 		if err := a.db.LoadJava(curDir); err == nil {
 			return nil
@@ -163,7 +169,7 @@ func (a *app) refreshJavaDB(ctx context.Context, check bool) error {
 		os.RemoveAll(dir)
 		return err
 	}
-	if err := os.WriteFile(curFile, []byte(filepath.Base(dir)+" "+desc.Digest.String()+"\n"), 0o644); err != nil {
+	if err := writePointer(a.dbRoot(), "java-current", dir, desc.Digest.String()); err != nil {
 		return err
 	}
 	if curDir != "" && curDir != dir {
@@ -234,7 +240,7 @@ func (a *app) refreshDB(ctx context.Context) (bool, error) {
 		os.RemoveAll(dir)
 		return false, err
 	}
-	if err := os.WriteFile(filepath.Join(a.dbRoot(), "current"), []byte(filepath.Base(dir)+" "+desc.Digest.String()+"\n"), 0o644); err != nil {
+	if err := writePointer(a.dbRoot(), "current", dir, desc.Digest.String()); err != nil {
 		return false, err
 	}
 	// The previous DBs are no longer open: only now are they removed.

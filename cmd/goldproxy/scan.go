@@ -291,11 +291,11 @@ func loadCLIDBLocal(cfg *proxy.Config, db *scanner.DB) error {
 		return err
 	}
 	root := filepath.Join(cfg.DataDir, "trivy-db")
-	cur, err := os.ReadFile(filepath.Join(root, "current"))
-	if err != nil || len(strings.Fields(string(cur))) == 0 {
+	dir, _ := readPointer(root, "current")
+	if dir == "" {
 		return fmt.Errorf("no vulnerability DB under %s (run goldproxy db update)", root)
 	}
-	_, err = db.Load(filepath.Join(root, strings.Fields(string(cur))[0]), cfg.DB.Repository)
+	_, err := db.Load(dir, cfg.DB.Repository)
 	return err
 }
 
@@ -316,7 +316,7 @@ func loadCLIDB(ctx context.Context, cfg *proxy.Config, db *scanner.DB) error {
 	}
 	_, err = db.Load(dir, ref.String())
 	if err == nil {
-		err = os.WriteFile(filepath.Join(root, "current"), []byte(filepath.Base(dir)+" -\n"), 0o644)
+		err = writePointer(root, "current", dir, "")
 	}
 	return err
 }
