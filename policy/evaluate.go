@@ -13,7 +13,7 @@ import (
 func (s *Set) Choose(repository string) (*Policy, string) {
 	for _, sc := range s.Scopes {
 		for _, g := range sc.Match {
-			if Match(g, repository) {
+			if s.match(g, repository) {
 				return s.policy(sc.Policy), g
 			}
 		}
@@ -48,6 +48,12 @@ func (s *Set) Evaluate(in Input, now time.Time) Verdict {
 		v.Allowed = p.Mode == "audit"
 		v.Audit = p.Mode == "audit"
 	}
+	v.Until = v.ExpiresFirst()
+	if p.MaxAge > 0 && !in.Created.IsZero() {
+		if old := in.Created.Add(time.Duration(p.MaxAge)); old.After(now) && (v.Until.IsZero() || old.Before(v.Until)) {
+			v.Until = old
+		}
+	}
 	return v
 }
 
@@ -59,7 +65,7 @@ func (s *Set) applyExceptions(in Input, now time.Time, v *Verdict) []Vulnerabili
 	for _, x := range in.Vulnerabilities {
 		covered := false
 		for i, e := range s.Exceptions {
-			if !e.covers(x, in.Repository, now) {
+			if !s.covers(e, x, in.Repository, now) {
 				continue
 			}
 			covered = true
@@ -85,14 +91,14 @@ func (s *Set) applyExceptions(in Input, now time.Time, v *Verdict) []Vulnerabili
 	return out
 }
 
-func (e Exception) covers(x Vulnerability, repo string, now time.Time) bool {
+func (s *Set) covers(e Exception, x Vulnerability, repo string, now time.Time) bool {
 	if !strings.EqualFold(e.ID, x.ID) || now.After(e.Expires.Time) {
 		return false
 	}
-	if len(e.Repositories) > 0 && !slices.ContainsFunc(e.Repositories, func(g string) bool { return Match(g, repo) }) {
+	if len(e.Repositories) > 0 && !slices.ContainsFunc(e.Repositories, func(g string) bool { return s.match(g, repo) }) {
 		return false
 	}
-	if len(e.Packages) > 0 && !slices.ContainsFunc(e.Packages, func(g string) bool { return Match(g, x.Package) }) {
+	if len(e.Packages) > 0 && !slices.ContainsFunc(e.Packages, func(g string) bool { return s.match(g, x.Package) }) {
 		return false
 	}
 	return true

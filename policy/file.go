@@ -28,6 +28,11 @@ type Set struct {
 	Exceptions []Exception `yaml:"exceptions" json:"exceptions,omitempty"`
 	// BaseImages are extra globs check-dockerfile admits in FROM lines.
 	BaseImages []string `yaml:"base_images" json:"baseImages,omitempty"`
+
+	// Filled by Validate, read on every judgement: the compiled globs and the content
+	// hash, so a pull neither compiles a regexp nor encodes the set.
+	globs map[string]*regexp.Regexp
+	hash  string
 }
 
 // Policy is one set of rules. A rule left out does not apply.
@@ -94,11 +99,15 @@ var (
 // DefaultSet is the policy until one is configured: deny when a vulnerability with a fix
 // available is HIGH or CRITICAL.
 func DefaultSet() *Set {
-	return &Set{
+	s := &Set{
 		Default: "default",
 		Policies: []*Policy{{Name: "default", Mode: "enforce",
 			Vulnerabilities: &VulnerabilityRule{Severity: "HIGH", OnlyFixable: true}}},
 	}
+	if err := s.Validate(); err != nil {
+		panic(err) // a constant set: cannot happen
+	}
+	return s
 }
 
 // Load reads and validates a policy file.
@@ -240,7 +249,28 @@ func (s *Set) Validate() error {
 			return fmt.Errorf("policy: base_images[%d]: %w", i, err)
 		}
 	}
+	s.globs = map[string]*regexp.Regexp{}
+	for _, sc := range s.Scopes {
+		for _, g := range sc.Match {
+			s.globs[g], _ = CompileGlob(g)
+		}
+	}
+	for _, e := range s.Exceptions {
+		for _, g := range append(slices.Clone(e.Repositories), e.Packages...) {
+			s.globs[g], _ = CompileGlob(g)
+		}
+	}
+	s.hash = ""
+	s.hash = s.computeHash()
 	return nil
+}
+
+// match is Match with the globs Validate compiled.
+func (s *Set) match(g, str string) bool {
+	if re, ok := s.globs[g]; ok {
+		return re != nil && re.MatchString(str)
+	}
+	return Match(g, str)
 }
 
 // Duration is a time.Duration that also accepts days ("30d").

@@ -103,6 +103,9 @@ type Verdict struct {
 	Fixable map[string]int `json:"fixable"`
 	// Contact says how to ask for an exception.
 	Contact string `json:"contact,omitempty"`
+	// Until is when time alone may change this verdict (an applied exception expires,
+	// the image grows older than max_age); zero when nothing does.
+	Until time.Time `json:"until,omitzero"`
 }
 
 // Rule returns the name of the first failed rule, or "".
@@ -129,7 +132,15 @@ func (v Verdict) ExpiresFirst() time.Time {
 }
 
 // Hash identifies a set's content; a verdict records the hash it was made under.
+// Validate computes it once; a set that was never validated hashes on each call.
 func (s *Set) Hash() string {
+	if s.hash != "" {
+		return s.hash
+	}
+	return s.computeHash()
+}
+
+func (s *Set) computeHash() string {
 	b, _ := json.Marshal(s)
 	h := sha256.Sum256(b)
 	return hex.EncodeToString(h[:8])

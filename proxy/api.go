@@ -12,6 +12,7 @@ import (
 
 	"github.com/opencontainers/go-digest"
 
+	"github.com/goldproxy/goldproxy/policy"
 	"github.com/goldproxy/goldproxy/storage"
 )
 
@@ -105,16 +106,20 @@ func (s *Server) serveAPI(w http.ResponseWriter, r *http.Request) (bool, error) 
 		if err != nil {
 			return true, errDigestInvalid("invalid digest: %v", err)
 		}
-		b, err := s.store.Verdict(d)
-		if errors.Is(err, storage.ErrNotFound) {
-			return true, errManifestUnknown("no verdict for %s", d)
-		}
+		det, err := s.imageDetail(r, d)
 		if err != nil {
 			return true, err
 		}
+		if det.Facts == nil {
+			return true, errManifestUnknown("no verdict for %s", d)
+		}
+		out := VerdictDetail{Judgement: Judgement{Digest: d.String(), State: det.Facts.State, Error: det.Facts.Error,
+			DBVersion: det.Facts.DBVersion, ScannedAt: det.Facts.ScannedAt}, Input: det.Facts.Input, Facts: det.Facts, Judgements: det.Judgements}
+		if det.Verdict != nil {
+			out.Judgement = *det.Verdict
+		}
 		w.Header().Set("Content-Type", "application/json")
-		_, err = w.Write(b)
-		return true, err
+		return true, json.NewEncoder(w).Encode(out)
 	case strings.HasPrefix(p, "/api/v1/images/") && strings.HasSuffix(p, "/report"):
 		d, err := digest.Parse(strings.TrimSuffix(strings.TrimPrefix(p, "/api/v1/images/"), "/report"))
 		if err != nil {
@@ -141,21 +146,27 @@ func (s *Server) serveReport(w http.ResponseWriter, r *http.Request, d digest.Di
 		return err
 	}
 	format := r.URL.Query().Get("format")
+	// The report names the repository it is read for: the one the reader was denied in.
+	repo := r.URL.Query().Get("repository")
+	if repo != "" {
+		if report, err = renameReport(report, repo, d); err != nil {
+			return err
+		}
+	}
 	switch format {
 	case "", "json":
 		w.Header().Set("Content-Type", "application/json")
 		_, err = w.Write(report)
 		return err
 	case "md", "markdown":
-		if s.scan == nil {
+		det, err := s.imageDetail(r, d)
+		if err != nil || det.Facts == nil || det.Facts.Input == nil || det.Verdict == nil {
 			return errManifestUnknown("no verdict for %s", d)
 		}
-		rec, err := s.scan.load(d)
-		if err != nil || rec.Input == nil {
-			return errManifestUnknown("no verdict for %s", d)
-		}
+		in := *det.Facts.Input
+		in.Repository, in.Tag = det.Verdict.Repository, det.Verdict.Tag
 		w.Header().Set("Content-Type", "text/markdown; charset=utf-8")
-		_, err = io.WriteString(w, MarkdownReport(*rec.Input, rec.Verdict, rec.DBVersion))
+		_, err = io.WriteString(w, MarkdownReport(in, det.Verdict.Verdict, det.Facts.DBVersion))
 		return err
 	case "sarif", "cyclonedx":
 		var f ReportFormatter
@@ -178,6 +189,38 @@ func (s *Server) serveReport(w http.ResponseWriter, r *http.Request, d digest.Di
 		return err
 	}
 	return &regError{Status: http.StatusBadRequest, Code: "UNSUPPORTED", Message: fmt.Sprintf("format %q: use json, sarif, md or cyclonedx", format)}
+}
+
+// VerdictDetail is GET /api/v1/images/<digest>/verdict[?repository=]: the judgement in
+// that repository (else the first), the digest's facts and its scan input, and the
+// judgements in every repository holding it.
+type VerdictDetail struct {
+	Judgement
+	Input      *policy.Input `json:"input,omitempty"`
+	Facts      *Facts        `json:"facts"`
+	Judgements []*Judgement  `json:"judgements,omitempty"`
+}
+
+// renameReport makes a stored Trivy report name repo@dgst: the report is a fact of the
+// digest, and the same content may be held by several repositories.
+func renameReport(report []byte, repo string, dgst digest.Digest) ([]byte, error) {
+	var m map[string]json.RawMessage
+	if err := json.Unmarshal(report, &m); err != nil {
+		return nil, fmt.Errorf("stored report of %s: %w", dgst, err)
+	}
+	name, _ := json.Marshal(repo + "@" + dgst.String())
+	m["ArtifactName"] = name
+	if md, ok := m["Metadata"]; ok {
+		var meta map[string]json.RawMessage
+		if json.Unmarshal(md, &meta) == nil {
+			meta["RepoDigests"] = json.RawMessage("[" + string(name) + "]")
+			delete(meta, "RepoTags")
+			if b, err := json.Marshal(meta); err == nil {
+				m["Metadata"] = b
+			}
+		}
+	}
+	return json.Marshal(m)
 }
 
 // DBReporter is implemented by a Scanner that can describe its vulnerability DB.

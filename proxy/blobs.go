@@ -178,8 +178,10 @@ func (s *Server) sharedFetch(ctx context.Context, rt *route, dgst digest.Digest,
 	s.inflight[dgst] = f
 	s.mu.Unlock()
 
-	// The fetch outlives a caller that goes away: others may be waiting on it.
-	streamed, err = s.ingestBlob(context.WithoutCancel(ctx), rt, dgst, client)
+	// The fetch outlives a caller that goes away (others may be waiting on it), not Close.
+	bctx, done := s.background(ctx)
+	streamed, err = s.ingestBlob(bctx, rt, dgst, client)
+	done()
 	f.err = err
 	s.mu.Lock()
 	delete(s.inflight, dgst)

@@ -128,6 +128,10 @@ func (s *Server) flushLoop(ctx context.Context) {
 // until the store is under max_size and nothing is older than max_age. Blobs in use by
 // a request and images pulled within the grace period are never removed.
 func (s *Server) GC(ctx context.Context, dryRun bool) (GCResult, error) {
+	s.gcMu.Lock() // the loop and the API never collect at once
+	defer s.gcMu.Unlock()
+	ctx, done := s.bound(ctx)
+	defer done()
 	res := GCResult{DryRun: dryRun, Evicted: []string{}}
 	cfg := s.cfg.Storage.GC
 	if err := s.FlushPulls(); err != nil {
@@ -220,6 +224,10 @@ func (s *Server) GC(ctx context.Context, dryRun bool) (GCResult, error) {
 		}
 		if _, err := s.store.DeleteManifest(img.Repository, img.Digest); err != nil {
 			return res, err
+		}
+		if s.scan != nil {
+			s.scan.memo.forget(img.Digest)
+			s.scan.states.forget(img.Repository, img.Digest)
 		}
 	}
 	var layers []string

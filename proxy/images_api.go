@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"net/http"
+	"net/url"
 	"sort"
 	"strconv"
 	"strings"
@@ -70,12 +71,11 @@ func writePage(w http.ResponseWriter, r *http.Request, key string, items any, ne
 // summaries lists every stored image manifest with its verdict, sorted by repository
 // and digest; filters: denied=true, repository=<glob>, severity=<at least one finding
 // of this severity or worse>.
-func (s *Server) summaries(r *http.Request) ([]ImageSummary, error) {
+func (s *Server) summaries(q url.Values) ([]ImageSummary, error) {
 	images, err := s.store.Images()
 	if err != nil {
 		return nil, err
 	}
-	q := r.URL.Query()
 	recent := s.pulls.snapshot() // pulls not yet flushed to the store
 	var out []ImageSummary
 	for _, img := range images {
@@ -90,9 +90,11 @@ func (s *Server) summaries(r *http.Request) ([]ImageSummary, error) {
 			sum.Tags = tags
 		}
 		if s.scan != nil {
-			if vr, err := s.scan.load(img.Digest); err == nil {
-				sum.Verdict, sum.Policy, sum.Rule = vr.State, vr.Verdict.Policy, vr.Verdict.Rule()
-				sum.Counts, sum.ScannedAt, sum.DBVersion = vr.Verdict.Counts, vr.ScannedAt, vr.DBVersion
+			if j := s.scan.storedJudgement(img.Repository, img.Digest); j != nil {
+				sum.Verdict, sum.Policy, sum.Rule = j.State, j.Verdict.Policy, j.Verdict.Rule()
+				sum.Counts, sum.ScannedAt, sum.DBVersion = j.Verdict.Counts, j.ScannedAt, j.DBVersion
+			} else if f, err := s.scan.load(img.Digest); err == nil && !f.final() {
+				sum.Verdict, sum.ScannedAt, sum.DBVersion = f.State, f.ScannedAt, f.DBVersion
 			}
 		}
 		if q.Get("denied") == "true" && sum.Verdict != stateDenied {
@@ -129,17 +131,24 @@ func (s *Server) serveImages(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	all, err := s.summaries(r)
+	all, err := s.summaries(r.URL.Query())
 	if err != nil {
 		return err
 	}
-	i := sort.Search(len(all), func(i int) bool { return all[i].Repository+"@"+all[i].Digest > cursor })
+	// The cursor is the sort key of the last item served: (repository, digest).
+	crepo, cdigest, _ := strings.Cut(cursor, "\x00")
+	i := sort.Search(len(all), func(i int) bool {
+		if all[i].Repository != crepo {
+			return all[i].Repository > crepo
+		}
+		return all[i].Digest > cdigest
+	})
 	if cursor == "" {
 		i = 0
 	}
 	end, next := min(i+limit, len(all)), ""
 	if end < len(all) {
-		next = all[end-1].Repository + "@" + all[end-1].Digest
+		next = all[end-1].Repository + "\x00" + all[end-1].Digest
 	}
 	items := all[i:end]
 	if items == nil {
@@ -148,13 +157,18 @@ func (s *Server) serveImages(w http.ResponseWriter, r *http.Request) error {
 	return writePage(w, r, "images", items, next)
 }
 
-// ImageDetail is GET /api/v1/images/<digest>: everything known about one digest.
+// ImageDetail is GET /api/v1/images/<digest>: everything known about one digest — its
+// facts, and its judgement in each repository that holds it.
 type ImageDetail struct {
-	Digest       string          `json:"digest"`
-	Repositories []ImageSummary  `json:"repositories"`
-	Verdict      *VerdictRecord  `json:"verdict,omitempty"`
-	Layers       []LayerSummary  `json:"layers,omitempty"`
-	Manifest     json.RawMessage `json:"manifest,omitempty"`
+	Digest       string         `json:"digest"`
+	Repositories []ImageSummary `json:"repositories"`
+	// Verdict is the judgement in the repository asked for (?repository=), else in the
+	// first one.
+	Verdict    *Judgement      `json:"verdict,omitempty"`
+	Judgements []*Judgement    `json:"judgements,omitempty"`
+	Facts      *Facts          `json:"facts,omitempty"`
+	Layers     []LayerSummary  `json:"layers,omitempty"`
+	Manifest   json.RawMessage `json:"manifest,omitempty"`
 }
 
 // LayerSummary is one layer of an image.
@@ -175,7 +189,7 @@ func (s *Server) serveImage(w http.ResponseWriter, r *http.Request, d digest.Dig
 
 // imageDetail gathers what is known about one digest.
 func (s *Server) imageDetail(r *http.Request, d digest.Digest) (*ImageDetail, error) {
-	all, err := s.summaries(r)
+	all, err := s.summaries(nil) // every repository holding it, whatever the list filters
 	if err != nil {
 		return nil, err
 	}
@@ -188,7 +202,15 @@ func (s *Server) imageDetail(r *http.Request, d digest.Digest) (*ImageDetail, er
 	if len(det.Repositories) == 0 {
 		return nil, errManifestUnknown("no stored image %s", d)
 	}
-	if _, raw, err := s.store.Manifest(det.Repositories[0].Repository, d); err == nil {
+	repo := det.Repositories[0].Repository
+	if want := r.URL.Query().Get("repository"); want != "" {
+		for _, sum := range det.Repositories {
+			if sum.Repository == want {
+				repo = want
+			}
+		}
+	}
+	if _, raw, err := s.store.Manifest(repo, d); err == nil {
 		det.Manifest = raw
 		var m struct {
 			Layers []LayerSummary `json:"layers"`
@@ -198,44 +220,49 @@ func (s *Server) imageDetail(r *http.Request, d digest.Digest) (*ImageDetail, er
 		}
 	}
 	if s.scan != nil {
-		if vr, err := s.scan.load(d); err == nil {
-			det.Verdict = vr
+		if f, err := s.scan.load(d); err == nil {
+			det.Facts = f
+		}
+		for _, sum := range det.Repositories {
+			if j := s.scan.storedJudgement(sum.Repository, d); j != nil {
+				det.Judgements = append(det.Judgements, j)
+				if sum.Repository == repo {
+					det.Verdict = j
+				}
+			}
 		}
 	}
 	return &det, nil
 }
 
-// serveVerdicts is GET /api/v1/verdicts?state=denied: stored verdict records, paginated
-// by digest.
+// serveVerdicts is GET /api/v1/verdicts?state=denied: the recorded judgements, one per
+// (repository, digest), paginated in that order.
 func (s *Server) serveVerdicts(w http.ResponseWriter, r *http.Request) error {
 	limit, cursor, err := page(r)
 	if err != nil {
 		return err
 	}
 	state := r.URL.Query().Get("state")
-	var items []VerdictRecord
+	items := []Judgement{}
 	next := ""
-	err = s.store.Verdicts(func(d digest.Digest, b []byte) error {
-		if d.String() <= cursor && cursor != "" {
+	err = s.store.Judgements(func(repo string, d digest.Digest, b []byte) error {
+		if k := repo + "\x00" + d.String(); cursor != "" && k <= cursor {
 			return nil
 		}
-		var rec VerdictRecord
-		if json.Unmarshal(b, &rec) != nil || (state != "" && rec.State != state) {
+		var j Judgement
+		if json.Unmarshal(b, &j) != nil || (state != "" && j.State != state) {
 			return nil
 		}
 		if len(items) == limit {
-			next = items[limit-1].Digest
+			next = items[limit-1].Repository + "\x00" + items[limit-1].Digest
 			return errPageFull
 		}
-		rec.Input = nil // the findings are in the report; keep the list light
-		items = append(items, rec)
+		j.Verdict.Reasons = nil // the reasons are in the image detail and report; keep the list light
+		items = append(items, j)
 		return nil
 	})
 	if err != nil && !errors.Is(err, errPageFull) {
 		return err
-	}
-	if items == nil {
-		items = []VerdictRecord{}
 	}
 	return writePage(w, r, "verdicts", items, next)
 }

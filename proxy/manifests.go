@@ -74,8 +74,8 @@ func (s *Server) serveManifest(w http.ResponseWriter, r *http.Request, rt *route
 	if !verdict.Allowed {
 		s.metrics.denials.WithLabelValues(verdict.Policy, verdict.Rule, "false").Inc()
 		e := errDenied("%s", verdict.Message)
-		e.Detail = map[string]string{"repository": rt.key, "digest": rec.Digest.String(), "rule": verdict.Rule,
-			"report": "/api/v1/images/" + rec.Digest.String() + "/report"}
+		e.Detail = map[string]string{"repository": rt.key, "reference": rt.ref, "digest": rec.Digest.String(), "rule": verdict.Rule,
+			"report": ReportPath(rt.key, rec.Digest.String())}
 		return e
 	}
 	s.pulls.mark(rt.key, rec.Digest, s.now())

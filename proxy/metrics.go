@@ -2,14 +2,12 @@ package proxy
 
 import (
 	"context"
-	"encoding/json"
 	"io"
 	"net/http"
 	"strings"
 	"sync"
 	"time"
 
-	"github.com/opencontainers/go-digest"
 	"github.com/prometheus/client_golang/prometheus"
 )
 
@@ -51,7 +49,7 @@ func newMetrics(reg prometheus.Registerer, s *Server) *metrics {
 		upstreamLatency: prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "goldproxy_upstream_request_duration_seconds",
 			Help: "Time to the upstream's response headers.", Buckets: prometheus.ExponentialBuckets(0.001, 4, 9)}, []string{"upstream", "kind"}),
 		scans: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "goldproxy_scans_total",
-			Help: "Scans by result (allowed, denied, error, artifact)."}, []string{"result"}),
+			Help: "Scans by result (scanned, error, artifact); verdicts are counted per repository in goldproxy_verdicts."}, []string{"result"}),
 		scanDuration: prometheus.NewHistogram(prometheus.HistogramOpts{Name: "goldproxy_scan_duration_seconds",
 			Help: "Ingest and scan time of new images.", Buckets: prometheus.ExponentialBuckets(0.05, 2.5, 10)}),
 		denials: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "goldproxy_denials_total",
@@ -129,15 +127,12 @@ func (c *stateCollector) Describe(ch chan<- *prometheus.Desc) {
 
 func (c *stateCollector) Collect(ch chan<- prometheus.Metric) {
 	states := map[string]float64{statePending: 0, stateAllowed: 0, stateDenied: 0, stateError: 0}
-	_ = c.s.store.Verdicts(func(_ digest.Digest, b []byte) error {
-		var rec struct {
-			State string `json:"state"`
+	if g := c.s.scan; g != nil {
+		for st, n := range g.states.counts() {
+			states[st] += float64(n)
 		}
-		if json.Unmarshal(b, &rec) == nil {
-			states[rec.State]++
-		}
-		return nil
-	})
+		states[statePending] = float64(g.queued.Load() + g.running.Load())
+	}
 	for st, n := range states {
 		ch <- prometheus.MustNewConstMetric(descVerdicts, prometheus.GaugeValue, n, st)
 	}

@@ -80,8 +80,7 @@ func TestMetricsMoveWithPulls(t *testing.T) {
 		{"goldproxy_cache_requests_total", map[string]string{"kind": "manifest", "result": "miss"}, 2}, // clean and vuln
 		{"goldproxy_cache_requests_total", map[string]string{"kind": "manifest", "result": "hit"}, 1},
 		{"goldproxy_cache_requests_total", map[string]string{"kind": "blob", "result": "hit"}, 2 * float64(len(layers)+1)}, // the scan fetched them first
-		{"goldproxy_scans_total", map[string]string{"result": "allowed"}, 1},
-		{"goldproxy_scans_total", map[string]string{"result": "denied"}, 1},
+		{"goldproxy_scans_total", map[string]string{"result": "scanned"}, 2},
 		{"goldproxy_denials_total", map[string]string{"policy": "default", "rule": "vulnerabilities"}, 1},
 		{"goldproxy_http_requests_total", map[string]string{"route": "manifests", "code": "403"}, 1},
 		{"goldproxy_http_requests_total", map[string]string{"route": "blobs", "code": "200"}, 2 * float64(len(layers)+1)},

@@ -12,16 +12,24 @@ import (
 
 // ReevalStats sums up a re-evaluation.
 type ReevalStats struct {
-	Verdicts int           `json:"verdicts"`
-	Flipped  int           `json:"flipped"`
-	Failed   int           `json:"failed"`
-	Duration time.Duration `json:"duration"`
+	// Verdicts is how many digests' facts were made with another DB than the current one
+	// and were detected again; Judgements how many (repository, digest) judgements
+	// followed, Flipped how many of those changed state.
+	Verdicts   int           `json:"verdicts"`
+	Current    int           `json:"current"`
+	Judgements int           `json:"judgements"`
+	Flipped    int           `json:"flipped"`
+	Failed     int           `json:"failed"`
+	Duration   time.Duration `json:"duration"`
 }
 
-// Reevaluate recomputes every stored verdict with the scanner's current vulnerability
-// DB: vulnerabilities are detected again from each image's stored layer analysis (no
-// layer is read, nothing is fetched), then judged by the current policy. Verdicts that
-// flip are logged, counted and sent to the webhooks.
+// Reevaluate brings every stored digest's facts to the scanner's current vulnerability
+// DB: the vulnerabilities of each digest whose facts were made with another DB are
+// detected again from its stored layer analysis (no layer is read, nothing is fetched),
+// then every judgement of it is made again under the current policy. Verdicts that flip
+// are logged, counted and sent to the webhooks. It is driven by the DB version each
+// digest's facts record, so a run that was cancelled or failed half way is completed by
+// the next one.
 func (s *Server) Reevaluate(ctx context.Context) (ReevalStats, error) {
 	var st ReevalStats
 	g := s.scan
@@ -32,87 +40,111 @@ func (s *Server) Reevaluate(ctx context.Context) (ReevalStats, error) {
 	if !ok {
 		return st, fmt.Errorf("the scanner cannot re-detect from stored analysis")
 	}
-	start := time.Now()
-	var recs []*VerdictRecord
-	if err := s.store.Verdicts(func(_ digest.Digest, b []byte) error {
-		var rec VerdictRecord
-		if json.Unmarshal(b, &rec) == nil && rec.final() && rec.Input != nil && rec.ScanKey != nil {
-			recs = append(recs, &rec)
+	ctx, done := s.bound(ctx)
+	defer done()
+	current := ""
+	if v, ok := g.scanner.(DBVersioner); ok {
+		var err error
+		if current, err = v.DBVersion(); err != nil {
+			return st, fmt.Errorf("re-evaluation needs a loaded DB: %w", err)
 		}
+	}
+	start := time.Now()
+	var stale []*Facts
+	if err := s.store.Verdicts(func(_ digest.Digest, b []byte) error {
+		f, err := decodeFacts(b)
+		if err != nil || f.State != stateScanned || f.ScanKey == nil {
+			return nil
+		}
+		if current != "" && f.DBVersion == current {
+			st.Current++
+			return nil
+		}
+		stale = append(stale, f)
 		return nil
 	}); err != nil {
 		return st, err
 	}
-	st.Verdicts = len(recs)
+	st.Verdicts = len(stale)
+	if len(stale) == 0 {
+		return st, nil
+	}
 	s.metrics.reevalRunning.Set(1)
 	defer s.metrics.reevalRunning.Set(0)
-	s.log.Info("re-evaluating stored verdicts against the vulnerability DB", "verdicts", len(recs))
+	s.log.Info("re-evaluating stored verdicts against the vulnerability DB", "verdicts", len(stale), "current", st.Current, "db", current)
 
 	var mu sync.Mutex
-	done := 0
-	work := make(chan *VerdictRecord)
+	finished := 0
+	redone := map[digest.Digest]bool{}
+	work := make(chan *Facts)
 	var wg sync.WaitGroup
 	for range max(1, s.cfg.Scan.Workers) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			for rec := range work {
-				flipped, err := g.redetect(ctx, rd, rec)
+			for f := range work {
+				err := g.redetect(ctx, rd, f)
 				mu.Lock()
-				done++
+				finished++
 				if err != nil {
 					st.Failed++
-					s.log.Warn("re-evaluation failed; the old verdict stays", "repository", rec.Repository, "digest", rec.Digest, "err", err)
+					s.log.Warn("re-evaluation failed; the old verdict stays", "digest", f.Digest, "err", err)
+				} else {
+					redone[digest.Digest(f.Digest)] = true
 				}
-				if flipped {
-					st.Flipped++
-				}
-				s.metrics.reevalProgress.Set(float64(done) / float64(len(recs)))
-				if done%500 == 0 {
-					s.log.Info("re-evaluation progress", "done", done, "of", len(recs))
+				s.metrics.reevalProgress.Set(float64(finished) / float64(len(stale)))
+				if finished%500 == 0 {
+					s.log.Info("re-evaluation progress", "done", finished, "of", len(stale))
 				}
 				mu.Unlock()
 			}
 		}()
 	}
-	for _, rec := range recs {
+dispatch:
+	for _, f := range stale {
 		select {
-		case work <- rec:
+		case work <- f:
 		case <-ctx.Done():
+			break dispatch // what is left keeps its old DB version: the next run does it
 		}
 	}
 	close(work)
 	wg.Wait()
+	var err error
+	st.Judgements, st.Flipped, err = g.rejudge(redone)
 	st.Duration = time.Since(start)
-	s.log.Info("re-evaluation done", "verdicts", st.Verdicts, "flipped", st.Flipped, "failed", st.Failed, "duration", st.Duration.Round(time.Millisecond))
+	s.log.Info("re-evaluation done", "verdicts", st.Verdicts, "redetected", len(redone), "judgements", st.Judgements,
+		"flipped", st.Flipped, "failed", st.Failed, "duration", st.Duration.Round(time.Millisecond))
+	if err != nil {
+		return st, err
+	}
 	return st, ctx.Err()
 }
 
-// redetect re-detects one image and stores its new verdict; it reports a flip.
-func (g *scanGate) redetect(ctx context.Context, rd Redetector, rec *VerdictRecord) (bool, error) {
-	dgst := digest.Digest(rec.Digest)
+// redetect re-detects one digest's vulnerabilities and stores its new facts.
+func (g *scanGate) redetect(ctx context.Context, rd Redetector, f *Facts) error {
+	if ctx.Err() != nil {
+		return ctx.Err()
+	}
+	dgst := digest.Digest(f.Digest)
 	report, err := g.s.store.Report(dgst)
 	if err != nil {
-		return false, err
+		return err
 	}
-	res, err := rd.Redetect(ctx, rec.ScanKey, report)
+	res, err := rd.Redetect(ctx, f.ScanKey, report)
 	if err != nil {
-		return false, err
+		return err
 	}
-	next := *rec
-	in := *rec.Input
+	next := *f
+	in := *f.Input
 	in.Vulnerabilities, in.OS, in.EOSL = res.Vulnerabilities, res.OS, res.EOSL
 	next.Input = &in
 	next.DBVersion = res.DBVersion
 	next.ScannedAt = time.Now().UTC()
-	g.evaluate(&next, g.policy.Load())
 	b, err := json.Marshal(&next)
 	if err != nil {
-		return false, err
+		return err
 	}
-	if err := g.s.store.PutVerdictAndReport(dgst, b, res.Report); err != nil {
-		return false, err
-	}
-	g.logFlip(rec, &next)
-	return rec.State != next.State, nil
+	defer g.memo.forget(dgst)
+	return g.s.store.PutVerdictAndReport(dgst, b, res.Report)
 }

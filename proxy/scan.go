@@ -5,11 +5,11 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"sync"
 	"sync/atomic"
 	"time"
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
-	"github.com/google/go-containerregistry/pkg/v1/types"
 	"github.com/opencontainers/go-digest"
 
 	"github.com/goldproxy/goldproxy/policy"
@@ -46,34 +46,51 @@ type Redetector interface {
 	Redetect(ctx context.Context, key, report json.RawMessage) (*ScanResult, error)
 }
 
-// Verdict states.
-const (
-	statePending = "pending" // a scan started and has not finished
-	stateAllowed = "allowed"
-	stateDenied  = "denied"
-	stateError   = "error" // the scan failed; not final, the next pull scans again
-)
-
-// VerdictRecord is what the gate keeps in bbolt per manifest digest: enough to explain
-// the verdict and to recompute it under another policy without scanning again.
-type VerdictRecord struct {
-	State      string         `json:"state"`
-	Digest     string         `json:"digest"`
-	Repository string         `json:"repository"`
-	Tag        string         `json:"tag,omitempty"`
-	MediaType  string         `json:"mediaType"`
-	StartedAt  time.Time      `json:"startedAt"`
-	ScannedAt  time.Time      `json:"scannedAt,omitzero"`
-	DBVersion  string         `json:"dbVersion,omitempty"`
-	PolicyHash string         `json:"policyHash,omitempty"`
-	Verdict    policy.Verdict `json:"verdict"`
-	Input      *policy.Input  `json:"input,omitempty"`
-	Error      string         `json:"error,omitempty"`
-	// ScanKey finds the stored analysis again (see Redetector).
-	ScanKey json.RawMessage `json:"scanKey,omitempty"`
+// DBVersioner is a Scanner that names the vulnerability DB it would scan with now:
+// facts made with another one are detected again by Reevaluate.
+type DBVersioner interface {
+	DBVersion() (string, error)
 }
 
-func (r *VerdictRecord) final() bool { return r.State == stateAllowed || r.State == stateDenied }
+// Fact states. Facts are about a digest's content, whoever asked for it.
+const (
+	statePending  = "pending"  // a scan started and has not finished
+	stateScanned  = "scanned"  // an image, scanned: Input holds what was found
+	stateArtifact = "artifact" // not a container image (signature, attestation, SBOM): nothing to scan
+	stateError    = "error"    // the scan failed; not final, the next pull scans again
+)
+
+// Judgement states: what a policy made of the facts for one repository.
+const (
+	stateAllowed = "allowed"
+	stateDenied  = "denied"
+)
+
+// Facts is what the gate keeps per manifest digest: what a scan found, never anything
+// about who asked. Judgements are made from it per request.
+type Facts struct {
+	State     string    `json:"state"`
+	Digest    string    `json:"digest"`
+	MediaType string    `json:"mediaType"`
+	StartedAt time.Time `json:"startedAt"`
+	ScannedAt time.Time `json:"scannedAt,omitzero"`
+	DBVersion string    `json:"dbVersion,omitempty"`
+	// Input is the scan's findings and image facts; its Repository and Tag are empty.
+	Input *policy.Input `json:"input,omitempty"`
+	// Kind says what an artifact was recognised as, or why an image was scanned.
+	Kind  string `json:"kind,omitempty"`
+	Error string `json:"error,omitempty"`
+	// ScanKey finds the stored analysis again (see Redetector).
+	ScanKey json.RawMessage `json:"scanKey,omitempty"`
+	// Source is the repository the content was fetched through, where a rescan after a
+	// restart fetches it again. It is provenance, never judged on.
+	Source string `json:"source,omitempty"`
+	// LegacyRepository is the first version's field for Source.
+	LegacyRepository string `json:"repository,omitempty"`
+}
+
+// final reports whether the facts are complete: a judgement can be made from them.
+func (f *Facts) final() bool { return f.State == stateScanned || f.State == stateArtifact }
 
 // ScanConfig controls the scanning gate.
 type ScanConfig struct {
@@ -88,7 +105,8 @@ type ScanConfig struct {
 	OnScanError string `yaml:"on_scan_error"`
 }
 
-// scanGate is the gate that scans every new image manifest before it is served.
+// scanGate is the gate that scans every new image manifest once, keeps the facts, and
+// judges them for every request.
 type scanGate struct {
 	s       *Server
 	scanner Scanner
@@ -96,6 +114,8 @@ type scanGate struct {
 	now     func() time.Time
 	slots   chan struct{}
 	scans   atomic.Int64
+	memo    memo
+	states  judgementStates
 	// auditDenials counts images served that an audit-mode policy would have denied.
 	auditDenials atomic.Int64
 	queued       atomic.Int64
@@ -128,83 +148,166 @@ func (s *Server) Scans() int64 {
 	return s.scan.scans.Load()
 }
 
-func (g *scanGate) start(ctx context.Context) {
+func (g *scanGate) start() {
 	g.slots = make(chan struct{}, g.s.cfg.Scan.Workers)
-	// Scans a crash or restart interrupted are done again now, never served as "pending".
-	var pending []VerdictRecord
+	g.states.load(g.s.store)
+	ctx, done := g.s.background(context.Background())
+	go func() {
+		defer done()
+		g.rescanPending(ctx)
+	}()
+}
+
+// rescanPending scans again what a crash or restart interrupted, never serving it as
+// "pending" — once the scanner can scan: a rescan before the DB is loaded would only
+// record an error.
+func (g *scanGate) rescanPending(ctx context.Context) {
+	var pending []*Facts
 	_ = g.s.store.Verdicts(func(_ digest.Digest, b []byte) error {
-		var rec VerdictRecord
-		if json.Unmarshal(b, &rec) == nil && rec.State == statePending {
-			pending = append(pending, rec)
+		if f, err := decodeFacts(b); err == nil && f.State == statePending {
+			pending = append(pending, f)
 		}
 		return nil
 	})
-	for _, rec := range pending {
-		g.s.log.Info("rescanning an image whose scan did not finish", "repository", rec.Repository, "digest", rec.Digest)
-		m := Manifest{Repository: rec.Repository, Tag: rec.Tag, Descriptor: v1.Descriptor{MediaType: types.MediaType(rec.MediaType), Digest: toHash(digest.Digest(rec.Digest))}}
+	if len(pending) == 0 {
+		return
+	}
+	if err := g.waitReady(ctx); err != nil {
+		return
+	}
+	for _, f := range pending {
+		g.s.log.Info("rescanning an image whose scan did not finish", "repository", f.Source, "digest", f.Digest)
 		// Through the same singleflight as pulls: a pull arriving meanwhile joins this scan.
-		g.s.sf.DoChan("scan\x00"+rec.Digest, func() (any, error) { return g.judge(ctx, m) })
+		res := <-g.s.sf.DoChan("scan\x00"+f.Digest, func() (any, error) {
+			return g.scanFacts(ctx, f.Source, digest.Digest(f.Digest), f.MediaType)
+		})
+		if res.Err != nil && ctx.Err() != nil {
+			return
+		}
 	}
 }
 
-// Check implements Gate: a known digest is answered from its stored verdict; a new one
-// is scanned (one scan however many pulls wait for it) and judged.
+// waitReady blocks until the scanner can scan (its DB is loaded) or ctx ends.
+func (g *scanGate) waitReady(ctx context.Context) error {
+	r, ok := g.scanner.(Readiness)
+	if !ok {
+		return nil
+	}
+	wait := 100 * time.Millisecond
+	for r.Ready() != nil {
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(wait):
+		}
+		wait = min(2*wait, 5*time.Second)
+	}
+	return nil
+}
+
+// Check implements Gate: the digest's facts (scanned once, however many pulls wait for
+// it) are judged for this repository and reference.
 func (g *scanGate) Check(ctx context.Context, m Manifest) (Verdict, error) {
 	if isIndex(string(m.Descriptor.MediaType)) {
 		return Verdict{Allowed: true, Rule: "index"}, nil // each platform manifest is judged on its own
 	}
 	dgst := digest.Digest(m.Descriptor.Digest.String())
-	if rec, err := g.load(dgst); err == nil && rec.final() {
-		return g.verdictOf(g.current(rec)), nil
+	pol, now := g.policy.Load(), g.now()
+	if v, ok := g.memo.get(dgst, m.Repository, m.Tag, pol, now); ok {
+		g.audited(v, m)
+		return v.verdict, nil
 	}
+	f, err := g.load(dgst)
+	if err != nil || !f.final() {
+		if f, err = g.scanShared(ctx, m, dgst); err != nil {
+			return Verdict{}, err
+		}
+	}
+	j := g.judge(f, m.Repository, m.Tag, pol, now)
+	g.record(j, true)
+	v := g.verdictOf(j, m)
+	if f.final() {
+		g.memo.put(dgst, m.Repository, m.Tag, pol, v)
+	}
+	g.audited(v, m)
+	return v.verdict, nil
+}
+
+// scanShared waits for the one scan of dgst (starting it if none runs), up to scan.wait.
+func (g *scanGate) scanShared(ctx context.Context, m Manifest, dgst digest.Digest) (*Facts, error) {
 	ch := g.s.sf.DoChan("scan\x00"+dgst.String(), func() (any, error) {
-		return g.judge(context.WithoutCancel(ctx), m)
+		bctx, done := g.s.background(ctx)
+		defer done()
+		return g.scanFacts(bctx, m.Repository, dgst, string(m.Descriptor.MediaType))
 	})
 	timer := time.NewTimer(g.s.cfg.Scan.Wait)
 	defer timer.Stop()
 	select {
 	case res := <-ch:
 		if res.Err != nil {
-			return Verdict{}, res.Err
+			return nil, res.Err
 		}
-		return g.verdictOf(res.Val.(*VerdictRecord)), nil
+		return res.Val.(*Facts), nil
 	case <-timer.C:
-		return Verdict{}, &regError{Status: 503, Code: "TOOMANYREQUESTS", RetryAfter: 30,
+		return nil, &regError{Status: 503, Code: "TOOMANYREQUESTS", RetryAfter: 30,
 			Message: fmt.Sprintf("%s@%s is being scanned (%d scans queued); retry shortly, the scan goes on", m.Repository, dgst, g.queued.Load())}
 	case <-ctx.Done():
-		return Verdict{}, ctx.Err()
+		return nil, ctx.Err()
 	}
 }
 
-func (g *scanGate) load(dgst digest.Digest) (*VerdictRecord, error) {
+func decodeFacts(b []byte) (*Facts, error) {
+	var f Facts
+	if err := json.Unmarshal(b, &f); err != nil {
+		return nil, err
+	}
+	// Records of the first version held a verdict: their facts are what was scanned.
+	if f.State == stateAllowed || f.State == stateDenied {
+		f.State = stateScanned
+		if f.Input == nil {
+			f.State = stateArtifact
+		}
+	}
+	if f.Source == "" {
+		f.Source = f.LegacyRepository
+	}
+	f.LegacyRepository = ""
+	if f.Input != nil {
+		f.Input.Repository, f.Input.Tag = "", ""
+	}
+	return &f, nil
+}
+
+func (g *scanGate) load(dgst digest.Digest) (*Facts, error) {
 	b, err := g.s.store.Verdict(dgst)
 	if err != nil {
 		return nil, err
 	}
-	var rec VerdictRecord
-	return &rec, json.Unmarshal(b, &rec)
+	return decodeFacts(b)
 }
 
-func (g *scanGate) save(rec *VerdictRecord, report []byte) error {
-	b, err := json.Marshal(rec)
+// save stores facts (and the report, when there is one) and forgets judgements made
+// from the digest's previous facts.
+func (g *scanGate) save(f *Facts, report []byte) error {
+	b, err := json.Marshal(f)
 	if err != nil {
 		return err
 	}
+	defer g.memo.forget(digest.Digest(f.Digest))
 	if report != nil {
-		return g.s.store.PutVerdictAndReport(digest.Digest(rec.Digest), b, report)
+		return g.s.store.PutVerdictAndReport(digest.Digest(f.Digest), b, report)
 	}
-	return g.s.store.PutVerdict(digest.Digest(rec.Digest), b)
+	return g.s.store.PutVerdict(digest.Digest(f.Digest), b)
 }
 
-// judge ingests, scans and judges one manifest and stores the verdict.
-func (g *scanGate) judge(ctx context.Context, m Manifest) (*VerdictRecord, error) {
-	dgst := digest.Digest(m.Descriptor.Digest.String())
-	rec := &VerdictRecord{State: statePending, Digest: dgst.String(), Repository: m.Repository, Tag: m.Tag,
-		MediaType: string(m.Descriptor.MediaType), StartedAt: time.Now().UTC()}
+// scanFacts ingests and scans one manifest, fetched through repository source, and
+// stores its facts.
+func (g *scanGate) scanFacts(ctx context.Context, source string, dgst digest.Digest, mediaType string) (*Facts, error) {
+	f := &Facts{State: statePending, Digest: dgst.String(), Source: source, MediaType: mediaType, StartedAt: time.Now().UTC()}
 	// "pending" lets a restart rescan what a crash interrupted. Losing it costs nothing
-	// (a digest without a verdict is scanned on its next pull), so its write overlaps
-	// the ingest instead of delaying it; the final verdict is written after it.
-	pending := *rec
+	// (a digest without facts is scanned on its next pull), so its write overlaps the
+	// ingest instead of delaying it; the final facts are written after it.
+	pending := *f
 	pendingSaved := make(chan error, 1)
 	go func() { pendingSaved <- g.save(&pending, nil) }()
 	defer func() { <-pendingSaved }()
@@ -222,83 +325,89 @@ func (g *scanGate) judge(ctx context.Context, m Manifest) (*VerdictRecord, error
 	sctx, cancel := context.WithTimeout(ctx, g.s.cfg.Scan.Timeout)
 	defer cancel()
 	start := time.Now()
-	res, artifact, err := g.scanOne(sctx, m, dgst)
-	rec.ScannedAt = time.Now().UTC()
+	res, kind, err := g.scanOne(sctx, source, dgst)
+	f.ScannedAt, f.Kind = time.Now().UTC(), kind
 	if err := <-pendingSaved; err != nil {
 		g.s.log.Warn("could not record a pending scan", "digest", dgst, "err", err)
 	}
 	pendingSaved <- nil // for the deferred receive
-	log := g.s.log.With("repository", m.Repository, "digest", dgst, "duration", time.Since(start).Round(time.Millisecond))
-	g.s.metrics.scanDuration.Observe(time.Since(start).Seconds())
-	defer func() { g.s.metrics.scans.WithLabelValues(scanResult(rec, artifact)).Inc() }()
-	if artifact {
-		rec.State, rec.Verdict = stateAllowed, policy.Verdict{Allowed: true, Policy: "artifact"}
-		log.Info("scan skipped: not a container image")
-		return rec, g.save(rec, nil)
+	if ctx.Err() != nil {
+		// The server is closing: leave "pending" for the next start, write nothing.
+		return nil, fmt.Errorf("scan of %s stopped: %w", dgst, ctx.Err())
 	}
-	if err != nil {
+	log := g.s.log.With("repository", source, "digest", dgst, "duration", time.Since(start).Round(time.Millisecond))
+	g.s.metrics.scanDuration.Observe(time.Since(start).Seconds())
+	switch {
+	case err == nil && res == nil:
+		f.State = stateArtifact
+		log.Info("scan skipped: not a container image", "kind", kind)
+		g.s.metrics.scans.WithLabelValues("artifact").Inc()
+		return f, g.save(f, nil)
+	case err != nil:
 		if errors.Is(sctx.Err(), context.DeadlineExceeded) {
 			err = fmt.Errorf("scan timed out after %s: %w", g.s.cfg.Scan.Timeout, err)
 		}
-		rec.State, rec.Error = stateError, err.Error()
+		f.State, f.Error = stateError, err.Error()
 		log.Error("scan failed", "err", err, "on_scan_error", g.s.cfg.Scan.OnScanError)
-		return rec, g.save(rec, nil)
+		g.s.metrics.scans.WithLabelValues(stateError).Inc()
+		return f, g.save(f, nil)
 	}
-	rec.Input = &policy.Input{Repository: m.Repository, Tag: m.Tag, Digest: dgst.String(), OS: res.OS, EOSL: res.EOSL,
-		Vulnerabilities: res.Vulnerabilities, User: res.User, Created: res.Created, OSPackages: res.OSPackages, Executables: res.Executables}
-	rec.DBVersion, rec.ScanKey = res.DBVersion, res.Key
-	g.evaluate(rec, g.policy.Load())
-	log.Info("scan", "verdict", rec.State, "os", res.OS, "vulnerabilities", len(res.Vulnerabilities), "counts", rec.Verdict.Counts, "rule", rec.Verdict.Rule())
-	return rec, g.save(rec, res.Report)
+	f.State = stateScanned
+	f.Input = &policy.Input{Digest: dgst.String(), OS: res.OS, EOSL: res.EOSL, Vulnerabilities: res.Vulnerabilities,
+		User: res.User, Created: res.Created, OSPackages: res.OSPackages, Executables: res.Executables}
+	f.DBVersion, f.ScanKey = res.DBVersion, res.Key
+	log.Info("scan", "os", res.OS, "vulnerabilities", len(res.Vulnerabilities))
+	g.s.metrics.scans.WithLabelValues(stateScanned).Inc()
+	return f, g.save(f, res.Report)
 }
 
 // scanOne ingests every blob of the manifest into the store and scans the stored image.
-// artifact is true for manifests that are not container images (signatures, SBOMs).
-func (g *scanGate) scanOne(ctx context.Context, m Manifest, dgst digest.Digest) (res *ScanResult, artifact bool, err error) {
+// A manifest recognised as an artifact (signature, attestation, SBOM) returns no result
+// and no error; kind says what it was taken for.
+func (g *scanGate) scanOne(ctx context.Context, source string, dgst digest.Digest) (res *ScanResult, kind string, err error) {
 	g.scans.Add(1)
 	start := time.Now()
-	rt, err := g.s.routeFor(m.Repository)
+	rt, err := g.s.routeFor(source)
 	if err != nil {
-		return nil, false, err
+		return nil, "", err
 	}
 	mrec, raw, err := g.s.store.Manifest(rt.key, dgst)
 	if err != nil {
-		return nil, false, fmt.Errorf("manifest not in the store: %w", err)
+		return nil, "", fmt.Errorf("manifest not in the store: %w", err)
 	}
-	var mf manifestFields
-	if err := json.Unmarshal(raw, &mf); err != nil || mf.Config == nil {
-		return nil, false, fmt.Errorf("unreadable image manifest: %v", err)
+	c := classify(raw)
+	switch c.what {
+	case classArtifact:
+		return nil, c.kind, nil
+	case classInvalid:
+		return nil, c.kind, fmt.Errorf("cannot scan %s: %s", dgst, c.kind)
 	}
-	if !isImageConfig(mf.Config.MediaType) {
-		return nil, true, nil
-	}
-	blobs := []digest.Digest{mf.Config.Digest}
-	for _, l := range mf.Layers {
-		blobs = append(blobs, l.Digest)
+	blobs := c.blobs
+	// A collection does not delete what this scan reads, nor the manifest it judges.
+	defer g.s.leases.hold(dgst)()
+	for _, b := range blobs {
+		defer g.s.leases.hold(b)()
 	}
 	// Every blob is fetched at once and the scan starts as soon as the config is in: a
 	// layer is analysed when its own fetch is done (a cached layer is not waited for), so
-	// analysis overlaps the download of the rest. The verdict still waits for every blob.
+	// analysis overlaps the download of the rest. The facts still wait for every blob.
 	fetches := newFetchSet(ctx, blobs, func(ctx context.Context, d digest.Digest) error {
 		return g.s.ensureBlob(ctx, rt, d)
 	})
-	if err := fetches.wait(ctx, mf.Config.Digest); err != nil {
-		return nil, false, err
+	defer fetches.wg.Wait() // nothing of this scan runs on after it returned
+	if err := fetches.wait(ctx, blobs[0]); err != nil {
+		return nil, c.kind, err
 	}
 	img, err := storedImage(ctx, g.s.store, mrec.MediaType, raw, fetches.wait)
 	if err != nil {
-		return nil, false, err
+		return nil, c.kind, err
 	}
-	ref := m.Repository + "@" + dgst.String()
-	if m.Tag != "" {
-		ref = m.Repository + ":" + m.Tag
-	}
-	res, err = g.scanner.Scan(ctx, img, ref)
+	res, err = g.scanner.Scan(ctx, img, rt.key+"@"+dgst.String())
 	if ferr := fetches.all(ctx); ferr != nil {
-		return nil, false, ferr
+		return nil, c.kind, ferr
 	}
-	g.s.log.Debug("scan timings", "repository", m.Repository, "digest", dgst, "total", time.Since(start).Round(time.Millisecond))
-	return res, false, err
+	g.s.log.Debug("scan timings", "repository", source, "digest", dgst, "total", time.Since(start).Round(time.Millisecond))
+	return res, c.kind, err
 }
 
 // fetchSet runs the fetches of an image's blobs concurrently and lets the scan wait for
@@ -306,6 +415,7 @@ func (g *scanGate) scanOne(ctx context.Context, m Manifest, dgst digest.Digest) 
 type fetchSet struct {
 	done map[digest.Digest]chan struct{}
 	errs map[digest.Digest]*error
+	wg   sync.WaitGroup
 }
 
 func newFetchSet(ctx context.Context, blobs []digest.Digest, fetch func(context.Context, digest.Digest) error) *fetchSet {
@@ -317,7 +427,9 @@ func newFetchSet(ctx context.Context, blobs []digest.Digest, fetch func(context.
 		}
 		done, errp := make(chan struct{}), new(error)
 		fs.done[b], fs.errs[b] = done, errp
+		fs.wg.Add(1)
 		go func() {
+			defer fs.wg.Done()
 			defer close(done)
 			select {
 			case sem <- struct{}{}:
@@ -356,15 +468,4 @@ func (fs *fetchSet) all(ctx context.Context) error {
 		}
 	}
 	return nil
-}
-
-func scanResult(rec *VerdictRecord, artifact bool) string {
-	if artifact {
-		return "artifact"
-	}
-	return rec.State
-}
-
-func isImageConfig(mt string) bool {
-	return mt == string(types.DockerConfigJSON) || mt == string(types.OCIConfigJSON)
 }

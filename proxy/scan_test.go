@@ -136,8 +136,8 @@ func TestScanGateDeniesAndCaches(t *testing.T) {
 		t.Fatalf("%d scans after repeat pulls, want 2", n)
 	}
 	// The stored report is served.
-	resp, body = get(t, http.MethodGet, p.URL+"/api/v1/images/"+vulnDigest.String()+"/report", nil)
-	if resp.StatusCode != http.StatusOK || !strings.Contains(string(body), up.Name+"/team/vuln:1") {
+	resp, body = get(t, http.MethodGet, p.URL+"/api/v1/images/"+vulnDigest.String()+"/report?repository="+up.Name+"/team/vuln", nil)
+	if resp.StatusCode != http.StatusOK || !strings.Contains(string(body), up.Name+"/team/vuln@"+vulnDigest.String()) {
 		t.Fatalf("report: %d %s", resp.StatusCode, body)
 	}
 	resp, _ = get(t, http.MethodGet, p.URL+"/api/v1/images/sha256:"+strings.Repeat("0", 64)+"/report", nil)

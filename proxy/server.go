@@ -33,6 +33,8 @@ type Server struct {
 	log    *slog.Logger
 	ctx    context.Context // the server's lifetime, for background scans
 	stop   context.CancelFunc
+	work   background // what the server started that outlives a request
+	gcMu   sync.Mutex // one collection at a time
 
 	dbUpdate func(context.Context) (any, error)
 	leases   leases
@@ -115,18 +117,82 @@ func New(cfg *Config, store *storage.Store, opts ...Option) (*Server, error) {
 	s.notify = newNotifier(s.ctx, cfg.Webhooks, s.log, s.metrics.webhookErrors.Inc)
 	if s.scan != nil {
 		s.gate = s.scan
-		s.scan.start(s.ctx)
+		s.scan.start()
 	}
-	go s.flushLoop(s.ctx)
-	go s.gcLoop(s.ctx)
+	s.goBackground(s.flushLoop)
+	s.goBackground(s.gcLoop)
 	return s, nil
 }
 
-// Close stops background work (rescans, gc) and records buffered pull times. In-flight
-// requests are the HTTP server's to drain.
+// Close cancels everything the server started — scans, ingests, upstream fetches,
+// re-evaluations, rescans, collections — waits for it to stop, and records buffered pull
+// times: once it returns the server writes nothing more. In-flight requests are the HTTP
+// server's to drain; what they start from now on fails at once.
 func (s *Server) Close() {
 	s.stop()
+	s.work.close()
 	_ = s.FlushPulls()
+}
+
+// background tracks the work a server started that outlives the request it came from.
+type background struct {
+	mu     sync.Mutex
+	closed bool
+	wg     sync.WaitGroup
+}
+
+// begin registers one piece of work; false once the server is closing.
+func (b *background) begin() bool {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.closed {
+		return false
+	}
+	b.wg.Add(1)
+	return true
+}
+
+func (b *background) end() { b.wg.Done() }
+
+func (b *background) close() {
+	b.mu.Lock()
+	b.closed = true
+	b.mu.Unlock()
+	b.wg.Wait()
+}
+
+// background gives work shared by several requests a context that keeps ctx's values,
+// that no single client's disconnect cancels but Close does; done must be called when
+// the work ends. After Close the context is already cancelled.
+func (s *Server) background(ctx context.Context) (context.Context, func()) {
+	bctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
+	if !s.work.begin() {
+		cancel()
+		return bctx, func() {}
+	}
+	stop := context.AfterFunc(s.ctx, cancel)
+	return bctx, func() { stop(); cancel(); s.work.end() }
+}
+
+// bound is background that keeps ctx's cancellation too: for work a caller may stop
+// (a re-evaluation, a collection) that Close must stop as well.
+func (s *Server) bound(ctx context.Context) (context.Context, func()) {
+	bctx, cancel := context.WithCancel(ctx)
+	if !s.work.begin() {
+		cancel()
+		return bctx, func() {}
+	}
+	stop := context.AfterFunc(s.ctx, cancel)
+	return bctx, func() { stop(); cancel(); s.work.end() }
+}
+
+// goBackground runs fn until Close.
+func (s *Server) goBackground(fn func(context.Context)) {
+	ctx, done := s.background(context.Background())
+	go func() {
+		defer done()
+		fn(ctx)
+	}()
 }
 
 // routeFor finds the route of a "<upstream>/<repository>" name.
@@ -260,10 +326,11 @@ func routeLabel(path string) string {
 	return kind
 }
 
-// detach gives upstream work shared by several requests a context that no single
-// client's disconnect cancels, bounded by the upstream timeout.
+// detach is background bounded by the upstream timeout, for upstream round trips.
 func (s *Server) detach(ctx context.Context) (context.Context, context.CancelFunc) {
-	return context.WithTimeout(context.WithoutCancel(ctx), s.cfg.UpstreamTimeout)
+	bctx, done := s.background(ctx)
+	tctx, cancel := context.WithTimeout(bctx, s.cfg.UpstreamTimeout)
+	return tctx, func() { cancel(); done() }
 }
 
 // responseWriter remembers whether headers went out and how many bytes followed.

@@ -73,7 +73,7 @@ func (s *Server) serveUI(w http.ResponseWriter, r *http.Request) error {
 		http.StripPrefix("/ui", http.FileServerFS(sub)).ServeHTTP(w, r)
 		return nil
 	case p == "" || p == "/":
-		images, err := s.summaries(r)
+		images, err := s.summaries(r.URL.Query())
 		if err != nil {
 			return err
 		}
@@ -90,8 +90,8 @@ func (s *Server) serveUI(w http.ResponseWriter, r *http.Request) error {
 			return err
 		}
 		data := map[string]any{"Title": d.String(), "Detail": det, "Packages": s.reportPackages(d)}
-		if det.Verdict != nil && det.Verdict.Input != nil {
-			in := *det.Verdict.Input
+		if det.Facts != nil && det.Facts.Input != nil {
+			in := *det.Facts.Input
 			in.Vulnerabilities = append([]policy.Vulnerability(nil), in.Vulnerabilities...)
 			policy.SortWorstFirst(in.Vulnerabilities)
 			data["Input"] = &in

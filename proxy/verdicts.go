@@ -3,144 +3,259 @@ package proxy
 import (
 	"encoding/json"
 	"fmt"
+	"net/url"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/opencontainers/go-digest"
 
 	"github.com/goldproxy/goldproxy/policy"
+	"github.com/goldproxy/goldproxy/storage"
 )
 
-// evaluate judges a record's stored input under pol and sets its verdict and state.
-func (g *scanGate) evaluate(rec *VerdictRecord, pol *policy.Set) {
-	rec.Verdict = pol.Evaluate(*rec.Input, g.now())
-	rec.PolicyHash = pol.Hash()
-	rec.State = stateDenied
-	if rec.Verdict.Allowed {
-		rec.State = stateAllowed
-	}
+// Judgement is what the policy made of a digest's facts for one repository and the
+// reference it was asked by. It is a pure function of the facts, the repository, the
+// reference, the policy and the time; it is recorded per (repository, digest) for the
+// dashboard, the API, the metrics and the webhooks.
+type Judgement struct {
+	Repository string `json:"repository"`
+	Digest     string `json:"digest"`
+	// Tag is the tag it was last asked by; empty for a pull by digest.
+	Tag        string         `json:"tag,omitempty"`
+	State      string         `json:"state"` // allowed, denied, error
+	Verdict    policy.Verdict `json:"verdict"`
+	PolicyHash string         `json:"policyHash,omitempty"`
+	DBVersion  string         `json:"dbVersion,omitempty"`
+	ScannedAt  time.Time      `json:"scannedAt,omitzero"`
+	JudgedAt   time.Time      `json:"judgedAt"`
+	Error      string         `json:"error,omitempty"`
 }
 
-// stale reports whether a final verdict must be recomputed: the policy changed, or an
-// exception it relied on has expired.
-func (g *scanGate) stale(rec *VerdictRecord, pol *policy.Set) bool {
-	if rec.Input == nil {
+// judge applies pol to facts f for repository repo asked by tag ("" for a digest).
+func (g *scanGate) judge(f *Facts, repo, tag string, pol *policy.Set, now time.Time) *Judgement {
+	j := &Judgement{Repository: repo, Digest: f.Digest, Tag: tag, DBVersion: f.DBVersion, ScannedAt: f.ScannedAt,
+		PolicyHash: pol.Hash(), JudgedAt: now.UTC()}
+	switch f.State {
+	case stateArtifact:
+		j.State, j.Verdict = stateAllowed, policy.Verdict{Allowed: true, Policy: "artifact"}
+	case stateScanned:
+		in := *f.Input
+		in.Repository, in.Tag, in.Digest = repo, tag, f.Digest
+		j.Verdict = pol.Evaluate(in, now)
+		j.State = stateDenied
+		if j.Verdict.Allowed {
+			j.State = stateAllowed
+		}
+	default:
+		j.State, j.Error = stateError, f.Error
+		if j.Error == "" {
+			j.Error = "the scan did not finish"
+		}
+	}
+	return j
+}
+
+// record keeps a judgement when it differs from the stored one, and logs, counts and
+// announces a flip. It is skipped once the server is closing.
+func (g *scanGate) record(j *Judgement, write bool) (flipped bool) {
+	if !g.s.work.begin() {
 		return false
 	}
-	if rec.PolicyHash != pol.Hash() {
+	defer g.s.work.end()
+	d := digest.Digest(j.Digest)
+	old := g.storedJudgement(j.Repository, d)
+	if old != nil && old.State == j.State && old.PolicyHash == j.PolicyHash && old.DBVersion == j.DBVersion &&
+		old.Tag == j.Tag && old.Verdict.Until.Equal(j.Verdict.Until) {
+		return false
+	}
+	if write {
+		if b, err := json.Marshal(j); err == nil {
+			if err := g.s.store.PutJudgement(j.Repository, d, b); err != nil {
+				g.s.log.Warn("could not record a judgement", "repository", j.Repository, "digest", d, "err", err)
+			}
+		}
+	}
+	g.states.set(j.Repository, d, j.State)
+	if old != nil && old.State != j.State {
+		g.logFlip(old, j)
 		return true
 	}
-	exp := rec.Verdict.ExpiresFirst()
-	return !exp.IsZero() && g.now().After(exp)
+	return false
 }
 
-// current returns the record's verdict under the current policy, recomputing it from
-// the stored scan result when it is stale: no scan, no layer read.
-func (g *scanGate) current(rec *VerdictRecord) *VerdictRecord {
-	pol := g.policy.Load()
-	if !g.stale(rec, pol) {
-		return rec
+func (g *scanGate) storedJudgement(repo string, d digest.Digest) *Judgement {
+	b, err := g.s.store.Judgement(repo, d)
+	if err != nil {
+		return nil
 	}
-	next := *rec
-	g.evaluate(&next, pol)
-	g.logFlip(rec, &next)
-	if b, err := json.Marshal(&next); err == nil {
-		_ = g.s.store.PutVerdict(digest.Digest(rec.Digest), b)
+	var j Judgement
+	if json.Unmarshal(b, &j) != nil {
+		return nil
 	}
-	return &next
+	return &j
 }
 
-// logFlip logs, counts and announces a verdict that changed state.
-func (g *scanGate) logFlip(old, next *VerdictRecord) {
-	if old.State == next.State {
-		return
-	}
+// logFlip logs, counts and announces a judgement that changed state.
+func (g *scanGate) logFlip(old, next *Judgement) {
 	g.s.log.Info("verdict changed", "repository", next.Repository, "digest", next.Digest, "from", old.State, "to", next.State,
-		"policy", next.Verdict.Policy, "rule", next.Verdict.Rule(), "reasons", denialText(next))
+		"policy", next.Verdict.Policy, "rule", next.Verdict.Rule(), "reasons", denialText(next.Verdict))
 	g.s.metrics.verdictChanges.WithLabelValues(old.State, next.State).Inc()
 	g.s.notify.send(VerdictChange{Repository: next.Repository, Tag: next.Tag, Digest: next.Digest, From: old.State, To: next.State,
 		Policy: next.Verdict.Policy, Reasons: next.Verdict.Reasons, DBVersion: next.DBVersion, At: time.Now().UTC()})
 }
 
-// SetPolicy swaps in a new policy set and re-evaluates every stored verdict from its
-// stored scan result. It returns how many verdicts flipped.
-func (s *Server) SetPolicy(pol *policy.Set) (flipped int, err error) {
-	if s.scan == nil {
-		return 0, fmt.Errorf("no scanning gate")
-	}
-	g := s.scan
-	g.policy.Store(pol)
-	var recs []VerdictRecord
-	err = s.store.Verdicts(func(_ digest.Digest, b []byte) error {
-		var rec VerdictRecord
-		if json.Unmarshal(b, &rec) == nil && rec.final() && rec.Input != nil {
-			recs = append(recs, rec)
+// rejudge judges every recorded (repository, digest) again under the current policy,
+// with each digest's stored facts (no scan, no layer read); only digests is given, only
+// those. It returns how many judgements there were and how many flipped.
+func (g *scanGate) rejudge(only map[digest.Digest]bool) (total, flipped int, err error) {
+	var js []*Judgement
+	err = g.s.store.Judgements(func(_ string, d digest.Digest, b []byte) error {
+		if only != nil && !only[d] {
+			return nil
+		}
+		var j Judgement
+		if json.Unmarshal(b, &j) == nil {
+			js = append(js, &j)
 		}
 		return nil
 	})
 	if err != nil {
-		return 0, err
+		return 0, 0, err
 	}
-	for i := range recs {
-		rec := &recs[i]
-		if !g.stale(rec, pol) {
+	pol, now := g.policy.Load(), g.now()
+	facts := map[string]*Facts{}
+	batch := map[string][]byte{}
+	for _, old := range js {
+		f, ok := facts[old.Digest]
+		if !ok {
+			f, _ = g.load(digest.Digest(old.Digest))
+			facts[old.Digest] = f
+		}
+		if f == nil || !f.final() {
 			continue
 		}
-		next := g.current(rec)
-		if next.State != rec.State {
+		total++
+		next := g.judge(f, old.Repository, old.Tag, pol, now)
+		if old.State == next.State && old.PolicyHash == next.PolicyHash && old.DBVersion == next.DBVersion && old.Verdict.Until.Equal(next.Verdict.Until) {
+			continue
+		}
+		if b, err := json.Marshal(next); err == nil {
+			batch[storage.PullKey(next.Repository, digest.Digest(next.Digest))] = b
+		}
+		g.states.set(next.Repository, digest.Digest(next.Digest), next.State)
+		if old.State != next.State {
 			flipped++
+			g.logFlip(old, next)
 		}
 	}
-	s.log.Info("policy applied: verdicts re-evaluated", "verdicts", len(recs), "flipped", flipped, "policy_hash", pol.Hash())
+	return total, flipped, g.s.store.PutJudgements(batch)
+}
+
+// SetPolicy swaps in a new policy set and judges every recorded (repository, digest)
+// again from its stored facts. It returns how many verdicts flipped.
+func (s *Server) SetPolicy(pol *policy.Set) (flipped int, err error) {
+	if s.scan == nil {
+		return 0, fmt.Errorf("no scanning gate")
+	}
+	s.scan.policy.Store(pol)
+	total, flipped, err := s.scan.rejudge(nil)
+	if err != nil {
+		return flipped, err
+	}
+	s.log.Info("policy applied: verdicts re-evaluated", "verdicts", total, "flipped", flipped, "policy_hash", pol.Hash())
 	return flipped, nil
+}
+
+// Rejudge judges every recorded (repository, digest) again under the current policy,
+// as at start, when the recorded ones may have been made under another policy file.
+func (s *Server) Rejudge() (flipped int, err error) {
+	if s.scan == nil {
+		return 0, nil
+	}
+	if !s.work.begin() {
+		return 0, fmt.Errorf("server closing")
+	}
+	defer s.work.end()
+	_, flipped, err = s.scan.rejudge(nil)
+	return flipped, err
 }
 
 // SetClock sets the clock exceptions and image ages are judged by (tests).
 func (s *Server) SetClock(now func() time.Time) {
 	if s.scan != nil {
 		s.scan.now = now
+		s.scan.memo.clear()
 	}
 }
 
-// verdictOf turns a record into the gate's answer, with the message a denied developer
-// reads in their terminal.
-func (g *scanGate) verdictOf(rec *VerdictRecord) Verdict {
-	image := rec.Repository + "@" + rec.Digest
-	if rec.Tag != "" {
-		image = rec.Repository + ":" + rec.Tag + " (" + rec.Digest + ")"
+// judged is a Verdict with what a later pull needs to repeat it without judging again.
+type judged struct {
+	verdict Verdict
+	audit   bool
+	reasons string
+	until   time.Time
+}
+
+// audited logs and counts a pull an audit-mode policy would have denied.
+func (g *scanGate) audited(v judged, m Manifest) {
+	if !v.audit {
+		return
 	}
-	switch rec.State {
+	g.auditDenials.Add(1)
+	g.s.metrics.denials.WithLabelValues(v.verdict.Policy, v.verdict.Rule, "true").Inc()
+	g.s.log.Warn("audit: would deny", "image", imageName(m.Repository, m.Tag, m.Descriptor.Digest.String()),
+		"policy", v.verdict.Policy, "rule", v.verdict.Rule, "reasons", v.reasons)
+}
+
+func imageName(repo, tag, dgst string) string {
+	if tag != "" {
+		return repo + ":" + tag + " (" + dgst + ")"
+	}
+	return repo + "@" + dgst
+}
+
+// ReportPath is where a denied developer reads the full report of dgst as repo saw it.
+func ReportPath(repo, dgst string) string {
+	return "/api/v1/images/" + dgst + "/report?repository=" + url.QueryEscape(repo)
+}
+
+// verdictOf turns a judgement into the gate's answer, with the message a denied
+// developer reads in their terminal: the repository and reference they asked for.
+func (g *scanGate) verdictOf(j *Judgement, m Manifest) judged {
+	image := imageName(m.Repository, m.Tag, j.Digest)
+	switch j.State {
 	case stateAllowed:
-		if rec.Verdict.Audit {
-			g.auditDenials.Add(1)
-			g.s.metrics.denials.WithLabelValues(rec.Verdict.Policy, rec.Verdict.Rule(), "true").Inc()
-			g.s.log.Warn("audit: would deny", "image", image, "policy", rec.Verdict.Policy, "rule", rec.Verdict.Rule(), "reasons", denialText(rec))
+		v := judged{verdict: Verdict{Allowed: true, Policy: j.Verdict.Policy, Rule: j.Verdict.Policy}, until: j.Verdict.Until}
+		if j.Verdict.Audit {
+			v.audit, v.reasons = true, denialText(j.Verdict)
+			v.verdict.Rule = j.Verdict.Rule()
 		}
-		return Verdict{Allowed: true, Rule: rec.Verdict.Policy}
+		return v
 	case stateError:
 		if g.s.cfg.Scan.OnScanError == "allow" {
-			g.s.log.Warn("serving an image that could not be scanned (on_scan_error: allow)", "image", image, "err", rec.Error)
-			return Verdict{Allowed: true, Rule: "on_scan_error"}
+			g.s.log.Warn("serving an image that could not be scanned (on_scan_error: allow)", "image", image, "err", j.Error)
+			return judged{verdict: Verdict{Allowed: true, Rule: "on_scan_error"}}
 		}
-		return Verdict{Policy: "scan", Rule: "scan-error", Message: fmt.Sprintf(
-			"image %s could not be scanned, and goldproxy does not serve what it has not scanned: %s. Retry the pull; if it keeps failing, tell the platform team", image, rec.Error)}
+		return judged{verdict: Verdict{Policy: "scan", Rule: "scan-error", Message: fmt.Sprintf(
+			"image %s could not be scanned, and goldproxy does not serve what it has not scanned: %s. Retry the pull; if it keeps failing, tell the platform team", image, j.Error)}}
 	}
 	var b strings.Builder
-	fmt.Fprintf(&b, "image %s is denied by policy %q: %s", image, rec.Verdict.Policy, denialText(rec))
-	fmt.Fprintf(&b, ". Full report: /api/v1/images/%s/report", rec.Digest)
-	if rec.Verdict.Contact != "" {
-		fmt.Fprintf(&b, ". %s", rec.Verdict.Contact)
+	fmt.Fprintf(&b, "image %s is denied by policy %q: %s", image, j.Verdict.Policy, denialText(j.Verdict))
+	fmt.Fprintf(&b, ". Full report: %s", ReportPath(m.Repository, j.Digest))
+	if j.Verdict.Contact != "" {
+		fmt.Fprintf(&b, ". %s", j.Verdict.Contact)
 	} else {
 		b.WriteString(". Use a rebuilt image with the fixes (a newer tag or a hardened base) or ask the platform team for an exception")
 	}
-	return Verdict{Policy: rec.Verdict.Policy, Rule: rec.Verdict.Rule(), Message: b.String()}
+	return judged{verdict: Verdict{Policy: j.Verdict.Policy, Rule: j.Verdict.Rule(), Message: b.String()}, until: j.Verdict.Until}
 }
 
 // denialText lists every failed rule with its evidence: up to five findings per rule and
 // a count of the rest.
-func denialText(rec *VerdictRecord) string {
+func denialText(v policy.Verdict) string {
 	var parts []string
-	for _, r := range rec.Verdict.Reasons {
+	for _, r := range v.Reasons {
 		var b strings.Builder
 		fmt.Fprintf(&b, "rule %q: %s", r.Rule, r.Message)
 		for i, v := range r.Evidence {
@@ -155,12 +270,117 @@ func denialText(rec *VerdictRecord) string {
 		}
 		parts = append(parts, b.String())
 	}
-	if len(rec.Verdict.Exceptions) > 0 {
+	if len(v.Exceptions) > 0 {
 		var ex []string
-		for _, e := range rec.Verdict.Exceptions {
+		for _, e := range v.Exceptions {
 			ex = append(ex, fmt.Sprintf("%s until %s", e.ID, e.Expires.Format(time.DateOnly)))
 		}
 		parts = append(parts, "exceptions applied: "+strings.Join(ex, ", "))
 	}
 	return strings.Join(parts, " | ")
+}
+
+// memo remembers judgements in memory so a warm pull of a known digest neither reads
+// nor decodes its facts. An entry holds while the policy is the one it was made under,
+// the digest's facts have not changed and time has not reached its Until.
+type memo struct {
+	mu sync.Mutex
+	m  map[digest.Digest]map[memoKey]memoEntry
+	n  int
+}
+
+type memoKey struct{ repo, tag string }
+
+type memoEntry struct {
+	pol *policy.Set
+	v   judged
+}
+
+// memoLimit bounds the memo; past it, it starts again empty.
+const memoLimit = 100_000
+
+func (m *memo) get(d digest.Digest, repo, tag string, pol *policy.Set, now time.Time) (judged, bool) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	e, ok := m.m[d][memoKey{repo, tag}]
+	if !ok || e.pol != pol || (!e.v.until.IsZero() && !now.Before(e.v.until)) {
+		return judged{}, false
+	}
+	return e.v, true
+}
+
+func (m *memo) put(d digest.Digest, repo, tag string, pol *policy.Set, v judged) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.m == nil || m.n >= memoLimit {
+		m.m, m.n = map[digest.Digest]map[memoKey]memoEntry{}, 0
+	}
+	if m.m[d] == nil {
+		m.m[d] = map[memoKey]memoEntry{}
+	}
+	if _, ok := m.m[d][memoKey{repo, tag}]; !ok {
+		m.n++
+	}
+	m.m[d][memoKey{repo, tag}] = memoEntry{pol: pol, v: v}
+}
+
+// forget drops the judgements of a digest whose facts changed.
+func (m *memo) forget(d digest.Digest) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.n -= len(m.m[d])
+	delete(m.m, d)
+}
+
+func (m *memo) clear() {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.m, m.n = nil, 0
+}
+
+// judgementStates counts recorded judgements by state for the metrics, so a scrape
+// decodes nothing.
+type judgementStates struct {
+	mu sync.Mutex
+	m  map[string]string // repo\x00digest → state
+}
+
+func (s *judgementStates) load(st *storage.Store) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.m = map[string]string{}
+	_ = st.Judgements(func(repo string, d digest.Digest, b []byte) error {
+		var j struct {
+			State string `json:"state"`
+		}
+		if json.Unmarshal(b, &j) == nil {
+			s.m[storage.PullKey(repo, d)] = j.State
+		}
+		return nil
+	})
+}
+
+func (s *judgementStates) set(repo string, d digest.Digest, state string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.m == nil {
+		s.m = map[string]string{}
+	}
+	s.m[storage.PullKey(repo, d)] = state
+}
+
+func (s *judgementStates) forget(repo string, d digest.Digest) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	delete(s.m, storage.PullKey(repo, d))
+}
+
+func (s *judgementStates) counts() map[string]int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	out := map[string]int{}
+	for _, st := range s.m {
+		out[st]++
+	}
+	return out
 }

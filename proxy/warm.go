@@ -83,8 +83,8 @@ func (s *Server) Warm(ctx context.Context, ref string) WarmResult {
 			}
 		}
 		if s.scan != nil {
-			if vr, err := s.scan.load(d); err == nil {
-				for sev, n := range vr.Verdict.Counts {
+			if j := s.scan.storedJudgement(rt.key, d); j != nil {
+				for sev, n := range j.Verdict.Counts {
 					res.Counts[sev] += n
 				}
 			}

@@ -44,9 +44,12 @@ func (i DBInfo) ID() string {
 // DB owns the process-wide Trivy DB (and Java DB): scans hold them shared, Load and
 // LoadJava take them exclusively.
 type DB struct {
-	mu   sync.RWMutex
+	mu   sync.RWMutex // the vulnerability DB: held by detections, taken by a swap
 	info *DBInfo
 	err  error
+	// javaMu guards the Java DB, which layer analysis (JAR identification) reads: a Java
+	// DB swap waits for running analyses; a vulnerability DB swap does not.
+	javaMu sync.RWMutex
 	// java is the directory holding java-db/ while a Java DB is loaded; without one, JAR
 	// files are not analysed (Trivy cannot identify them).
 	java string
@@ -169,12 +172,18 @@ func (d *DB) LoadJava(dir string) error {
 	if _, err := ValidateJavaDir(dir); err != nil {
 		return err
 	}
-	d.mu.Lock()
-	defer d.mu.Unlock()
+	d.javaMu.Lock()
+	defer d.javaMu.Unlock()
 	// skip=true: goldproxy downloads the Java DB itself, through its upstreams.
 	javadb.Init(dir, nil, true, true, ftypes.RegistryOptions{})
 	d.java = dir
 	return nil
+}
+
+// acquireJava holds the Java DB for one analysis and reports whether one is loaded.
+func (d *DB) acquireJava() (bool, func()) {
+	d.javaMu.RLock()
+	return d.java != "", d.javaMu.RUnlock
 }
 
 // acquire holds the DB for one scan.
@@ -186,7 +195,6 @@ func (d *DB) acquire() (DBInfo, func(), error) {
 		return DBInfo{}, nil, err
 	}
 	info := *d.info
-	info.Java = d.java != ""
 	return info, d.mu.RUnlock, nil
 }
 

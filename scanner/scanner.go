@@ -85,18 +85,6 @@ type Key struct {
 	BlobIDs    []string `json:"blobIDs"`
 }
 
-// recordingArtifact remembers the cache keys its inspection produced.
-type recordingArtifact struct {
-	artifact.Artifact
-	ref *artifact.Reference
-}
-
-func (r recordingArtifact) Inspect(ctx context.Context) (artifact.Reference, error) {
-	ref, err := r.Artifact.Inspect(ctx)
-	*r.ref = ref
-	return ref, err
-}
-
 func (s *Scanner) backend() local.Service {
 	return local.NewService(applier.NewApplier(s.cache), ospkg.NewScanner(), langpkg.NewScanner(), vulnerability.NewClient(trivydb.Config{}))
 }
@@ -152,13 +140,13 @@ func artifactOption(java bool) artifact.Option {
 }
 
 // Scan analyses img (cached by layer) and detects vulnerabilities in its OS and language
-// packages. ref names the image in the report.
+// packages. ref names the image in the report. The analysis, which reads the layers and
+// takes as long as they are big, runs without holding the vulnerability DB: a DB swap
+// waits only for detections, which are short, so it never holds new scans behind a long
+// one.
 func (s *Scanner) Scan(ctx context.Context, img v1.Image, ref string) (*Result, error) {
-	info, release, err := s.db.acquire()
-	if err != nil {
-		return nil, err
-	}
-	defer release()
+	java, releaseJava := s.db.acquireJava()
+	defer releaseJava()
 	// The bin directory walk runs beside Trivy's analysis; both cache per layer.
 	type execs struct {
 		paths []string
@@ -169,23 +157,40 @@ func (s *Scanner) Scan(ctx context.Context, img v1.Image, ref string) (*Result, 
 		p, err := s.executables(img)
 		execc <- execs{p, err}
 	}()
-	inner, err := aimage.NewArtifact(&namedImage{Image: img, ref: ref}, s.cache, artifactOption(info.Java))
-	var inspected artifact.Reference
-	art := recordingArtifact{Artifact: inner, ref: &inspected}
+	inner, err := aimage.NewArtifact(&namedImage{Image: img, ref: ref}, s.cache, artifactOption(java))
 	if err != nil {
 		<-execc
 		return nil, fmt.Errorf("scanner: %w", err)
 	}
-	report, err := scan.NewService(s.backend(), art).ScanArtifact(ctx, scanOptions())
+	inspected, err := inner.Inspect(ctx)
 	ex := <-execc
 	if err != nil {
-		return nil, fmt.Errorf("scanner: %w", err)
+		return nil, fmt.Errorf("scanner: failed analysis: %w", err)
 	}
 	if ex.err != nil {
 		return nil, fmt.Errorf("scanner: executables: %w", ex.err)
 	}
+	info, release, err := s.db.acquire()
+	if err != nil {
+		return nil, err
+	}
+	defer release()
+	info.Java = java
+	report, err := scan.NewService(s.backend(), analysed{Artifact: inner, ref: inspected}).ScanArtifact(ctx, scanOptions())
+	if err != nil {
+		return nil, fmt.Errorf("scanner: %w", err)
+	}
 	return &Result{Report: report, Executables: ex.paths, DB: info, Key: Key{ArtifactID: inspected.ID, BlobIDs: inspected.BlobIDs}}, nil
 }
+
+// analysed is an artifact whose analysis is done: Trivy's scan service asks it again
+// and gets the result at once.
+type analysed struct {
+	artifact.Artifact
+	ref artifact.Reference
+}
+
+func (a analysed) Inspect(context.Context) (artifact.Reference, error) { return a.ref, nil }
 
 // namedImage gives a v1.Image the names Trivy's image artifact asks for.
 type namedImage struct {

@@ -320,3 +320,103 @@ func TestDBLifecycle(t *testing.T) {
 		t.Fatalf("scan with the fetched DB: %v", err)
 	}
 }
+
+// blockingLayer is a layer whose content can be read only once gate is closed: a scan
+// of an image holding it stays in its analysis until the test lets it go on.
+type blockingLayer struct {
+	v1.Layer
+	gate    chan struct{}
+	reached func()
+}
+
+func (l *blockingLayer) wait() {
+	l.reached()
+	<-l.gate
+}
+
+func (l *blockingLayer) Compressed() (io.ReadCloser, error)   { l.wait(); return l.Layer.Compressed() }
+func (l *blockingLayer) Uncompressed() (io.ReadCloser, error) { l.wait(); return l.Layer.Uncompressed() }
+
+// A DB swap while a long scan is analysing its layers neither waits for that scan nor
+// holds new scans behind it: another image is scanned meanwhile.
+func TestDBSwapDuringALongScan(t *testing.T) {
+	dbDir := filepath.Join(t.TempDir(), "db")
+	scannertest.BuildDB(t, dbDir, time.Now().Add(-time.Hour))
+	db := scanner.NewDB()
+	if _, err := db.Load(dbDir, "test"); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { db.Close() })
+	s, err := scanner.New(filepath.Join(t.TempDir(), "cache"), db)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close() })
+
+	gate, reached := make(chan struct{}), make(chan struct{})
+	var once sync.Once
+	bl := &blockingLayer{Layer: scannertest.Layer(t, map[string][]byte{"srv/data.txt": []byte("slow")}), gate: gate,
+		reached: func() { once.Do(func() { close(reached) }) }}
+	slow, err := mutate.AppendLayers(scannertest.AlpineImage(t, true), bl)
+	if err != nil {
+		t.Fatal(err)
+	}
+	type result struct {
+		res *scanner.Result
+		err error
+	}
+	slowDone := make(chan result, 1)
+	go func() {
+		res, err := s.Scan(context.Background(), slow, "r.test/slow:1")
+		slowDone <- result{res, err}
+	}()
+	<-reached // the slow scan is reading its layers
+
+	next := filepath.Join(t.TempDir(), "db2")
+	scannertest.BuildDB(t, next, time.Now())
+	swapped := make(chan error, 1)
+	go func() { _, err := db.Load(next, "test2"); swapped <- err }()
+	select {
+	case err := <-swapped:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(60 * time.Second):
+		close(gate)
+		t.Fatal("the DB swap waited for a scan that was analysing its layers")
+	}
+	other := make(chan result, 1)
+	debian := scannertest.DebianImage(t, false)
+	go func() {
+		res, err := s.Scan(context.Background(), debian, "r.test/other:1")
+		other <- result{res, err}
+	}()
+	select {
+	case r := <-other:
+		if r.err != nil {
+			t.Fatal(r.err)
+		}
+		var got []string
+		for _, res := range r.res.Report.Results {
+			for _, v := range res.Vulnerabilities {
+				got = append(got, v.VulnerabilityID+" "+v.PkgName)
+			}
+		}
+		slices.Sort(got)
+		if strings.Join(got, ",") != "CVE-2023-4911 libc6,CVE-2024-6119 libssl3" {
+			t.Fatalf("scan during the slow one found %v", got)
+		}
+	case <-time.After(60 * time.Second):
+		close(gate)
+		t.Fatal("a new scan waited behind the slow one")
+	}
+	close(gate)
+	r := <-slowDone
+	if r.err != nil {
+		t.Fatal(r.err)
+	}
+	info, _ := db.Info()
+	if r.res.DB.ID() != info.ID() {
+		t.Fatalf("the slow scan detected with %s, want the DB loaded when it detected (%s)", r.res.DB.ID(), info.ID())
+	}
+}

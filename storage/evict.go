@@ -98,7 +98,7 @@ func (s *Store) DeleteManifest(repo string, dgst digest.Digest) (orphaned bool, 
 		if v := tx.Bucket(bucketManifests).Get(k); v != nil {
 			_ = json.Unmarshal(v, &rec)
 		}
-		for _, b := range [][]byte{bucketManifests, bucketLinks} {
+		for _, b := range [][]byte{bucketManifests, bucketLinks, bucketJudgements} {
 			if err := tx.Bucket(b).Delete(k); err != nil {
 				return err
 			}

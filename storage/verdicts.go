@@ -8,12 +8,54 @@ import (
 	bolt "go.etcd.io/bbolt"
 )
 
-// Verdicts and scan reports are kept by manifest digest. The store does not interpret
-// them: their shape belongs to the gate that writes them.
+// Scan facts and reports are kept by manifest digest alone: they describe content,
+// whoever asked for it. Judgements are kept per repository and digest: the policy that
+// applies, and so the verdict, depends on the repository. The store does not interpret
+// any of them: their shape belongs to the gate that writes them.
 var (
-	bucketVerdicts = []byte("verdicts") // manifest digest → verdict record (JSON)
-	bucketReports  = []byte("reports")  // manifest digest → scan report (JSON)
+	bucketVerdicts   = []byte("verdicts")   // manifest digest → scan facts (JSON)
+	bucketReports    = []byte("reports")    // manifest digest → scan report (JSON)
+	bucketJudgements = []byte("judgements") // repo\x00digest → judgement (JSON)
 )
+
+// PutJudgement stores the judgement of a manifest digest under a repository.
+func (s *Store) PutJudgement(repo string, dgst digest.Digest, rec []byte) error {
+	return s.db.Update(func(tx *bolt.Tx) error { return tx.Bucket(bucketJudgements).Put(key(repo, dgst.String()), rec) })
+}
+
+// PutJudgements stores many judgements in one transaction (repo\x00digest → record).
+func (s *Store) PutJudgements(recs map[string][]byte) error {
+	if len(recs) == 0 {
+		return nil
+	}
+	return s.db.Update(func(tx *bolt.Tx) error {
+		b := tx.Bucket(bucketJudgements)
+		for k, v := range recs {
+			if err := b.Put([]byte(k), v); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+}
+
+// Judgement returns the judgement of a digest under a repository, or ErrNotFound.
+func (s *Store) Judgement(repo string, dgst digest.Digest) ([]byte, error) {
+	return s.getRaw(bucketJudgements, key(repo, dgst.String()))
+}
+
+// Judgements calls fn for every stored judgement, in (repository, digest) order.
+func (s *Store) Judgements(fn func(repo string, dgst digest.Digest, rec []byte) error) error {
+	return s.db.View(func(tx *bolt.Tx) error {
+		return tx.Bucket(bucketJudgements).ForEach(func(k, v []byte) error {
+			repo, d, ok := bytes.Cut(k, []byte{0})
+			if !ok {
+				return nil
+			}
+			return fn(string(repo), digest.Digest(d), bytes.Clone(v))
+		})
+	})
+}
 
 // PutVerdict stores the verdict record of a manifest digest.
 func (s *Store) PutVerdict(dgst digest.Digest, rec []byte) error {

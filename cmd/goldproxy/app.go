@@ -294,8 +294,9 @@ func copyFile(from, to string) error {
 	return out.Close()
 }
 
-// updateDB refreshes the DB and, when a new one was swapped in, re-evaluates every
-// stored verdict against it.
+// updateDB refreshes the DB and brings every stored digest's facts to the loaded DB:
+// after a swap, and also after a re-evaluation an earlier refresh or start did not
+// finish (facts still name an older DB).
 func (a *app) updateDB(ctx context.Context) (any, error) {
 	swapped, err := a.refreshDB(ctx)
 	if err != nil {
@@ -305,13 +306,11 @@ func (a *app) updateDB(ctx context.Context) (any, error) {
 	if err := a.refreshJavaDB(ctx, true); err != nil {
 		a.log.Warn("Java DB refresh failed; JAR analysis keeps the loaded one (if any)", "err", err)
 	}
-	if swapped {
-		st, err := a.srv.Reevaluate(ctx)
-		if err != nil {
-			return nil, err
-		}
-		out["reevaluation"] = st
+	st, err := a.srv.Reevaluate(ctx)
+	if err != nil {
+		return nil, err
 	}
+	out["reevaluation"] = st
 	if info, err := a.db.Info(); err == nil {
 		out["db"] = dbStatus(info)
 	}

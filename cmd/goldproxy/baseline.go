@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"html/template"
 	"io"
+	"net/url"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -14,6 +15,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/google/go-containerregistry/pkg/name"
 	"github.com/spf13/cobra"
 
 	"github.com/goldproxy/goldproxy/policy"
@@ -277,7 +279,11 @@ func baselineRowViaProxy(ctx context.Context, o baselineOptions, set, ref string
 		Verdict policy.Verdict `json:"verdict"`
 		Input   *policy.Input  `json:"input"`
 	}
-	if err := get("/api/v1/images/"+w.Digest+"/verdict", &rec); err != nil || rec.Input == nil {
+	repoQuery := ""
+	if r, err := name.ParseReference(ref); err == nil {
+		repoQuery = "?repository=" + url.QueryEscape(proxy.RepositoryOf(r))
+	}
+	if err := get("/api/v1/images/"+w.Digest+"/verdict"+repoQuery, &rec); err != nil || rec.Input == nil {
 		row.Error = fmt.Sprintf("no verdict from the proxy for %s: %v %s", w.Digest, err, rec.Error)
 		return row
 	}

@@ -30,6 +30,15 @@ func (g trivyGate) Scan(ctx context.Context, img v1.Image, ref string) (*proxy.S
 // Ready reports whether a DB is loaded.
 func (g trivyGate) Ready() error { return g.s.Ready() }
 
+// DBVersion names the loaded DB: facts made with another are detected again.
+func (g trivyGate) DBVersion() (string, error) {
+	info, err := g.s.DB().Info()
+	if err != nil {
+		return "", err
+	}
+	return info.ID(), nil
+}
+
 // Redetect detects vulnerabilities again from the stored layer analysis.
 func (g trivyGate) Redetect(ctx context.Context, key, report json.RawMessage) (*proxy.ScanResult, error) {
 	var k scanner.Key

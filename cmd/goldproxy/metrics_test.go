@@ -60,7 +60,7 @@ func TestMetricsAreCleanAndDashboardMatches(t *testing.T) {
 	text := scrape(t, g)
 	for _, want := range []string{
 		`goldproxy_denials_total{audit="false",policy="default",rule="vulnerabilities"} 1`,
-		`goldproxy_scans_total{result="allowed"} 1`,
+		`goldproxy_scans_total{result="scanned"} 2`,
 		`goldproxy_verdicts{state="denied"} 1`,
 		`goldproxy_vulnerability_db_info{`,
 		`goldproxy_scan_queue_depth 0`,

@@ -86,10 +86,20 @@ func serve(ctx context.Context, cfg *proxy.Config) error {
 	}
 	defer a.Close()
 	go func() {
+		if _, err := a.srv.Rejudge(); err != nil {
+			log.Error("judging recorded verdicts under the current policy", "err", err)
+		}
+	}()
+	go func() {
 		// Without a DB every new image is denied: retry soon rather than at the next refresh.
 		for wait := 30 * time.Second; ; wait = min(2*wait, cfg.DB.Refresh) {
 			err := a.loadDB(ctx)
 			if err == nil {
+				// Facts made with another DB (a swap the last run did not finish re-evaluating)
+				// are brought up to this one; judgements made under another policy follow.
+				if _, err := a.srv.Reevaluate(ctx); err != nil {
+					log.Error("re-evaluation at start did not finish; the next refresh resumes it", "err", err)
+				}
 				break
 			}
 			log.Error("no vulnerability DB: every new image is denied until one loads", "err", err, "retry_in", wait)

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"net/url"
 	"os"
 	"strings"
 	"text/tabwriter"
@@ -167,7 +168,7 @@ func warmViaProxy(ctx context.Context, base, ref string) proxy.WarmResult {
 			}
 		}
 		res.Platforms++
-		if vresp, vbody, err := get("/api/v1/images/" + d + "/verdict"); err == nil && vresp.StatusCode == http.StatusOK {
+		if vresp, vbody, err := get("/api/v1/images/" + d + "/verdict?repository=" + url.QueryEscape(repo)); err == nil && vresp.StatusCode == http.StatusOK {
 			var rec struct {
 				Verdict policy.Verdict `json:"verdict"`
 			}
