@@ -334,8 +334,11 @@ func (l *blockingLayer) wait() {
 	<-l.gate
 }
 
-func (l *blockingLayer) Compressed() (io.ReadCloser, error)   { l.wait(); return l.Layer.Compressed() }
-func (l *blockingLayer) Uncompressed() (io.ReadCloser, error) { l.wait(); return l.Layer.Uncompressed() }
+func (l *blockingLayer) Compressed() (io.ReadCloser, error) { l.wait(); return l.Layer.Compressed() }
+func (l *blockingLayer) Uncompressed() (io.ReadCloser, error) {
+	l.wait()
+	return l.Layer.Uncompressed()
+}
 
 // A DB swap while a long scan is analysing its layers neither waits for that scan nor
 // holds new scans behind it: another image is scanned meanwhile.
