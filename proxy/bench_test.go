@@ -1,16 +1,22 @@
 package proxy_test
 
 import (
+	"fmt"
 	"io"
 	"math/rand/v2"
 	"net/http"
+	"strings"
 	"testing"
 
+	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/empty"
 	"github.com/google/go-containerregistry/pkg/v1/mutate"
+	"github.com/google/go-containerregistry/pkg/v1/random"
 	"github.com/google/go-containerregistry/pkg/v1/static"
 	"github.com/google/go-containerregistry/pkg/v1/types"
 
+	"github.com/goldproxy/goldproxy/policy"
+	"github.com/goldproxy/goldproxy/proxy"
 	"github.com/goldproxy/goldproxy/proxy/proxytest"
 )
 
@@ -87,5 +93,64 @@ func BenchmarkWarmManifest(b *testing.B) {
 		if resp.StatusCode != http.StatusOK {
 			b.Fatalf("status %d", resp.StatusCode)
 		}
+	}
+}
+
+// scopedPolicy is a policy file as a platform team writes one: several policies chosen
+// by repository scopes, and exceptions narrowed to repositories.
+func scopedPolicy(b *testing.B, repo string) *policy.Set {
+	b.Helper()
+	var y strings.Builder
+	y.WriteString("default: strict\npolicies:\n  - name: strict\n    vulnerabilities: {severity: HIGH, only_fixable: true}\n    non_root: false\n" +
+		"  - name: hardened\n    vulnerabilities: {severity: MEDIUM}\n    no_shell: true\n  - name: loose\n    mode: audit\n    vulnerabilities: {severity: CRITICAL}\nscopes:\n")
+	for i := range 10 {
+		fmt.Fprintf(&y, "  - match: [\"other%d.test/team%d/**\", \"*.example/%d/*\"]\n    policy: hardened\n", i, i, i)
+	}
+	fmt.Fprintf(&y, "  - match: [\"%s/**\"]\n    policy: strict\nexceptions:\n", repo)
+	for i := range 20 {
+		fmt.Fprintf(&y, "  - id: CVE-2024-%04d\n    reason: not reachable\n    expires: 2099-12-31\n    repositories: [\"%s/*\"]\n    packages: [\"pkg%d*\"]\n", 1000+i, repo, i)
+	}
+	set, err := policy.Parse([]byte(y.String()))
+	if err != nil {
+		b.Fatal(err)
+	}
+	return set
+}
+
+// BenchmarkWarmManifestScopedPolicy is the latency and allocations of a manifest GET by
+// tag of a known, judged digest under a scoped policy with exceptions: the gate's hot path.
+func BenchmarkWarmManifestScopedPolicy(b *testing.B) {
+	up := proxytest.NewUpstream(b)
+	img, err := random.Image(1<<10, 1)
+	if err != nil {
+		b.Fatal(err)
+	}
+	up.Push(b, "bench/app:1", img)
+	cfgName, _ := img.ConfigName()
+	var vulns []policy.Vulnerability
+	for i := range 50 {
+		vulns = append(vulns, policy.Vulnerability{ID: fmt.Sprintf("CVE-2024-%04d", 1000+i), Package: fmt.Sprintf("pkg%d", i),
+			InstalledVersion: "1.0", FixedVersion: "1.1", Severity: policy.Severities[i%4]})
+	}
+	sc := &fakeScanner{vulns: map[v1.Hash][]policy.Vulnerability{cfgName: vulns}}
+	p := proxytest.Start(b, proxytest.Config(b, up), proxy.WithScanner(sc, scopedPolicy(b, up.Name+"/bench")))
+	req, _ := http.NewRequest(http.MethodGet, p.URL+"/v2/"+up.Name+"/bench/app/manifests/1", nil)
+	req.Header.Set("Accept", string(types.DockerManifestSchema2))
+	do := func() {
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			b.Fatal(err)
+		}
+		_, _ = io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusForbidden {
+			b.Fatalf("status %d", resp.StatusCode)
+		}
+	}
+	do() // scanned and judged once
+	b.ReportAllocs()
+	b.ResetTimer()
+	for b.Loop() {
+		do()
 	}
 }
