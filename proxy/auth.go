@@ -19,6 +19,8 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/goldproxy/goldproxy/proxy/config"
+
 	"github.com/golang-jwt/jwt/v5"
 	"golang.org/x/crypto/bcrypt"
 	"golang.org/x/time/rate"
@@ -26,26 +28,6 @@ import (
 	"github.com/goldproxy/goldproxy/policy"
 	"github.com/goldproxy/goldproxy/storage"
 )
-
-// ClientAuthConfig turns on client authentication.
-type ClientAuthConfig struct {
-	// Htpasswd is a file of users (bcrypt hashes only, as `htpasswd -B` writes them).
-	Htpasswd string `yaml:"htpasswd"`
-	// Scopes limit what a user or robot may pull (repository globs); a name without
-	// scopes may pull everything the allowlist admits.
-	Scopes map[string][]string `yaml:"scopes"`
-	// Anonymous allows pulls without credentials. Default: on only when there are no users.
-	Anonymous *bool `yaml:"anonymous"`
-	// TokenTTL is how long an issued bearer token is valid.
-	TokenTTL time.Duration `yaml:"token_ttl"`
-	// TokenKeyFile holds the key tokens are signed with (share it between replicas);
-	// empty: a random key per process.
-	TokenKeyFile string `yaml:"token_key_file"`
-	// FailedLogins is how many failed logins a client address may make per minute.
-	FailedLogins int `yaml:"failed_logins_per_minute"`
-	// Admins may manage robots through the API.
-	Admins []string `yaml:"admins"`
-}
 
 const tokenService = "goldproxy"
 
@@ -65,7 +47,7 @@ func (p *principal) may(repo string) bool {
 // authenticator checks credentials: htpasswd users, robots, bearer tokens.
 type authenticator struct {
 	robots atomic.Int64 // how many robots exist (kept current by AddRobot/RevokeRobot)
-	cfg    ClientAuthConfig
+	cfg    config.ClientAuthConfig
 	store  *storage.Store
 	key    []byte
 	users  map[string][]byte // name → bcrypt hash
@@ -74,7 +56,7 @@ type authenticator struct {
 	limits map[string]*rate.Limiter
 }
 
-func newAuthenticator(cfg ClientAuthConfig, resolve func(string) string, store *storage.Store, now func() time.Time) (*authenticator, error) {
+func newAuthenticator(cfg config.ClientAuthConfig, resolve func(string) string, store *storage.Store, now func() time.Time) (*authenticator, error) {
 	a := &authenticator{cfg: cfg, store: store, users: map[string][]byte{}, now: now, limits: map[string]*rate.Limiter{}}
 	rs, err := store.Robots()
 	if err != nil {

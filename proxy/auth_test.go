@@ -17,12 +17,13 @@ import (
 	"golang.org/x/crypto/bcrypt"
 
 	"github.com/goldproxy/goldproxy/proxy"
+	"github.com/goldproxy/goldproxy/proxy/config"
 	"github.com/goldproxy/goldproxy/proxy/proxytest"
 )
 
 // authSetup: a proxy whose users are alice (everything) and bob (only team/*), admin
 // alice, in front of an upstream holding team/app:1 and other/app:1.
-func authSetup(t *testing.T, mutate func(*proxy.Config), opts ...proxy.Option) (*proxytest.Upstream, *proxytest.Proxy) {
+func authSetup(t *testing.T, mutate func(*config.Config), opts ...proxy.Option) (*proxytest.Upstream, *proxytest.Proxy) {
 	t.Helper()
 	up := proxytest.NewUpstream(t)
 	up.Push(t, "team/app:1", randomImage(t, 1))
@@ -188,7 +189,7 @@ func TestAuthFailures(t *testing.T) {
 }
 
 func TestFailedLoginsAreRateLimited(t *testing.T) {
-	_, p := authSetup(t, func(c *proxy.Config) { c.Auth.FailedLogins = 5 })
+	_, p := authSetup(t, func(c *config.Config) { c.Auth.FailedLogins = 5 })
 	codes := []int{}
 	for range 7 {
 		code, _ := token(t, p, "alice", "guess", "")
@@ -205,7 +206,7 @@ func TestFailedLoginsAreRateLimited(t *testing.T) {
 
 func TestAnonymousAndAPIAuth(t *testing.T) {
 	yes := true
-	up, p := authSetup(t, func(c *proxy.Config) { c.Auth.Anonymous = &yes })
+	up, p := authSetup(t, func(c *config.Config) { c.Auth.Anonymous = &yes })
 	if err := pullAs(p, up.Name+"/team/app:1", authn.Anonymous); err != nil {
 		t.Fatalf("anonymous pull when allowed: %v", err)
 	}

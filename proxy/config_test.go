@@ -7,10 +7,11 @@ import (
 	"testing"
 
 	"github.com/goldproxy/goldproxy/proxy"
+	"github.com/goldproxy/goldproxy/proxy/config"
 )
 
 func TestDefaultConfig(t *testing.T) {
-	cfg, err := proxy.DefaultConfig()
+	cfg, err := config.Default()
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -64,7 +65,7 @@ func TestConfigErrorsNameTheKey(t *testing.T) {
 		{"missing ca file", "upstreams:\n  - name: r.test\n    url: https://x\n    ca_file: /nonexistent.pem\n", "upstreams[0].ca_file"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			_, err := proxy.ParseConfig([]byte(tc.yaml), "")
+			_, err := config.Parse([]byte(tc.yaml), "")
 			if err == nil || !strings.Contains(err.Error(), tc.want) {
 				t.Fatalf("error %v, want one containing %q", err, tc.want)
 			}
@@ -86,7 +87,7 @@ func TestConfigListsAndSecrets(t *testing.T) {
 	if err := os.WriteFile(cfgFile, []byte(yaml), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	cfg, err := proxy.LoadConfig(cfgFile)
+	cfg, err := config.Load(cfgFile)
 	if err != nil {
 		t.Fatal(err)
 	}

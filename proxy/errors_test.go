@@ -6,13 +6,13 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/goldproxy/goldproxy/proxy"
+	"github.com/goldproxy/goldproxy/proxy/config"
 	"github.com/goldproxy/goldproxy/proxy/proxytest"
 )
 
 // hubConfig is a config whose upstreams are a test "docker.io" (hub) and a second
 // registry reachable by host, alias and ?ns=, with a real allowlist.
-func hubConfig(t *testing.T, hub, other *proxytest.Upstream) *proxy.Config {
+func hubConfig(t *testing.T, hub, other *proxytest.Upstream) *config.Config {
 	t.Helper()
 	yaml := fmt.Sprintf(`
 listen: 127.0.0.1:0
@@ -31,7 +31,7 @@ allow:
     - docker.io/library/*
     - %s/team/**
 `, t.TempDir(), hub.URL, other.Name, other.URL, other.Host, other.Name, other.Name)
-	cfg, err := proxy.ParseConfig([]byte(yaml), "")
+	cfg, err := config.Parse([]byte(yaml), "")
 	if err != nil {
 		t.Fatal(err)
 	}

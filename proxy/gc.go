@@ -3,7 +3,6 @@ package proxy
 import (
 	"context"
 	"encoding/json"
-	"fmt"
 	"slices"
 	"sync"
 	"time"
@@ -12,19 +11,6 @@ import (
 
 	"github.com/goldproxy/goldproxy/storage"
 )
-
-// GCConfig bounds the store. Least recently pulled images go first.
-type GCConfig struct {
-	// MaxSize is the largest the blob store may grow (e.g. 50GiB); 0: no bound.
-	MaxSize ByteSize `yaml:"max_size"`
-	// MaxAge evicts images not pulled for this long; 0: no bound.
-	MaxAge time.Duration `yaml:"max_age"`
-	// Interval is how often the bounds are enforced.
-	Interval time.Duration `yaml:"interval"`
-	// Grace protects images pulled this recently: a client between its manifest and its
-	// blobs never loses them.
-	Grace time.Duration `yaml:"grace"`
-}
 
 // CacheForgetter is a Scanner that drops the cached analysis of evicted images.
 type CacheForgetter interface {
@@ -286,29 +272,4 @@ func (s *Server) gcLoop(ctx context.Context) {
 			}
 		}
 	}
-}
-
-// ByteSize is a size in bytes written as 500MB, 10GiB or a plain number.
-type ByteSize int64
-
-// UnmarshalText parses sizes with decimal (KB, MB, GB, TB) or binary (KiB…TiB) units.
-func (b *ByteSize) UnmarshalText(text []byte) error {
-	s := string(text)
-	units := []struct {
-		suffix string
-		mult   int64
-	}{{"TiB", 1 << 40}, {"GiB", 1 << 30}, {"MiB", 1 << 20}, {"KiB", 1 << 10}, {"TB", 1e12}, {"GB", 1e9}, {"MB", 1e6}, {"KB", 1e3}, {"B", 1}}
-	mult := int64(1)
-	for _, u := range units {
-		if len(s) > len(u.suffix) && s[len(s)-len(u.suffix):] == u.suffix {
-			s, mult = s[:len(s)-len(u.suffix)], u.mult
-			break
-		}
-	}
-	var n float64
-	if _, err := fmt.Sscanf(s, "%g", &n); err != nil || n < 0 {
-		return fmt.Errorf("invalid size %q (use e.g. 500MB or 50GiB)", string(text))
-	}
-	*b = ByteSize(n * float64(mult))
-	return nil
 }

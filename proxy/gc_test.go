@@ -21,6 +21,7 @@ import (
 
 	"github.com/goldproxy/goldproxy/policy"
 	"github.com/goldproxy/goldproxy/proxy"
+	"github.com/goldproxy/goldproxy/proxy/config"
 	"github.com/goldproxy/goldproxy/proxy/proxytest"
 	"github.com/goldproxy/goldproxy/storage"
 )
@@ -67,7 +68,7 @@ func TestGCKeepsMostRecentlyPulled(t *testing.T) {
 		total += b.Size
 	}
 	// Room for two of the three images.
-	cfg.Storage.GC.MaxSize = proxy.ByteSize(total * 3 / 4)
+	cfg.Storage.GC.MaxSize = config.ByteSize(total * 3 / 4)
 
 	dry, err := p.Gold.GC(context.Background(), true)
 	if err != nil {

@@ -4,6 +4,8 @@ import (
 	"net/http"
 	"regexp"
 	"strings"
+
+	"github.com/goldproxy/goldproxy/proxy/config"
 )
 
 // Kinds of registry API request.
@@ -64,7 +66,7 @@ type router struct {
 	hub     *upstream // docker.io, when configured
 }
 
-func newRouter(ups []*upstream, cfg *Config) *router {
+func newRouter(ups []*upstream, cfg *config.Config) *router {
 	r := &router{byHost: map[string]*upstream{}, aliases: cfg.Aliases}
 	for i, u := range ups {
 		c := cfg.Upstreams[i]

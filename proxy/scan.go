@@ -92,19 +92,6 @@ type Facts struct {
 // final reports whether the facts are complete: a judgement can be made from them.
 func (f *Facts) final() bool { return f.State == stateScanned || f.State == stateArtifact }
 
-// ScanConfig controls the scanning gate.
-type ScanConfig struct {
-	// Workers is how many scans run at once (default: number of CPUs); more wait in a queue.
-	Workers int `yaml:"workers"`
-	// Wait is how long a pull waits for its scan before getting 503 with Retry-After; the
-	// scan goes on.
-	Wait time.Duration `yaml:"wait"`
-	// Timeout bounds one scan; past it the image is denied (fail closed).
-	Timeout time.Duration `yaml:"timeout"`
-	// OnScanError is "deny" (default: fail closed) or "allow" (explicit, logged opt-in).
-	OnScanError string `yaml:"on_scan_error"`
-}
-
 // scanGate is the gate that scans every new image manifest once, keeps the facts, and
 // judges them for every request.
 type scanGate struct {

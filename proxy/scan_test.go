@@ -16,6 +16,7 @@ import (
 
 	"github.com/goldproxy/goldproxy/policy"
 	"github.com/goldproxy/goldproxy/proxy"
+	"github.com/goldproxy/goldproxy/proxy/config"
 	"github.com/goldproxy/goldproxy/proxy/proxytest"
 )
 
@@ -80,7 +81,7 @@ var opensslVulns = []policy.Vulnerability{
 	{ID: "CVE-2024-9999", Package: "busybox", InstalledVersion: "1.36.1-r15", Severity: "CRITICAL"}, // no fix: allowed by default
 }
 
-func scanSetup(t *testing.T, sc *fakeScanner, mutate func(*proxy.Config), opts ...proxy.Option) (*proxytest.Upstream, *proxytest.Proxy, v1.Image, v1.Image) {
+func scanSetup(t *testing.T, sc *fakeScanner, mutate func(*config.Config), opts ...proxy.Option) (*proxytest.Upstream, *proxytest.Proxy, v1.Image, v1.Image) {
 	t.Helper()
 	up := proxytest.NewUpstream(t)
 	vuln, clean := randomImage(t, 2), randomImage(t, 1)
@@ -177,14 +178,14 @@ func TestScanGateFailsClosed(t *testing.T) {
 	for _, tc := range []struct {
 		name    string
 		sc      *fakeScanner
-		cfg     func(*proxy.Config)
+		cfg     func(*config.Config)
 		status  int
 		message string
 	}{
 		{"scanner error", &fakeScanner{err: errors.New("vulnerability DB is not loaded")}, nil, http.StatusForbidden, "vulnerability DB is not loaded"},
-		{"scan timeout", &fakeScanner{delay: 5 * time.Second}, func(c *proxy.Config) { c.Scan.Timeout = 100 * time.Millisecond }, http.StatusForbidden, "scan timed out"},
-		{"explicit allow on error", &fakeScanner{err: errors.New("boom")}, func(c *proxy.Config) { c.Scan.OnScanError = "allow" }, http.StatusOK, ""},
-		{"pull waits past scan.wait", &fakeScanner{delay: 2 * time.Second}, func(c *proxy.Config) { c.Scan.Wait = 100 * time.Millisecond }, http.StatusServiceUnavailable, "is being scanned"},
+		{"scan timeout", &fakeScanner{delay: 5 * time.Second}, func(c *config.Config) { c.Scan.Timeout = 100 * time.Millisecond }, http.StatusForbidden, "scan timed out"},
+		{"explicit allow on error", &fakeScanner{err: errors.New("boom")}, func(c *config.Config) { c.Scan.OnScanError = "allow" }, http.StatusOK, ""},
+		{"pull waits past scan.wait", &fakeScanner{delay: 2 * time.Second}, func(c *config.Config) { c.Scan.Wait = 100 * time.Millisecond }, http.StatusServiceUnavailable, "is being scanned"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			up, p, _, _ := scanSetup(t, tc.sc, tc.cfg)

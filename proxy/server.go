@@ -14,6 +14,8 @@ import (
 	"sync"
 	"time"
 
+	"github.com/goldproxy/goldproxy/proxy/config"
+
 	"github.com/opencontainers/go-digest"
 	"github.com/prometheus/client_golang/prometheus"
 	"golang.org/x/sync/singleflight"
@@ -24,7 +26,7 @@ import (
 // Server is the registry front: it answers the OCI pull API for every configured
 // upstream from the store, ingesting on a miss.
 type Server struct {
-	cfg    *Config
+	cfg    *config.Config
 	store  *storage.Store
 	router *router
 	allow  *Allowlist
@@ -69,7 +71,7 @@ func WithLogger(l *slog.Logger) Option { return func(s *Server) { s.log = l } }
 func WithClock(now func() time.Time) Option { return func(s *Server) { s.now = now } }
 
 // New builds a Server over an opened store.
-func New(cfg *Config, store *storage.Store, opts ...Option) (*Server, error) {
+func New(cfg *config.Config, store *storage.Store, opts ...Option) (*Server, error) {
 	var s *Server
 	metricsOf := func() *metrics {
 		if s == nil {
@@ -79,7 +81,7 @@ func New(cfg *Config, store *storage.Store, opts ...Option) (*Server, error) {
 	}
 	ups := make([]*upstream, 0, len(cfg.Upstreams))
 	for _, uc := range cfg.Upstreams {
-		u, err := newUpstream(uc, cfg.Tags.TTL, cfg.UpstreamTimeout, cfg.resolve, metricsOf)
+		u, err := newUpstream(uc, cfg.Tags.TTL, cfg.UpstreamTimeout, cfg.Resolve, metricsOf)
 		if err != nil {
 			return nil, err
 		}
@@ -87,7 +89,7 @@ func New(cfg *Config, store *storage.Store, opts ...Option) (*Server, error) {
 	}
 	lists := make([]string, len(cfg.Allow.Lists))
 	for i, l := range cfg.Allow.Lists {
-		lists[i] = cfg.resolve(l)
+		lists[i] = cfg.Resolve(l)
 	}
 	allow, err := NewAllowlist(cfg.Allow.Repositories, lists)
 	if err != nil {
@@ -111,7 +113,7 @@ func New(cfg *Config, store *storage.Store, opts ...Option) (*Server, error) {
 		s.registry = prometheus.NewRegistry()
 	}
 	s.metrics = newMetrics(s.registry, s)
-	if s.auth, err = newAuthenticator(cfg.Auth, cfg.resolve, store, s.now); err != nil {
+	if s.auth, err = newAuthenticator(cfg.Auth, cfg.Resolve, store, s.now); err != nil {
 		return nil, err
 	}
 	s.notify = newNotifier(s.ctx, cfg.Webhooks, s.log, s.metrics.webhookErrors.Inc)

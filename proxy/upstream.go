@@ -12,6 +12,8 @@ import (
 	"sync"
 	"time"
 
+	"github.com/goldproxy/goldproxy/proxy/config"
+
 	"github.com/google/go-containerregistry/pkg/authn"
 	"github.com/google/go-containerregistry/pkg/name"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
@@ -33,7 +35,7 @@ type upstream struct {
 	blobRT map[string]http.RoundTripper // authenticated transports for raw blob GETs, by repository
 }
 
-func newUpstream(c UpstreamConfig, defTTL, timeout time.Duration, resolve func(string) string, m func() *metrics) (*upstream, error) {
+func newUpstream(c config.UpstreamConfig, defTTL, timeout time.Duration, resolve func(string) string, m func() *metrics) (*upstream, error) {
 	u, err := url.Parse(c.URL)
 	if err != nil {
 		return nil, err
@@ -94,7 +96,7 @@ func newUpstream(c UpstreamConfig, defTTL, timeout time.Duration, resolve func(s
 	return up, nil
 }
 
-func (u *upstream) setAuth(a AuthConfig, resolve func(string) string) error {
+func (u *upstream) setAuth(a config.AuthConfig, resolve func(string) string) error {
 	file := func(f string) string {
 		if f == "" {
 			return ""
@@ -106,13 +108,13 @@ func (u *upstream) setAuth(a AuthConfig, resolve func(string) string) error {
 		u.keys = authn.DefaultKeychain
 		return nil
 	case a.TokenEnv != "" || a.TokenFile != "":
-		tok, err := secret(a.TokenEnv, file(a.TokenFile))
+		tok, err := config.Secret(a.TokenEnv, file(a.TokenFile))
 		if err != nil {
 			return err
 		}
 		u.auth = &authn.Bearer{Token: tok}
 	case a.Username != "":
-		pw, err := secret(a.PasswordEnv, file(a.PasswordFile))
+		pw, err := config.Secret(a.PasswordEnv, file(a.PasswordFile))
 		if err != nil {
 			return err
 		}

@@ -17,7 +17,7 @@ import (
 	"github.com/google/go-containerregistry/pkg/registry"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 
-	"github.com/goldproxy/goldproxy/proxy"
+	"github.com/goldproxy/goldproxy/proxy/config"
 	"github.com/goldproxy/goldproxy/proxy/proxytest"
 )
 
@@ -53,7 +53,7 @@ func TestUpstreamCredentialsAndCA(t *testing.T) {
 		{"no credentials", "username: \"\"", http.StatusNotFound},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			cfg, err := proxy.ParseConfig([]byte(fmt.Sprintf(`
+			cfg, err := config.Parse([]byte(fmt.Sprintf(`
 data_dir: %s
 upstreams:
   - name: private.test

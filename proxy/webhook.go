@@ -9,17 +9,10 @@ import (
 	"net/http"
 	"time"
 
+	"github.com/goldproxy/goldproxy/proxy/config"
+
 	"github.com/goldproxy/goldproxy/policy"
 )
-
-// WebhookConfig lists the endpoints told when a stored verdict flips.
-type WebhookConfig struct {
-	URLs []string `yaml:"urls"`
-	// Timeout bounds one delivery attempt.
-	Timeout time.Duration `yaml:"timeout"`
-	// Retries is how many more times a failed delivery is tried, with doubling backoff.
-	Retries int `yaml:"retries"`
-}
 
 // VerdictChange is the JSON body POSTed to webhooks.
 type VerdictChange struct {
@@ -36,7 +29,7 @@ type VerdictChange struct {
 
 // notifier delivers verdict changes in the background: serving never waits on it.
 type notifier struct {
-	cfg     WebhookConfig
+	cfg     config.WebhookConfig
 	client  *http.Client
 	queue   chan VerdictChange
 	log     *slog.Logger
@@ -44,7 +37,7 @@ type notifier struct {
 	backoff time.Duration
 }
 
-func newNotifier(ctx context.Context, cfg WebhookConfig, log *slog.Logger, failed func()) *notifier {
+func newNotifier(ctx context.Context, cfg config.WebhookConfig, log *slog.Logger, failed func()) *notifier {
 	n := &notifier{cfg: cfg, client: &http.Client{Timeout: cfg.Timeout}, queue: make(chan VerdictChange, 1024), log: log, failed: failed, backoff: time.Second}
 	if len(cfg.URLs) > 0 {
 		go n.run(ctx)

@@ -22,6 +22,7 @@ import (
 
 	"github.com/goldproxy/goldproxy/policy"
 	"github.com/goldproxy/goldproxy/proxy"
+	"github.com/goldproxy/goldproxy/proxy/config"
 	"github.com/goldproxy/goldproxy/scanner"
 	"github.com/goldproxy/goldproxy/storage"
 )
@@ -30,7 +31,7 @@ import (
 type app struct {
 	dbMu    sync.Mutex // one refresh at a time
 	reg     *prometheus.Registry
-	cfg     *proxy.Config
+	cfg     *config.Config
 	log     *slog.Logger
 	store   *storage.Store
 	db      *scanner.DB
@@ -40,7 +41,7 @@ type app struct {
 
 // newApp opens the store and the scanner and builds the server. The vulnerability DB is
 // loaded by loadDB; until then every new image is denied and /readyz says why.
-func newApp(ctx context.Context, cfg *proxy.Config, log *slog.Logger) (*app, error) {
+func newApp(ctx context.Context, cfg *config.Config, log *slog.Logger) (*app, error) {
 	store, err := storage.Open(ctx, cfg.DataDir)
 	if err != nil {
 		return nil, err
@@ -385,7 +386,7 @@ func (a *app) metricsHandler() http.Handler {
 }
 
 // loadPolicy reads the configured policy file, or returns the built-in default.
-func loadPolicy(cfg *proxy.Config) (*policy.Set, error) {
+func loadPolicy(cfg *config.Config) (*policy.Set, error) {
 	if cfg.Policy == "" {
 		return policy.DefaultSet(), nil
 	}

@@ -20,6 +20,7 @@ import (
 
 	"github.com/goldproxy/goldproxy/policy"
 	"github.com/goldproxy/goldproxy/proxy"
+	"github.com/goldproxy/goldproxy/proxy/config"
 )
 
 // baselineOptions are what `baseline` compares; flags default to the BASELINE_* variables.
@@ -220,7 +221,7 @@ func runBaseline(ctx context.Context, out io.Writer, o baselineOptions) error {
 	return nil
 }
 
-func baselineRow(ctx context.Context, cfg *proxy.Config, pol *policy.Set, o baselineOptions, set, ref string) BaselineRow {
+func baselineRow(ctx context.Context, cfg *config.Config, pol *policy.Set, o baselineOptions, set, ref string) BaselineRow {
 	row := BaselineRow{Ref: ref, Set: set, Kind: kindOf(ref), Vulns: map[string]int{}, Fixable: map[string]int{}, Verdict: "error"}
 	sc, err := scanOne(ctx, cfg, ref, "", o.insecure)
 	if err != nil {

@@ -18,7 +18,7 @@ import (
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/tarball"
 
-	"github.com/goldproxy/goldproxy/proxy"
+	"github.com/goldproxy/goldproxy/proxy/config"
 	"github.com/goldproxy/goldproxy/proxy/proxytest"
 	"github.com/goldproxy/goldproxy/scanner/scannertest"
 )
@@ -30,7 +30,7 @@ type gated struct {
 	url string
 }
 
-func startGated(t *testing.T, cfg *proxy.Config, up *proxytest.Upstream, loadDB bool) *gated {
+func startGated(t *testing.T, cfg *config.Config, up *proxytest.Upstream, loadDB bool) *gated {
 	t.Helper()
 	a, err := newApp(context.Background(), cfg, slog.New(slog.DiscardHandler))
 	if err != nil {
@@ -205,7 +205,7 @@ func TestDBFetchedThroughUpstream(t *testing.T) {
 func TestScanCommandFromRegistry(t *testing.T) {
 	dbDir := t.TempDir()
 	scannertest.BuildDB(t, dbDir, time.Now())
-	cfg, err := proxy.DefaultConfig()
+	cfg, err := config.Default()
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -223,7 +223,7 @@ func TestScanCommandFromRegistry(t *testing.T) {
 func TestScanCommand(t *testing.T) {
 	dbDir := t.TempDir()
 	scannertest.BuildDB(t, dbDir, time.Now())
-	cfg, err := proxy.DefaultConfig()
+	cfg, err := config.Default()
 	if err != nil {
 		t.Fatal(err)
 	}

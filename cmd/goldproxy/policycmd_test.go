@@ -13,6 +13,7 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/tarball"
 
 	"github.com/goldproxy/goldproxy/proxy"
+	"github.com/goldproxy/goldproxy/proxy/config"
 	"github.com/goldproxy/goldproxy/proxy/proxytest"
 	"github.com/goldproxy/goldproxy/scanner/scannertest"
 )
@@ -121,7 +122,7 @@ func TestPolicyReloadRejectsBadFile(t *testing.T) {
 }
 
 func TestCheckDockerfile(t *testing.T) {
-	cfg, err := proxy.ParseConfig([]byte(`
+	cfg, err := config.Parse([]byte(`
 upstreams:
   - {name: docker.io, url: "https://registry-1.docker.io"}
   - {name: cgr.dev, url: "https://cgr.dev"}

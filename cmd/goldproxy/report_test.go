@@ -15,7 +15,7 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/tarball"
 	"github.com/santhosh-tekuri/jsonschema/v6"
 
-	"github.com/goldproxy/goldproxy/proxy"
+	"github.com/goldproxy/goldproxy/proxy/config"
 	"github.com/goldproxy/goldproxy/proxy/proxytest"
 	"github.com/goldproxy/goldproxy/scanner/scannertest"
 )
@@ -173,7 +173,7 @@ func TestReportFormatsFromTheAPI(t *testing.T) {
 func TestScanFormats(t *testing.T) {
 	dbDir := t.TempDir()
 	scannertest.BuildDB(t, dbDir, time.Now())
-	cfg, _ := proxy.DefaultConfig()
+	cfg, _ := config.Default()
 	cfg.DataDir, cfg.DB.Dir = t.TempDir(), dbDir
 	tarPath := filepath.Join(t.TempDir(), "image.tar")
 	ref, _ := name.ParseReference("example.com/team/alpine:1")

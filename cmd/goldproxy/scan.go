@@ -19,6 +19,7 @@ import (
 
 	"github.com/goldproxy/goldproxy/policy"
 	"github.com/goldproxy/goldproxy/proxy"
+	"github.com/goldproxy/goldproxy/proxy/config"
 	"github.com/goldproxy/goldproxy/scanner"
 )
 
@@ -98,7 +99,7 @@ func writeReportFile(ctx context.Context, dir, format string, res *scanner.Resul
 	return err
 }
 
-func runScan(ctx context.Context, out io.Writer, cfg *proxy.Config, image, input, outDir string, insecure bool, formats ...string) error {
+func runScan(ctx context.Context, out io.Writer, cfg *config.Config, image, input, outDir string, insecure bool, formats ...string) error {
 	if len(formats) == 0 {
 		formats = []string{"json", "md"}
 	}
@@ -177,7 +178,7 @@ type scanned struct {
 }
 
 // scanOne scans an image from a registry or a file with a one-off layer cache.
-func scanOne(ctx context.Context, cfg *proxy.Config, image, input string, insecure bool) (*scanned, error) {
+func scanOne(ctx context.Context, cfg *config.Config, image, input string, insecure bool) (*scanned, error) {
 	img, ref, err := openImage(ctx, image, input, insecure)
 	if err != nil {
 		return nil, err
@@ -285,7 +286,7 @@ func openImage(ctx context.Context, image, input string, insecure bool) (v1.Imag
 }
 
 // loadCLIDBLocal loads db.dir or the proxy's last download, without fetching.
-func loadCLIDBLocal(cfg *proxy.Config, db *scanner.DB) error {
+func loadCLIDBLocal(cfg *config.Config, db *scanner.DB) error {
 	if cfg.DB.Dir != "" {
 		_, err := db.Load(cfg.Resolve(cfg.DB.Dir), "dir:"+cfg.DB.Dir)
 		return err
@@ -301,7 +302,7 @@ func loadCLIDBLocal(cfg *proxy.Config, db *scanner.DB) error {
 
 // loadCLIDB finds a DB for a one-off scan: db.dir, else the proxy's last download, else a
 // download from db.repository with the docker config keychain.
-func loadCLIDB(ctx context.Context, cfg *proxy.Config, db *scanner.DB) error {
+func loadCLIDB(ctx context.Context, cfg *config.Config, db *scanner.DB) error {
 	if err := loadCLIDBLocal(cfg, db); err == nil || cfg.DB.Dir != "" {
 		return err
 	}

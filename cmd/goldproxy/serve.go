@@ -15,7 +15,7 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/goldproxy/goldproxy/proxy"
+	"github.com/goldproxy/goldproxy/proxy/config"
 )
 
 func newServeCmd() *cobra.Command {
@@ -54,14 +54,14 @@ Example:
 	return cmd
 }
 
-func loadConfig(path string) (*proxy.Config, error) {
+func loadConfig(path string) (*config.Config, error) {
 	if path == "" {
-		return proxy.DefaultConfig()
+		return config.Default()
 	}
-	return proxy.LoadConfig(path)
+	return config.Load(path)
 }
 
-func newLogger(cfg *proxy.Config) *slog.Logger {
+func newLogger(cfg *config.Config) *slog.Logger {
 	var level slog.Level
 	_ = level.UnmarshalText([]byte(cfg.Log.Level))
 	opts := &slog.HandlerOptions{Level: level}
@@ -71,7 +71,7 @@ func newLogger(cfg *proxy.Config) *slog.Logger {
 	return slog.New(slog.NewTextHandler(os.Stderr, opts))
 }
 
-func serve(ctx context.Context, cfg *proxy.Config) error {
+func serve(ctx context.Context, cfg *config.Config) error {
 	if ctx == nil {
 		ctx = context.Background()
 	}

@@ -20,6 +20,7 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 
 	"github.com/goldproxy/goldproxy/proxy"
+	"github.com/goldproxy/goldproxy/proxy/config"
 	"github.com/goldproxy/goldproxy/storage"
 )
 
@@ -148,7 +149,7 @@ func (u *Upstream) PushIndex(t testing.TB, repoTag string, idx v1.ImageIndex) v1
 // Config returns a proxy config whose only upstreams are ups (named by Name, with Host
 // as an alias),
 // that allows every repository, with data under a fresh temp dir.
-func Config(t testing.TB, ups ...*Upstream) *proxy.Config {
+func Config(t testing.TB, ups ...*Upstream) *config.Config {
 	t.Helper()
 	var b strings.Builder
 	fmt.Fprintf(&b, "listen: 127.0.0.1:0\ndata_dir: %s\nupstreams:\n", t.TempDir())
@@ -156,7 +157,7 @@ func Config(t testing.TB, ups ...*Upstream) *proxy.Config {
 		fmt.Fprintf(&b, "  - name: %q\n    url: %s\n    aliases: [%q]\n", u.Name, u.URL, u.Host)
 	}
 	b.WriteString("allow:\n  repositories: [\"**\"]\n")
-	cfg, err := proxy.ParseConfig([]byte(b.String()), "")
+	cfg, err := config.Parse([]byte(b.String()), "")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -190,7 +191,7 @@ func (p *Proxy) Requests(substr string) []string {
 
 // Start opens the store under cfg.DataDir and serves a proxy on loopback until the test
 // ends or Close is called.
-func Start(t testing.TB, cfg *proxy.Config, opts ...proxy.Option) *Proxy {
+func Start(t testing.TB, cfg *config.Config, opts ...proxy.Option) *Proxy {
 	t.Helper()
 	store, err := storage.Open(context.Background(), cfg.DataDir)
 	if err != nil {

@@ -1,4 +1,4 @@
-package proxy
+package config
 
 import (
 	"crypto/tls"
@@ -61,13 +61,13 @@ func (c *Config) ServerTLS() (*tls.Config, error) {
 	if c.TLS.Cert == "" {
 		return nil, nil
 	}
-	r := &certReloader{cert: c.resolve(c.TLS.Cert), key: c.resolve(c.TLS.Key)}
+	r := &certReloader{cert: c.Resolve(c.TLS.Cert), key: c.Resolve(c.TLS.Key)}
 	if _, err := r.get(nil); err != nil {
 		return nil, fmt.Errorf("config: tls: %w", err)
 	}
 	tc := &tls.Config{MinVersion: tls.VersionTLS12, GetCertificate: r.get, NextProtos: []string{"h2", "http/1.1"}}
 	if c.TLS.ClientCA != "" {
-		pem, err := os.ReadFile(c.resolve(c.TLS.ClientCA))
+		pem, err := os.ReadFile(c.Resolve(c.TLS.ClientCA))
 		if err != nil {
 			return nil, fmt.Errorf("config: tls.client_ca: %w", err)
 		}

@@ -1,4 +1,4 @@
-package proxy
+package config
 
 import (
 	"bytes"
@@ -122,18 +122,18 @@ type AllowConfig struct {
 	Lists        []string `yaml:"lists"`
 }
 
-// DefaultConfig returns the embedded default configuration (configs/goldproxy.yaml).
-func DefaultConfig() (*Config, error) {
-	return ParseConfig(configs.DefaultConfig, "")
+// Default returns the embedded default configuration (configs/goldproxy.yaml).
+func Default() (*Config, error) {
+	return Parse(configs.DefaultConfig, "")
 }
 
-// LoadConfig reads, decodes and validates the config file at path.
-func LoadConfig(path string) (*Config, error) {
+// Load reads, decodes and validates the config file at path.
+func Load(path string) (*Config, error) {
 	b, err := os.ReadFile(path)
 	if err != nil {
 		return nil, fmt.Errorf("config: %w", err)
 	}
-	cfg, err := ParseConfig(b, filepath.Dir(path))
+	cfg, err := Parse(b, filepath.Dir(path))
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", path, err)
 	}
@@ -142,9 +142,9 @@ func LoadConfig(path string) (*Config, error) {
 
 var unknownField = regexp.MustCompile(`line (\d+): field (\S+) not found in type \S+`)
 
-// ParseConfig decodes a config strictly, fills defaults and validates it. dir is the
+// Parse decodes a config strictly, fills defaults and validates it. dir is the
 // directory relative list paths resolve against.
-func ParseConfig(b []byte, dir string) (*Config, error) {
+func Parse(b []byte, dir string) (*Config, error) {
 	cfg := &Config{dir: dir}
 	dec := yaml.NewDecoder(bytes.NewReader(b))
 	dec.KnownFields(true)
@@ -298,7 +298,7 @@ func (c *Config) Validate() error {
 			return fmt.Errorf("config: %s.auth.username: required with a password", key)
 		}
 		if u.CAFile != "" {
-			if _, err := os.Stat(c.resolve(u.CAFile)); err != nil {
+			if _, err := os.Stat(c.Resolve(u.CAFile)); err != nil {
 				return fmt.Errorf("config: %s.ca_file: %w", key, err)
 			}
 		}
@@ -342,7 +342,7 @@ func (c *Config) Validate() error {
 	}
 	for _, f := range []struct{ key, path string }{{"tls.cert", c.TLS.Cert}, {"tls.key", c.TLS.Key}, {"tls.client_ca", c.TLS.ClientCA}} {
 		if f.path != "" {
-			if _, err := os.Stat(c.resolve(f.path)); err != nil {
+			if _, err := os.Stat(c.Resolve(f.path)); err != nil {
 				return fmt.Errorf("config: %s: %w", f.key, err)
 			}
 		}
@@ -353,7 +353,7 @@ func (c *Config) Validate() error {
 		}
 	}
 	if c.Auth.Htpasswd != "" {
-		if _, err := os.Stat(c.resolve(c.Auth.Htpasswd)); err != nil {
+		if _, err := os.Stat(c.Resolve(c.Auth.Htpasswd)); err != nil {
 			return fmt.Errorf("config: auth.htpasswd: %w", err)
 		}
 	}
@@ -368,12 +368,12 @@ func (c *Config) Validate() error {
 		}
 	}
 	if c.Policy != "" {
-		if _, err := os.Stat(c.resolve(c.Policy)); err != nil {
+		if _, err := os.Stat(c.Resolve(c.Policy)); err != nil {
 			return fmt.Errorf("config: policy: %w", err)
 		}
 	}
 	if c.DB.Dir != "" {
-		if fi, err := os.Stat(c.resolve(c.DB.Dir)); err != nil || !fi.IsDir() {
+		if fi, err := os.Stat(c.Resolve(c.DB.Dir)); err != nil || !fi.IsDir() {
 			return fmt.Errorf("config: db.dir: %q is not a directory", c.DB.Dir)
 		}
 	}
@@ -383,7 +383,7 @@ func (c *Config) Validate() error {
 		}
 	}
 	for i, l := range c.Prefetch.Lists {
-		if _, err := os.Stat(c.resolve(l)); err != nil {
+		if _, err := os.Stat(c.Resolve(l)); err != nil {
 			return fmt.Errorf("config: prefetch.lists[%d]: %w", i, err)
 		}
 	}
@@ -391,7 +391,7 @@ func (c *Config) Validate() error {
 		return fmt.Errorf("config: prefetch.interval: %s is too often (at least 1m)", c.Prefetch.Interval)
 	}
 	for i, l := range c.Allow.Lists {
-		if _, err := os.Stat(c.resolve(l)); err != nil {
+		if _, err := os.Stat(c.Resolve(l)); err != nil {
 			return fmt.Errorf("config: allow.lists[%d]: %w", i, err)
 		}
 	}
@@ -399,18 +399,15 @@ func (c *Config) Validate() error {
 }
 
 // Resolve makes a path from the config relative to the config file's directory.
-func (c *Config) Resolve(p string) string { return c.resolve(p) }
-
-// resolve makes a path from the config relative to the config file's directory.
-func (c *Config) resolve(p string) string {
+func (c *Config) Resolve(p string) string {
 	if filepath.IsAbs(p) || c.dir == "" {
 		return p
 	}
 	return filepath.Join(c.dir, p)
 }
 
-// secret reads a secret from an environment variable or a file.
-func secret(env, file string) (string, error) {
+// Secret reads a secret from an environment variable or a file.
+func Secret(env, file string) (string, error) {
 	switch {
 	case env != "":
 		v, ok := os.LookupEnv(env)

@@ -1,0 +1,86 @@
+package config
+
+import (
+	"fmt"
+	"time"
+)
+
+// ScanConfig controls the scanning gate.
+type ScanConfig struct {
+	// Workers is how many scans run at once (default: number of CPUs); more wait in a queue.
+	Workers int `yaml:"workers"`
+	// Wait is how long a pull waits for its scan before getting 503 with Retry-After; the
+	// scan goes on.
+	Wait time.Duration `yaml:"wait"`
+	// Timeout bounds one scan; past it the image is denied (fail closed).
+	Timeout time.Duration `yaml:"timeout"`
+	// OnScanError is "deny" (default: fail closed) or "allow" (explicit, logged opt-in).
+	OnScanError string `yaml:"on_scan_error"`
+}
+
+// WebhookConfig lists the endpoints told when a stored verdict flips.
+type WebhookConfig struct {
+	URLs []string `yaml:"urls"`
+	// Timeout bounds one delivery attempt.
+	Timeout time.Duration `yaml:"timeout"`
+	// Retries is how many more times a failed delivery is tried, with doubling backoff.
+	Retries int `yaml:"retries"`
+}
+
+// GCConfig bounds the store. Least recently pulled images go first.
+type GCConfig struct {
+	// MaxSize is the largest the blob store may grow (e.g. 50GiB); 0: no bound.
+	MaxSize ByteSize `yaml:"max_size"`
+	// MaxAge evicts images not pulled for this long; 0: no bound.
+	MaxAge time.Duration `yaml:"max_age"`
+	// Interval is how often the bounds are enforced.
+	Interval time.Duration `yaml:"interval"`
+	// Grace protects images pulled this recently: a client between its manifest and its
+	// blobs never loses them.
+	Grace time.Duration `yaml:"grace"`
+}
+
+// ClientAuthConfig turns on client authentication.
+type ClientAuthConfig struct {
+	// Htpasswd is a file of users (bcrypt hashes only, as `htpasswd -B` writes them).
+	Htpasswd string `yaml:"htpasswd"`
+	// Scopes limit what a user or robot may pull (repository globs); a name without
+	// scopes may pull everything the allowlist admits.
+	Scopes map[string][]string `yaml:"scopes"`
+	// Anonymous allows pulls without credentials. Default: on only when there are no users.
+	Anonymous *bool `yaml:"anonymous"`
+	// TokenTTL is how long an issued bearer token is valid.
+	TokenTTL time.Duration `yaml:"token_ttl"`
+	// TokenKeyFile holds the key tokens are signed with (share it between replicas);
+	// empty: a random key per process.
+	TokenKeyFile string `yaml:"token_key_file"`
+	// FailedLogins is how many failed logins a client address may make per minute.
+	FailedLogins int `yaml:"failed_logins_per_minute"`
+	// Admins may manage robots through the API.
+	Admins []string `yaml:"admins"`
+}
+
+// ByteSize is a size in bytes written as 500MB, 10GiB or a plain number.
+type ByteSize int64
+
+// UnmarshalText parses sizes with decimal (KB, MB, GB, TB) or binary (KiB…TiB) units.
+func (b *ByteSize) UnmarshalText(text []byte) error {
+	s := string(text)
+	units := []struct {
+		suffix string
+		mult   int64
+	}{{"TiB", 1 << 40}, {"GiB", 1 << 30}, {"MiB", 1 << 20}, {"KiB", 1 << 10}, {"TB", 1e12}, {"GB", 1e9}, {"MB", 1e6}, {"KB", 1e3}, {"B", 1}}
+	mult := int64(1)
+	for _, u := range units {
+		if len(s) > len(u.suffix) && s[len(s)-len(u.suffix):] == u.suffix {
+			s, mult = s[:len(s)-len(u.suffix)], u.mult
+			break
+		}
+	}
+	var n float64
+	if _, err := fmt.Sscanf(s, "%g", &n); err != nil || n < 0 {
+		return fmt.Errorf("invalid size %q (use e.g. 500MB or 50GiB)", string(text))
+	}
+	*b = ByteSize(n * float64(mult))
+	return nil
+}
