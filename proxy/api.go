@@ -13,6 +13,7 @@ import (
 	"github.com/opencontainers/go-digest"
 
 	"github.com/goldproxy/goldproxy/policy"
+	"github.com/goldproxy/goldproxy/proxy/registry/httpx"
 	"github.com/goldproxy/goldproxy/storage"
 )
 
@@ -31,11 +32,11 @@ func (s *Server) serveAPI(w http.ResponseWriter, r *http.Request) (bool, error) 
 		return true, s.serveReady(w)
 	case p == "/api/v1/baselines":
 		if r.Method != http.MethodPost {
-			return true, errUnsupported("POST a baseline comparison (goldproxy baseline --proxy does)")
+			return true, httpx.Unsupported("POST a baseline comparison (goldproxy baseline --proxy does)")
 		}
 		b, err := io.ReadAll(io.LimitReader(r.Body, 32<<20))
 		if err != nil || !json.Valid(b) {
-			return true, &regError{Status: http.StatusBadRequest, Code: "UNSUPPORTED", Message: "body must be the baseline JSON"}
+			return true, &httpx.Error{Status: http.StatusBadRequest, Code: "UNSUPPORTED", Message: "body must be the baseline JSON"}
 		}
 		if err := s.store.PutBaseline(s.now(), b); err != nil {
 			return true, err
@@ -45,7 +46,7 @@ func (s *Server) serveAPI(w http.ResponseWriter, r *http.Request) (bool, error) 
 	case p == "/api/v1/baselines/latest":
 		at, b, err := s.store.LatestBaseline()
 		if errors.Is(err, storage.ErrNotFound) {
-			return true, errManifestUnknown("no baseline comparison was run through this proxy")
+			return true, httpx.ManifestUnknown("no baseline comparison was run through this proxy")
 		}
 		if err != nil {
 			return true, err
@@ -61,14 +62,14 @@ func (s *Server) serveAPI(w http.ResponseWriter, r *http.Request) (bool, error) 
 	case strings.HasPrefix(p, "/api/v1/images/") && strings.Count(strings.TrimPrefix(p, "/api/v1/images/"), "/") == 0:
 		d, err := digest.Parse(strings.TrimPrefix(p, "/api/v1/images/"))
 		if err != nil {
-			return true, errDigestInvalid("invalid digest: %v", err)
+			return true, httpx.DigestInvalid("invalid digest: %v", err)
 		}
 		return true, s.serveImage(w, r, d)
 	case p == "/api/v1/robots" || strings.HasPrefix(p, "/api/v1/robots/"):
 		return true, s.serveRobots(w, r)
 	case p == "/api/v1/gc":
 		if r.Method != http.MethodPost {
-			return true, errUnsupported("POST to run gc (?dry_run=true to see what it would remove)")
+			return true, httpx.Unsupported("POST to run gc (?dry_run=true to see what it would remove)")
 		}
 		res, err := s.GC(r.Context(), r.URL.Query().Get("dry_run") == "true")
 		if err != nil {
@@ -78,21 +79,21 @@ func (s *Server) serveAPI(w http.ResponseWriter, r *http.Request) (bool, error) 
 		return true, json.NewEncoder(w).Encode(res)
 	case p == "/api/v1/db/update":
 		if r.Method != http.MethodPost {
-			return true, errUnsupported("POST to update the vulnerability DB")
+			return true, httpx.Unsupported("POST to update the vulnerability DB")
 		}
 		if s.dbUpdate == nil {
-			return true, errUnsupported("this proxy cannot update its DB")
+			return true, httpx.Unsupported("this proxy cannot update its DB")
 		}
 		res, err := s.dbUpdate(r.Context())
 		if err != nil {
-			return true, errUpstream("DB update failed: %v", err)
+			return true, httpx.Upstream("DB update failed: %v", err)
 		}
 		w.Header().Set("Content-Type", "application/json")
 		return true, json.NewEncoder(w).Encode(res)
 	case p == "/api/v1/db":
 		rep, ok := s.scanReporter()
 		if !ok {
-			return true, errUnsupported("no vulnerability DB: scanning is off")
+			return true, httpx.Unsupported("no vulnerability DB: scanning is off")
 		}
 		st, err := rep.DBStatus()
 		w.Header().Set("Content-Type", "application/json")
@@ -104,14 +105,14 @@ func (s *Server) serveAPI(w http.ResponseWriter, r *http.Request) (bool, error) 
 	case strings.HasPrefix(p, "/api/v1/images/") && strings.HasSuffix(p, "/verdict"):
 		d, err := digest.Parse(strings.TrimSuffix(strings.TrimPrefix(p, "/api/v1/images/"), "/verdict"))
 		if err != nil {
-			return true, errDigestInvalid("invalid digest: %v", err)
+			return true, httpx.DigestInvalid("invalid digest: %v", err)
 		}
 		det, err := s.imageDetail(r, d)
 		if err != nil {
 			return true, err
 		}
 		if det.Facts == nil {
-			return true, errManifestUnknown("no verdict for %s", d)
+			return true, httpx.ManifestUnknown("no verdict for %s", d)
 		}
 		out := VerdictDetail{Judgement: Judgement{Digest: d.String(), State: det.Facts.State, Error: det.Facts.Error,
 			DBVersion: det.Facts.DBVersion, ScannedAt: det.Facts.ScannedAt}, Input: det.Facts.Input, Facts: det.Facts, Judgements: det.Judgements}
@@ -123,7 +124,7 @@ func (s *Server) serveAPI(w http.ResponseWriter, r *http.Request) (bool, error) 
 	case strings.HasPrefix(p, "/api/v1/images/") && strings.HasSuffix(p, "/report"):
 		d, err := digest.Parse(strings.TrimSuffix(strings.TrimPrefix(p, "/api/v1/images/"), "/report"))
 		if err != nil {
-			return true, errDigestInvalid("invalid digest: %v", err)
+			return true, httpx.DigestInvalid("invalid digest: %v", err)
 		}
 		return true, s.serveReport(w, r, d)
 	}
@@ -140,7 +141,7 @@ type ReportFormatter interface {
 func (s *Server) serveReport(w http.ResponseWriter, r *http.Request, d digest.Digest) error {
 	report, err := s.store.Report(d)
 	if errors.Is(err, storage.ErrNotFound) {
-		return errManifestUnknown("no scan report for %s", d)
+		return httpx.ManifestUnknown("no scan report for %s", d)
 	}
 	if err != nil {
 		return err
@@ -161,7 +162,7 @@ func (s *Server) serveReport(w http.ResponseWriter, r *http.Request, d digest.Di
 	case "md", "markdown":
 		det, err := s.imageDetail(r, d)
 		if err != nil || det.Facts == nil || det.Facts.Input == nil || det.Verdict == nil {
-			return errManifestUnknown("no verdict for %s", d)
+			return httpx.ManifestUnknown("no verdict for %s", d)
 		}
 		in := *det.Facts.Input
 		in.Repository, in.Tag = det.Verdict.Repository, det.Verdict.Tag
@@ -174,7 +175,7 @@ func (s *Server) serveReport(w http.ResponseWriter, r *http.Request, d digest.Di
 			f, _ = s.scan.scanner.(ReportFormatter)
 		}
 		if f == nil {
-			return errUnsupported("this proxy cannot render %s reports", format)
+			return httpx.Unsupported("this proxy cannot render %s reports", format)
 		}
 		var buf bytes.Buffer
 		if err := f.FormatReport(r.Context(), &buf, format, report); err != nil {
@@ -188,7 +189,7 @@ func (s *Server) serveReport(w http.ResponseWriter, r *http.Request, d digest.Di
 		_, err = w.Write(buf.Bytes())
 		return err
 	}
-	return &regError{Status: http.StatusBadRequest, Code: "UNSUPPORTED", Message: fmt.Sprintf("format %q: use json, sarif, md or cyclonedx", format)}
+	return &httpx.Error{Status: http.StatusBadRequest, Code: "UNSUPPORTED", Message: fmt.Sprintf("format %q: use json, sarif, md or cyclonedx", format)}
 }
 
 // VerdictDetail is GET /api/v1/images/<digest>/verdict[?repository=]: the judgement in

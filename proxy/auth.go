@@ -20,6 +20,7 @@ import (
 	"time"
 
 	"github.com/goldproxy/goldproxy/proxy/config"
+	"github.com/goldproxy/goldproxy/proxy/registry/httpx"
 
 	"github.com/golang-jwt/jwt/v5"
 	"golang.org/x/crypto/bcrypt"
@@ -219,7 +220,7 @@ func clientAddr(r *http.Request) string {
 }
 
 // challenge is the 401 that starts docker's token flow.
-func (s *Server) challenge(r *http.Request, scope, msg string) *regError {
+func (s *Server) challenge(r *http.Request, scope, msg string) *httpx.Error {
 	scheme := "http"
 	if r.TLS != nil {
 		scheme = "https"
@@ -228,7 +229,7 @@ func (s *Server) challenge(r *http.Request, scope, msg string) *regError {
 	if scope != "" {
 		h += fmt.Sprintf(`,scope="%s"`, scope)
 	}
-	return &regError{Status: http.StatusUnauthorized, Code: "UNAUTHORIZED", Message: msg, Header: map[string]string{"WWW-Authenticate": h}}
+	return &httpx.Error{Status: http.StatusUnauthorized, Code: "UNAUTHORIZED", Message: msg, Header: map[string]string{"WWW-Authenticate": h}}
 }
 
 // authorize decides whether r may read repository key (empty: the /v2/ base).
@@ -252,7 +253,7 @@ func (s *Server) authorize(r *http.Request, key string) error {
 		addr := clientAddr(r)
 		if a.limited(addr) {
 			s.metrics.authFailures.WithLabelValues("rate_limited").Inc()
-			return errTooManyRequests("too many failed logins from %s; wait a minute", addr)
+			return httpx.TooManyRequests("too many failed logins from %s; wait a minute", addr)
 		}
 		user, pass, ok := r.BasicAuth()
 		p, err := a.checkPassword(user, pass)
@@ -263,7 +264,7 @@ func (s *Server) authorize(r *http.Request, key string) error {
 			return s.challenge(r, scope, "invalid username or password")
 		}
 		if key != "" && !p.may(key) {
-			return errDenied("%s may not pull %s", p.name, key)
+			return httpx.Denied("%s may not pull %s", p.name, key)
 		}
 		return nil
 	case strings.HasPrefix(h, "Bearer "):
@@ -282,7 +283,7 @@ func (s *Server) authorize(r *http.Request, key string) error {
 		// The token authenticates its subject; what it may pull is the subject's scopes,
 		// carried in the token (containerd asks for scopes without the upstream host).
 		if p := (&principal{name: c.Subject, scopes: c.Scopes}); key != "" && !p.may(key) {
-			return errDenied("%s may not pull %s", c.Subject, key)
+			return httpx.Denied("%s may not pull %s", c.Subject, key)
 		}
 		return nil
 	}
@@ -294,7 +295,7 @@ func (s *Server) authorize(r *http.Request, key string) error {
 func (s *Server) serveToken(w http.ResponseWriter, r *http.Request) error {
 	a := s.auth
 	if !a.enabled() {
-		return errUnsupported("authentication is off on this proxy")
+		return httpx.Unsupported("authentication is off on this proxy")
 	}
 	var p *principal
 	user, pass, ok := r.BasicAuth()
@@ -303,20 +304,20 @@ func (s *Server) serveToken(w http.ResponseWriter, r *http.Request) error {
 	case ok:
 		if a.limited(addr) {
 			s.metrics.authFailures.WithLabelValues("rate_limited").Inc()
-			return errTooManyRequests("too many failed logins from %s; wait a minute", addr)
+			return httpx.TooManyRequests("too many failed logins from %s; wait a minute", addr)
 		}
 		var err error
 		if p, err = a.checkPassword(user, pass); err != nil {
 			a.failed(addr)
 			s.metrics.authFailures.WithLabelValues("token_request").Inc()
 			s.log.Warn("authentication failed", "user", user, "client", addr)
-			return &regError{Status: http.StatusUnauthorized, Code: "UNAUTHORIZED", Message: "invalid username or password",
+			return &httpx.Error{Status: http.StatusUnauthorized, Code: "UNAUTHORIZED", Message: "invalid username or password",
 				Header: map[string]string{"WWW-Authenticate": `Basic realm="goldproxy"`}}
 		}
 	case a.anonymous():
 		p = &principal{name: "anonymous"}
 	default:
-		return &regError{Status: http.StatusUnauthorized, Code: "UNAUTHORIZED", Message: "credentials required",
+		return &httpx.Error{Status: http.StatusUnauthorized, Code: "UNAUTHORIZED", Message: "credentials required",
 			Header: map[string]string{"WWW-Authenticate": `Basic realm="goldproxy"`}}
 	}
 	var repos []string
@@ -367,14 +368,14 @@ func (s *Server) whoami(r *http.Request) (*principal, error) {
 	case strings.HasPrefix(h, "Basic "):
 		addr := clientAddr(r)
 		if a.limited(addr) {
-			return nil, errTooManyRequests("too many failed logins from %s; wait a minute", addr)
+			return nil, httpx.TooManyRequests("too many failed logins from %s; wait a minute", addr)
 		}
 		user, pass, _ := r.BasicAuth()
 		p, err := a.checkPassword(user, pass)
 		if err != nil {
 			a.failed(addr)
 			s.metrics.authFailures.WithLabelValues("basic").Inc()
-			return nil, &regError{Status: http.StatusUnauthorized, Code: "UNAUTHORIZED", Message: "invalid username or password",
+			return nil, &httpx.Error{Status: http.StatusUnauthorized, Code: "UNAUTHORIZED", Message: "invalid username or password",
 				Header: map[string]string{"WWW-Authenticate": `Basic realm="goldproxy"`}}
 		}
 		return p, nil
@@ -382,11 +383,11 @@ func (s *Server) whoami(r *http.Request) (*principal, error) {
 		c, err := a.verify(strings.TrimPrefix(h, "Bearer "))
 		if err != nil {
 			s.metrics.authFailures.WithLabelValues("token").Inc()
-			return nil, &regError{Status: http.StatusUnauthorized, Code: "UNAUTHORIZED", Message: "invalid or expired token"}
+			return nil, &httpx.Error{Status: http.StatusUnauthorized, Code: "UNAUTHORIZED", Message: "invalid or expired token"}
 		}
 		return &principal{name: c.Subject, scopes: c.Scopes}, nil
 	}
-	return nil, &regError{Status: http.StatusUnauthorized, Code: "UNAUTHORIZED", Message: "credentials required",
+	return nil, &httpx.Error{Status: http.StatusUnauthorized, Code: "UNAUTHORIZED", Message: "credentials required",
 		Header: map[string]string{"WWW-Authenticate": `Basic realm="goldproxy"`}}
 }
 
@@ -406,7 +407,7 @@ func (s *Server) authorizeAPI(r *http.Request) error {
 		return err
 	}
 	if !readOnly && !slices.Contains(a.cfg.Admins, p.name) {
-		return errDenied("%s is not an admin of this proxy (auth.admins)", p.name)
+		return httpx.Denied("%s is not an admin of this proxy (auth.admins)", p.name)
 	}
 	return nil
 }
@@ -473,31 +474,31 @@ func (s *Server) serveRobots(w http.ResponseWriter, r *http.Request) error {
 			Expires string   `json:"expires"`
 		}
 		if err := json.NewDecoder(r.Body).Decode(&req); err != nil {
-			return &regError{Status: http.StatusBadRequest, Code: "UNSUPPORTED", Message: "body must be JSON {name, scopes, expires}"}
+			return &httpx.Error{Status: http.StatusBadRequest, Code: "UNSUPPORTED", Message: "body must be JSON {name, scopes, expires}"}
 		}
 		var ttl time.Duration
 		if req.Expires != "" {
 			d, err := policy.ParseDuration(req.Expires)
 			if err != nil {
-				return &regError{Status: http.StatusBadRequest, Code: "UNSUPPORTED", Message: err.Error()}
+				return &httpx.Error{Status: http.StatusBadRequest, Code: "UNSUPPORTED", Message: err.Error()}
 			}
 			ttl = d
 		}
 		tok, err := s.AddRobot(req.Name, req.Scopes, ttl)
 		if err != nil {
-			return &regError{Status: http.StatusBadRequest, Code: "UNSUPPORTED", Message: err.Error()}
+			return &httpx.Error{Status: http.StatusBadRequest, Code: "UNSUPPORTED", Message: err.Error()}
 		}
 		w.WriteHeader(http.StatusCreated)
 		return json.NewEncoder(w).Encode(map[string]string{"username": "robot$" + req.Name, "token": tok})
 	case r.Method == http.MethodDelete && name != "":
 		if err := s.RevokeRobot(name); err != nil {
 			if errors.Is(err, storage.ErrNotFound) {
-				return errNameUnknown("no robot %q", name)
+				return httpx.NameUnknown("no robot %q", name)
 			}
 			return err
 		}
 		w.WriteHeader(http.StatusNoContent)
 		return nil
 	}
-	return errUnsupported("use GET or POST /api/v1/robots, DELETE /api/v1/robots/<name>")
+	return httpx.Unsupported("use GET or POST /api/v1/robots, DELETE /api/v1/robots/<name>")
 }

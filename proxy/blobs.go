@@ -12,6 +12,7 @@ import (
 
 	"github.com/opencontainers/go-digest"
 
+	"github.com/goldproxy/goldproxy/proxy/registry/httpx"
 	"github.com/goldproxy/goldproxy/storage"
 )
 
@@ -22,17 +23,12 @@ type blobFetch struct {
 	err  error
 }
 
-// chunkSize is the unit blobs move in from the upstream to the store and the client.
-const chunkSize = 1 << 20
-
-var chunkPool = sync.Pool{New: func() any { b := make([]byte, chunkSize); return &b }}
-
 // serveBlob answers GET/HEAD /v2/<name>/blobs/<digest>.
 func (s *Server) serveBlob(w http.ResponseWriter, r *http.Request, rt *route) error {
 	ctx := r.Context()
 	dgst, err := digest.Parse(rt.ref)
 	if err != nil {
-		return errDigestInvalid("invalid digest %q: %v", rt.ref, err)
+		return httpx.DigestInvalid("invalid digest %q: %v", rt.ref, err)
 	}
 	defer s.leases.hold(dgst)() // gc never deletes a blob a request is using
 	if _, err := s.store.StatBlob(ctx, dgst); err == nil {
@@ -56,7 +52,7 @@ func (s *Server) serveStoredBlob(w http.ResponseWriter, r *http.Request, dgst di
 	w.Header().Set("Docker-Content-Digest", dgst.String())
 	if err := s.store.ServeBlob(r.Context(), w, r, dgst); err != nil {
 		if errors.Is(err, storage.ErrNotFound) {
-			return errBlobUnknown("blob %s is not known", dgst)
+			return httpx.BlobUnknown("blob %s is not known", dgst)
 		}
 		return err
 	}
@@ -110,14 +106,14 @@ func (s *Server) upstreamBlob(ctx context.Context, rt *route, dgst digest.Digest
 	}
 	resp, err := (&http.Client{Transport: tr}).Do(req)
 	if err != nil {
-		return nil, errUpstream("upstream %s: blob %s: %v", rt.up.name, dgst, err)
+		return nil, httpx.Upstream("upstream %s: blob %s: %v", rt.up.name, dgst, err)
 	}
 	switch resp.StatusCode {
 	case http.StatusOK:
 		return resp, nil
 	case http.StatusNotFound:
 		resp.Body.Close()
-		return nil, errBlobUnknown("blob %s of %s is not known upstream", dgst, rt.key)
+		return nil, httpx.BlobUnknown("blob %s of %s is not known upstream", dgst, rt.key)
 	default:
 		resp.Body.Close()
 		return nil, upstreamErr(fmt.Errorf("status %s", resp.Status), rt, dgst.String())
@@ -245,8 +241,8 @@ func (s *Server) ingestBlob(ctx context.Context, rt *route, dgst digest.Digest, 
 	const nbuf = 4
 	free := make(chan *[]byte, nbuf)
 	for range nbuf {
-		b := chunkPool.Get().(*[]byte)
-		defer chunkPool.Put(b)
+		b := httpx.Chunks.Get().(*[]byte)
+		defer httpx.Chunks.Put(b)
 		free <- b
 	}
 	type chunk struct {
@@ -315,7 +311,7 @@ func (s *Server) ingestBlob(ctx context.Context, rt *route, dgst digest.Digest, 
 	wg.Wait()
 	if rerr != nil {
 		s.log.Error("upstream blob transfer failed", "repository", rt.key, "digest", dgst, "err", rerr)
-		return false, errUpstream("upstream %s: blob %s: transfer failed after %d bytes: %v; nothing was stored", rt.up.name, dgst, read, rerr)
+		return false, httpx.Upstream("upstream %s: blob %s: transfer failed after %d bytes: %v; nothing was stored", rt.up.name, dgst, read, rerr)
 	}
 	if storeErr != nil {
 		return false, fmt.Errorf("store blob %s: %w", dgst, storeErr)
@@ -326,14 +322,14 @@ func (s *Server) ingestBlob(ctx context.Context, rt *route, dgst digest.Digest, 
 	}
 	if client != nil && !verifier.Verified() || (resp.ContentLength >= 0 && read != resp.ContentLength) {
 		s.log.Error("upstream blob does not match its digest", "repository", rt.key, "digest", dgst, "bytes", read)
-		return false, errUpstream("upstream %s sent content for blob %s that does not match its digest; nothing was stored", rt.up.name, dgst)
+		return false, httpx.Upstream("upstream %s sent content for blob %s that does not match its digest; nothing was stored", rt.up.name, dgst)
 	}
 	send(pending)
 	finished = true
 	if err := bw.Commit(ctx, dgst, resp.ContentLength); err != nil {
 		if client == nil && errors.Is(err, storage.ErrDigestMismatch) {
 			s.log.Error("upstream blob does not match its digest", "repository", rt.key, "digest", dgst, "bytes", read)
-			return false, errUpstream("upstream %s sent content for blob %s that does not match its digest; nothing was stored", rt.up.name, dgst)
+			return false, httpx.Upstream("upstream %s sent content for blob %s that does not match its digest; nothing was stored", rt.up.name, dgst)
 		}
 		// With a client, it got verified bytes; only the store missed them.
 		return client != nil, err

@@ -14,6 +14,7 @@ import (
 	"github.com/opencontainers/go-digest"
 
 	"github.com/goldproxy/goldproxy/policy"
+	"github.com/goldproxy/goldproxy/proxy/registry/httpx"
 	"github.com/goldproxy/goldproxy/storage"
 )
 
@@ -39,7 +40,7 @@ func page(r *http.Request) (int, string, error) {
 	if v := r.URL.Query().Get("limit"); v != "" {
 		n, err := strconv.Atoi(v)
 		if err != nil || n < 1 || n > 500 {
-			return 0, "", &regError{Status: http.StatusBadRequest, Code: "UNSUPPORTED", Message: "limit must be 1..500"}
+			return 0, "", &httpx.Error{Status: http.StatusBadRequest, Code: "UNSUPPORTED", Message: "limit must be 1..500"}
 		}
 		limit = n
 	}
@@ -47,7 +48,7 @@ func page(r *http.Request) (int, string, error) {
 	if c := r.URL.Query().Get("cursor"); c != "" {
 		b, err := base64.RawURLEncoding.DecodeString(c)
 		if err != nil {
-			return 0, "", &regError{Status: http.StatusBadRequest, Code: "UNSUPPORTED", Message: "invalid cursor"}
+			return 0, "", &httpx.Error{Status: http.StatusBadRequest, Code: "UNSUPPORTED", Message: "invalid cursor"}
 		}
 		cursor = string(b)
 	}
@@ -200,7 +201,7 @@ func (s *Server) imageDetail(r *http.Request, d digest.Digest) (*ImageDetail, er
 		}
 	}
 	if len(det.Repositories) == 0 {
-		return nil, errManifestUnknown("no stored image %s", d)
+		return nil, httpx.ManifestUnknown("no stored image %s", d)
 	}
 	repo := det.Repositories[0].Repository
 	if want := r.URL.Query().Get("repository"); want != "" {

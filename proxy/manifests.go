@@ -15,6 +15,7 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/types"
 	"github.com/opencontainers/go-digest"
 
+	"github.com/goldproxy/goldproxy/proxy/registry/httpx"
 	"github.com/goldproxy/goldproxy/storage"
 )
 
@@ -30,7 +31,7 @@ func (s *Server) serveManifest(w http.ResponseWriter, r *http.Request, rt *route
 	case strings.Contains(rt.ref, ":"):
 		d, err := digest.Parse(rt.ref)
 		if err != nil {
-			return errDigestInvalid("invalid digest %q: %v", rt.ref, err)
+			return httpx.DigestInvalid("invalid digest %q: %v", rt.ref, err)
 		}
 		dgst = d
 	case reTag.MatchString(rt.ref):
@@ -41,7 +42,7 @@ func (s *Server) serveManifest(w http.ResponseWriter, r *http.Request, rt *route
 		}
 		dgst = d
 	default:
-		return errManifestUnknown("invalid tag %q", rt.ref)
+		return httpx.ManifestUnknown("invalid tag %q", rt.ref)
 	}
 	rec, raw, err := s.loadManifest(ctx, rt, dgst)
 	if err != nil {
@@ -52,7 +53,7 @@ func (s *Server) serveManifest(w http.ResponseWriter, r *http.Request, rt *route
 	if tag != "" && isIndex(rec.MediaType) && !accepts(r, rec.MediaType) {
 		child, ok := defaultPlatform(raw)
 		if !ok {
-			return errManifestUnknown("%s:%s is an image index with no linux/amd64 manifest and the client does not accept indexes", rt.key, tag)
+			return httpx.ManifestUnknown("%s:%s is an image index with no linux/amd64 manifest and the client does not accept indexes", rt.key, tag)
 		}
 		if rec, raw, err = s.loadManifest(ctx, rt, child); err != nil {
 			return err
@@ -73,7 +74,7 @@ func (s *Server) serveManifest(w http.ResponseWriter, r *http.Request, rt *route
 	}
 	if !verdict.Allowed {
 		s.metrics.denials.WithLabelValues(verdict.Policy, verdict.Rule, "false").Inc()
-		e := errDenied("%s", verdict.Message)
+		e := httpx.Denied("%s", verdict.Message)
 		e.Detail = map[string]string{"repository": rt.key, "reference": rt.ref, "digest": rec.Digest.String(), "rule": verdict.Rule,
 			"report": ReportPath(rt.key, rec.Digest.String())}
 		return e
@@ -175,7 +176,7 @@ func (s *Server) loadManifest(ctx context.Context, rt *route, dgst digest.Digest
 		raw := desc.Manifest
 		if dgst.Algorithm().FromBytes(raw) != dgst {
 			s.log.Error("upstream manifest does not match its digest", "repository", rt.key, "digest", dgst)
-			return nil, errUpstream("upstream %s returned a manifest that does not match digest %s; nothing was stored", rt.up.name, dgst)
+			return nil, httpx.Upstream("upstream %s returned a manifest that does not match digest %s; nothing was stored", rt.up.name, dgst)
 		}
 		rec, refs := describeManifest(string(desc.MediaType), dgst, raw)
 		rec.StoredAt = s.now()
@@ -308,24 +309,24 @@ func recoverable(err error) bool {
 
 // upstreamErr turns an upstream failure into the error the client sees.
 func upstreamErr(err error, rt *route, ref string) error {
-	var re *regError
+	var re *httpx.Error
 	if errors.As(err, &re) {
 		return re
 	}
 	switch st := upstreamStatus(err); {
 	case st == http.StatusNotFound:
 		if rt.kind == kindBlob {
-			return errBlobUnknown("%s@%s is not known upstream", rt.key, ref)
+			return httpx.BlobUnknown("%s@%s is not known upstream", rt.key, ref)
 		}
 		if rt.kind == kindTags {
-			return errNameUnknown("repository %s is not known upstream", rt.key)
+			return httpx.NameUnknown("repository %s is not known upstream", rt.key)
 		}
-		return errManifestUnknown("manifest %s of %s is not known upstream", ref, rt.key)
+		return httpx.ManifestUnknown("manifest %s of %s is not known upstream", ref, rt.key)
 	case st == http.StatusUnauthorized || st == http.StatusForbidden:
-		return errNameUnknown("upstream %s refused access to %s: the repository does not exist there or needs credentials this proxy does not have", rt.up.name, rt.repo)
+		return httpx.NameUnknown("upstream %s refused access to %s: the repository does not exist there or needs credentials this proxy does not have", rt.up.name, rt.repo)
 	case st == http.StatusTooManyRequests:
-		return errTooManyRequests("upstream %s is rate-limiting this proxy and %s:%s is not cached; try again later", rt.up.name, rt.key, ref)
+		return httpx.TooManyRequests("upstream %s is rate-limiting this proxy and %s:%s is not cached; try again later", rt.up.name, rt.key, ref)
 	default:
-		return errUpstream("upstream %s failed for %s:%s: %v", rt.up.name, rt.key, ref, err)
+		return httpx.Upstream("upstream %s failed for %s:%s: %v", rt.up.name, rt.key, ref, err)
 	}
 }

@@ -9,6 +9,7 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/types"
 	"github.com/opencontainers/go-digest"
 
+	"github.com/goldproxy/goldproxy/proxy/registry/httpx"
 	"github.com/goldproxy/goldproxy/storage"
 )
 
@@ -18,7 +19,7 @@ import (
 func (s *Server) serveReferrers(w http.ResponseWriter, r *http.Request, rt *route) error {
 	dgst, err := digest.Parse(rt.ref)
 	if err != nil {
-		return errDigestInvalid("invalid digest %q: %v", rt.ref, err)
+		return httpx.DigestInvalid("invalid digest %q: %v", rt.ref, err)
 	}
 	var list []storage.Descriptor
 	seen := map[digest.Digest]bool{}

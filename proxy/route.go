@@ -6,6 +6,7 @@ import (
 	"strings"
 
 	"github.com/goldproxy/goldproxy/proxy/config"
+	"github.com/goldproxy/goldproxy/proxy/registry/httpx"
 )
 
 // Kinds of registry API request.
@@ -86,14 +87,14 @@ func looksLikeHost(s string) bool {
 }
 
 // resolve fills rt.up, rt.repo and rt.key from rt.name and rt.ns.
-func (rr *router) resolve(rt *route) *regError {
+func (rr *router) resolve(rt *route) *httpx.Error {
 	name := rt.name
 	var up *upstream
 	switch {
 	case rt.ns != "":
 		u, ok := rr.byHost[rt.ns]
 		if !ok {
-			return errNameUnknown("upstream registry %q is not configured on this proxy", rt.ns)
+			return httpx.NameUnknown("upstream registry %q is not configured on this proxy", rt.ns)
 		}
 		up = u
 	default:
@@ -105,12 +106,12 @@ func (rr *router) resolve(rt *route) *regError {
 		if looksLikeHost(first) && hasRest {
 			u, ok := rr.byHost[first]
 			if !ok {
-				return errNameUnknown("upstream registry %q is not configured on this proxy", first)
+				return httpx.NameUnknown("upstream registry %q is not configured on this proxy", first)
 			}
 			up, name = u, rest
 		} else {
 			if rr.hub == nil {
-				return errNameUnknown("%q names no upstream registry and Docker Hub is not configured", rt.name)
+				return httpx.NameUnknown("%q names no upstream registry and Docker Hub is not configured", rt.name)
 			}
 			up = rr.hub
 		}
@@ -120,7 +121,7 @@ func (rr *router) resolve(rt *route) *regError {
 	}
 	for _, c := range strings.Split(name, "/") {
 		if !reComponent.MatchString(c) {
-			return errNameInvalid("invalid repository name %q", rt.name)
+			return httpx.NameInvalid("invalid repository name %q", rt.name)
 		}
 	}
 	rt.up, rt.repo, rt.key = up, name, up.name+"/"+name

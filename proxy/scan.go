@@ -13,6 +13,7 @@ import (
 	"github.com/opencontainers/go-digest"
 
 	"github.com/goldproxy/goldproxy/policy"
+	"github.com/goldproxy/goldproxy/proxy/registry/httpx"
 )
 
 // Scanner analyses an image whose manifest, config and layers are all in the store.
@@ -236,7 +237,7 @@ func (g *scanGate) scanShared(ctx context.Context, m Manifest, dgst digest.Diges
 		}
 		return res.Val.(*Facts), nil
 	case <-timer.C:
-		return nil, &regError{Status: 503, Code: "TOOMANYREQUESTS", RetryAfter: 30,
+		return nil, &httpx.Error{Status: 503, Code: "TOOMANYREQUESTS", RetryAfter: 30,
 			Message: fmt.Sprintf("%s@%s is being scanned (%d scans queued); retry shortly, the scan goes on", m.Repository, dgst, g.queued.Load())}
 	case <-ctx.Done():
 		return nil, ctx.Err()

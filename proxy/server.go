@@ -2,11 +2,8 @@ package proxy
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"net/http"
 	"strconv"
@@ -15,6 +12,7 @@ import (
 	"time"
 
 	"github.com/goldproxy/goldproxy/proxy/config"
+	"github.com/goldproxy/goldproxy/proxy/registry/httpx"
 
 	"github.com/opencontainers/go-digest"
 	"github.com/prometheus/client_golang/prometheus"
@@ -207,46 +205,36 @@ func (s *Server) routeFor(key string) (*route, error) {
 	return &route{kind: kindManifest, name: key, up: up, repo: repo, key: key}, nil
 }
 
-type ctxKey int
-
-const requestIDKey ctxKey = 0
-
 // ServeHTTP implements http.Handler.
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	start := time.Now()
-	id := r.Header.Get("X-Request-Id")
-	if id == "" {
-		var b [8]byte
-		_, _ = rand.Read(b[:])
-		id = hex.EncodeToString(b[:])
-	}
-	rw := &responseWriter{ResponseWriter: w}
+	ctx, id := httpx.WithRequestID(r)
+	rw := httpx.NewResponseWriter(w)
 	rw.Header().Set("X-Request-Id", id)
-	ctx := context.WithValue(r.Context(), requestIDKey, id)
 	r = r.WithContext(ctx)
 	log := s.log.With("request_id", id)
 	defer func() {
 		d := time.Since(start)
 		route := routeLabel(r.URL.Path)
-		s.metrics.requests.WithLabelValues(route, r.Method, strconv.Itoa(rw.status())).Inc()
+		s.metrics.requests.WithLabelValues(route, r.Method, strconv.Itoa(rw.Status())).Inc()
 		s.metrics.requestDuration.WithLabelValues(route, r.Method).Observe(d.Seconds())
 		log.Info("request", "method", r.Method, "path", r.URL.Path, "ns", r.URL.Query().Get("ns"),
-			"status", rw.status(), "bytes", rw.n, "duration", d.Round(time.Microsecond))
+			"status", rw.Status(), "bytes", rw.Bytes(), "duration", d.Round(time.Microsecond))
 	}()
 	err := s.serve(rw, r)
 	if err == nil {
 		return
 	}
-	var re *regError
+	var re *httpx.Error
 	if !errors.As(err, &re) || re.Status >= 500 {
 		log.Error("request failed", "method", r.Method, "path", r.URL.Path, "err", err)
 	}
-	if rw.wrote {
+	if rw.Wrote() {
 		// Headers (and maybe bytes) are out: the only honest signal left is to cut the
 		// connection so the client sees a failed transfer, never a "complete" bad one.
 		panic(http.ErrAbortHandler)
 	}
-	writeError(rw, r, err)
+	httpx.WriteError(rw, r, err)
 }
 
 func (s *Server) serve(w http.ResponseWriter, r *http.Request) error {
@@ -266,13 +254,13 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request) error {
 	w.Header().Set("Docker-Distribution-API-Version", "registry/2.0")
 	rt, ok := parseRoute(r)
 	if !ok {
-		return &regError{Status: http.StatusNotFound, Code: "UNSUPPORTED", Message: fmt.Sprintf("no such endpoint: %s", r.URL.Path)}
+		return &httpx.Error{Status: http.StatusNotFound, Code: "UNSUPPORTED", Message: fmt.Sprintf("no such endpoint: %s", r.URL.Path)}
 	}
 	if rt.kind == kindUpload {
-		return errUnsupported("goldproxy is a read-only mirror: uploads are not supported")
+		return httpx.Unsupported("goldproxy is a read-only mirror: uploads are not supported")
 	}
 	if r.Method != http.MethodGet && r.Method != http.MethodHead {
-		return errUnsupported("goldproxy is a read-only mirror: %s is not supported", r.Method)
+		return httpx.Unsupported("goldproxy is a read-only mirror: %s is not supported", r.Method)
 	}
 	if rt.kind == kindBase {
 		if err := s.authorize(r, ""); err != nil {
@@ -292,11 +280,11 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	if !s.allow.Allowed(rt.key) {
-		return errDenied("%s", notAllowedMessage(rt.key))
+		return httpx.Denied("%s", notAllowedMessage(rt.key))
 	}
-	if rw, ok := w.(*responseWriter); ok && (rt.kind == kindManifest || rt.kind == kindBlob) {
-		before := rw.n
-		defer func() { s.metrics.servedBytes.WithLabelValues(rt.up.name).Add(float64(rw.n - before)) }()
+	if rw, ok := w.(*httpx.ResponseWriter); ok && (rt.kind == kindManifest || rt.kind == kindBlob) {
+		before := rw.Bytes()
+		defer func() { s.metrics.servedBytes.WithLabelValues(rt.up.name).Add(float64(rw.Bytes() - before)) }()
 	}
 	switch rt.kind {
 	case kindManifest:
@@ -308,7 +296,7 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request) error {
 	case kindReferrers:
 		return s.serveReferrers(w, r, rt)
 	}
-	return errUnsupported("unsupported request")
+	return httpx.Unsupported("unsupported request")
 }
 
 // routeLabel names a request's route for metrics (bounded cardinality).
@@ -334,53 +322,3 @@ func (s *Server) detach(ctx context.Context) (context.Context, context.CancelFun
 	tctx, cancel := context.WithTimeout(bctx, s.cfg.UpstreamTimeout)
 	return tctx, func() { cancel(); done() }
 }
-
-// responseWriter remembers whether headers went out and how many bytes followed.
-type responseWriter struct {
-	http.ResponseWriter
-	code  int
-	wrote bool
-	n     int64
-}
-
-func (w *responseWriter) WriteHeader(code int) {
-	if !w.wrote {
-		w.code, w.wrote = code, true
-	}
-	w.ResponseWriter.WriteHeader(code)
-}
-
-func (w *responseWriter) Write(b []byte) (int, error) {
-	if !w.wrote {
-		w.code, w.wrote = http.StatusOK, true
-	}
-	n, err := w.ResponseWriter.Write(b)
-	w.n += int64(n)
-	return n, err
-}
-
-func (w *responseWriter) status() int {
-	if !w.wrote {
-		return http.StatusOK
-	}
-	return w.code
-}
-
-// Unwrap lets http.ResponseController reach the underlying writer.
-func (w *responseWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
-
-// ReadFrom copies blob bodies in large chunks: net/http's own copy uses 32 KiB writes,
-// a syscall each, which dominates serving a cached layer.
-func (w *responseWriter) ReadFrom(r io.Reader) (int64, error) {
-	if !w.wrote {
-		w.code, w.wrote = http.StatusOK, true
-	}
-	buf := chunkPool.Get().(*[]byte)
-	defer chunkPool.Put(buf)
-	n, err := io.CopyBuffer(writerOnly{w.ResponseWriter}, r, *buf)
-	w.n += n
-	return n, err
-}
-
-// writerOnly hides a writer's ReadFrom so io.CopyBuffer uses the buffer it is given.
-type writerOnly struct{ io.Writer }

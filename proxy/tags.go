@@ -6,6 +6,8 @@ import (
 	"net/url"
 	"sort"
 	"strconv"
+
+	"github.com/goldproxy/goldproxy/proxy/registry/httpx"
 )
 
 // serveTags answers GET /v2/<name>/tags/list with n/last pagination. The list comes from
@@ -16,7 +18,7 @@ func (s *Server) serveTags(w http.ResponseWriter, r *http.Request, rt *route) er
 	if v := q.Get("n"); v != "" {
 		i, err := strconv.Atoi(v)
 		if err != nil || i < 0 {
-			return &regError{Status: http.StatusBadRequest, Code: "PAGINATION_NUMBER_INVALID", Message: "n must be a non-negative integer"}
+			return &httpx.Error{Status: http.StatusBadRequest, Code: "PAGINATION_NUMBER_INVALID", Message: "n must be a non-negative integer"}
 		}
 		n = i
 	}

@@ -14,6 +14,7 @@ import (
 	"github.com/opencontainers/go-digest"
 
 	"github.com/goldproxy/goldproxy/policy"
+	"github.com/goldproxy/goldproxy/proxy/registry/httpx"
 )
 
 // The dashboard is server-rendered from embedded templates and one stylesheet: no
@@ -83,7 +84,7 @@ func (s *Server) serveUI(w http.ResponseWriter, r *http.Request) error {
 	case strings.HasPrefix(p, "/images/"):
 		d, err := digest.Parse(strings.TrimPrefix(p, "/images/"))
 		if err != nil {
-			return errDigestInvalid("invalid digest: %v", err)
+			return httpx.DigestInvalid("invalid digest: %v", err)
 		}
 		det, err := s.imageDetail(r, d)
 		if err != nil {
@@ -125,7 +126,7 @@ func (s *Server) serveUI(w http.ResponseWriter, r *http.Request) error {
 		}
 		return s.render(w, "db.html", data)
 	}
-	return errUnsupported("no such page: %s", r.URL.Path)
+	return httpx.Unsupported("no such page: %s", r.URL.Path)
 }
 
 func (s *Server) render(w http.ResponseWriter, name string, data any) error {
