@@ -66,7 +66,7 @@ func (s *Server) serveAPI(w http.ResponseWriter, r *http.Request) (bool, error) 
 		}
 		return true, s.serveImage(w, r, d)
 	case p == "/api/v1/robots" || strings.HasPrefix(p, "/api/v1/robots/"):
-		return true, s.serveRobots(w, r)
+		return true, s.auth.ServeRobots(w, r)
 	case p == "/api/v1/gc":
 		if r.Method != http.MethodPost {
 			return true, httpx.Unsupported("POST to run gc (?dry_run=true to see what it would remove)")

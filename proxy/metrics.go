@@ -29,7 +29,6 @@ type metrics struct {
 	reevalProgress  prometheus.Gauge
 	reevalRunning   prometheus.Gauge
 	webhookErrors   prometheus.Counter
-	authFailures    *prometheus.CounterVec
 }
 
 func newMetrics(reg prometheus.Registerer, s *Server) *metrics {
@@ -62,8 +61,6 @@ func newMetrics(reg prometheus.Registerer, s *Server) *metrics {
 			Help: "1 while stored verdicts are being re-evaluated."}),
 		webhookErrors: prometheus.NewCounter(prometheus.CounterOpts{Name: "goldproxy_webhook_failures_total",
 			Help: "Verdict-change notifications that could not be delivered after every retry."}),
-		authFailures: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "goldproxy_auth_failures_total",
-			Help: "Rejected client credentials, by how they were presented."}, []string{"method"}),
 	}
 	// Export the usual label values from the start, so dashboards and alerts see zeros
 	// rather than nothing.
@@ -74,14 +71,11 @@ func newMetrics(reg prometheus.Registerer, s *Server) *metrics {
 			}
 		}
 	}
-	for _, method := range []string{"basic", "token", "token_request", "rate_limited"} {
-		m.authFailures.WithLabelValues(method)
-	}
-	for _, r := range []string{stateAllowed, stateDenied, stateError, "artifact"} {
+	for _, r := range []string{stateScanned, stateError, stateArtifact} {
 		m.scans.WithLabelValues(r)
 	}
 	reg.MustRegister(m.requests, m.requestDuration, m.cache, m.servedBytes, m.fetchedBytes, m.upstream, m.upstreamLatency,
-		m.scans, m.scanDuration, m.denials, m.verdictChanges, m.reevalProgress, m.reevalRunning, m.webhookErrors, m.authFailures,
+		m.scans, m.scanDuration, m.denials, m.verdictChanges, m.reevalProgress, m.reevalRunning, m.webhookErrors,
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "goldproxy_scan_queue_depth", Help: "Scans waiting for a worker."},
 			func() float64 { return s.scanGauge(func(g *scanGate) int64 { return g.queued.Load() }) }),
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "goldproxy_scans_running", Help: "Scans running now."},

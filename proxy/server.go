@@ -11,6 +11,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/goldproxy/goldproxy/proxy/auth"
 	"github.com/goldproxy/goldproxy/proxy/config"
 	"github.com/goldproxy/goldproxy/proxy/registry/httpx"
 
@@ -39,7 +40,7 @@ type Server struct {
 	dbUpdate func(context.Context) (any, error)
 	leases   leases
 	pulls    pulls
-	auth     *authenticator
+	auth     *auth.Authenticator
 	registry prometheus.Registerer
 	metrics  *metrics
 	notify   *notifier
@@ -111,7 +112,14 @@ func New(cfg *config.Config, store *storage.Store, opts ...Option) (*Server, err
 		s.registry = prometheus.NewRegistry()
 	}
 	s.metrics = newMetrics(s.registry, s)
-	if s.auth, err = newAuthenticator(cfg.Auth, cfg.Resolve, store, s.now); err != nil {
+	canonical := func(name string) (string, error) {
+		rt := &route{kind: kindManifest, name: name}
+		if err := s.router.resolve(rt); err != nil {
+			return "", err
+		}
+		return rt.key, nil
+	}
+	if s.auth, err = auth.New(cfg.Auth, cfg.Resolve, store, s.now, s.log, s.registry, canonical); err != nil {
 		return nil, err
 	}
 	s.notify = newNotifier(s.ctx, cfg.Webhooks, s.log, s.metrics.webhookErrors.Inc)
@@ -239,11 +247,11 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 
 func (s *Server) serve(w http.ResponseWriter, r *http.Request) error {
 	if r.URL.Path == "/token" {
-		return s.serveToken(w, r)
+		return s.auth.ServeToken(w, r)
 	}
 	if !strings.HasPrefix(r.URL.Path, "/v2") {
 		if r.URL.Path != "/healthz" && r.URL.Path != "/readyz" {
-			if err := s.authorizeAPI(r); err != nil {
+			if err := s.auth.AuthorizeAPI(r); err != nil {
 				return err
 			}
 		}
@@ -263,7 +271,7 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request) error {
 		return httpx.Unsupported("goldproxy is a read-only mirror: %s is not supported", r.Method)
 	}
 	if rt.kind == kindBase {
-		if err := s.authorize(r, ""); err != nil {
+		if err := s.auth.Authorize(r, ""); err != nil {
 			return err
 		}
 		w.Header().Set("Content-Type", "application/json")
@@ -271,12 +279,12 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request) error {
 		return nil
 	}
 	if err := s.router.resolve(rt); err != nil {
-		if aerr := s.authorize(r, ""); aerr != nil {
+		if aerr := s.auth.Authorize(r, ""); aerr != nil {
 			return aerr // say nothing about names to a client that has not logged in
 		}
 		return err
 	}
-	if err := s.authorize(r, rt.key); err != nil {
+	if err := s.auth.Authorize(r, rt.key); err != nil {
 		return err
 	}
 	if !s.allow.Allowed(rt.key) {
@@ -322,3 +330,14 @@ func (s *Server) detach(ctx context.Context) (context.Context, context.CancelFun
 	tctx, cancel := context.WithTimeout(bctx, s.cfg.UpstreamTimeout)
 	return tctx, func() { cancel(); done() }
 }
+
+// AddRobot creates a pull-only robot and returns its token, which is shown only now.
+func (s *Server) AddRobot(name string, scopes []string, ttl time.Duration) (string, error) {
+	return s.auth.AddRobot(name, scopes, ttl)
+}
+
+// Robots lists the robots (never their tokens).
+func (s *Server) Robots() ([]storage.Robot, error) { return s.auth.Robots() }
+
+// RevokeRobot deletes a robot: its password and its tokens stop working at once.
+func (s *Server) RevokeRobot(name string) error { return s.auth.RevokeRobot(name) }

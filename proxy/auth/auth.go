@@ -1,4 +1,8 @@
-package proxy
+// Package auth decides who a client is and which repositories it may pull: htpasswd
+// users, pull-only robots, the registry token flow and the failed-login limiter, ending
+// in a Principal. It answers only "who, and may they"; it never looks at images,
+// verdicts or upstreams, and never serves content.
+package auth
 
 import (
 	"bufio"
@@ -10,14 +14,18 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net"
 	"net/http"
 	"os"
+	"regexp"
 	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/goldproxy/goldproxy/proxy/config"
 	"github.com/goldproxy/goldproxy/proxy/registry/httpx"
@@ -32,21 +40,26 @@ import (
 
 const tokenService = "goldproxy"
 
-// principal is an authenticated user or robot.
-type principal struct {
-	name   string
+// reRobotName is what a robot may be called: one repository path component, as the
+// distribution spec defines it, so "robot$<name>" is unambiguous.
+var reRobotName = regexp.MustCompile(`^[a-z0-9]+((\.|_|__|-+)[a-z0-9]+)*$`)
+
+// Principal is an authenticated user or robot.
+type Principal struct {
+	Name   string
 	scopes []string // empty: everything the allowlist admits
 }
 
-func (p *principal) may(repo string) bool {
+// May reports whether p may pull repository repo.
+func (p *Principal) May(repo string) bool {
 	if p == nil {
 		return false
 	}
 	return len(p.scopes) == 0 || slices.ContainsFunc(p.scopes, func(g string) bool { return policy.Match(g, repo) })
 }
 
-// authenticator checks credentials: htpasswd users, robots, bearer tokens.
-type authenticator struct {
+// Authenticator checks credentials: htpasswd users, robots, bearer tokens.
+type Authenticator struct {
 	robots atomic.Int64 // how many robots exist (kept current by AddRobot/RevokeRobot)
 	cfg    config.ClientAuthConfig
 	store  *storage.Store
@@ -55,10 +68,28 @@ type authenticator struct {
 	now    func() time.Time
 	mu     sync.Mutex
 	limits map[string]*rate.Limiter
+	log    *slog.Logger
+	// failures counts rejected credentials by how they were presented.
+	failures *prometheus.CounterVec
+	// canonical maps a repository name as a client writes it (in a token scope) to the
+	// "<upstream>/<repository>" name scopes are written in.
+	canonical func(name string) (string, error)
 }
 
-func newAuthenticator(cfg config.ClientAuthConfig, resolve func(string) string, store *storage.Store, now func() time.Time) (*authenticator, error) {
-	a := &authenticator{cfg: cfg, store: store, users: map[string][]byte{}, now: now, limits: map[string]*rate.Limiter{}}
+// New builds the authenticator of cfg; resolve makes config paths absolute, canonical
+// names repositories as scopes do. Its metrics are registered on reg.
+func New(cfg config.ClientAuthConfig, resolve func(string) string, store *storage.Store, now func() time.Time, log *slog.Logger,
+	reg prometheus.Registerer, canonical func(string) (string, error)) (*Authenticator, error) {
+	a := &Authenticator{cfg: cfg, store: store, users: map[string][]byte{}, now: now, limits: map[string]*rate.Limiter{},
+		log: log, canonical: canonical,
+		failures: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "goldproxy_auth_failures_total",
+			Help: "Rejected client credentials, by how they were presented."}, []string{"method"})}
+	for _, method := range []string{"basic", "token", "token_request", "rate_limited"} {
+		a.failures.WithLabelValues(method)
+	}
+	if err := reg.Register(a.failures); err != nil {
+		return nil, err
+	}
 	rs, err := store.Robots()
 	if err != nil {
 		return nil, err
@@ -85,7 +116,7 @@ func newAuthenticator(cfg config.ClientAuthConfig, resolve func(string) string, 
 	return a, nil
 }
 
-func (a *authenticator) loadHtpasswd(path string) error {
+func (a *Authenticator) loadHtpasswd(path string) error {
 	f, err := os.Open(path)
 	if err != nil {
 		return fmt.Errorf("auth.htpasswd: %w", err)
@@ -109,29 +140,29 @@ func (a *authenticator) loadHtpasswd(path string) error {
 	return sc.Err()
 }
 
-// enabled reports whether clients must authenticate at all.
-func (a *authenticator) enabled() bool {
+// Enabled reports whether clients must authenticate at all.
+func (a *Authenticator) Enabled() bool {
 	return a != nil && (len(a.users) > 0 || a.cfg.Htpasswd != "" || a.robotsExist())
 }
 
-func (a *authenticator) anonymous() bool {
+func (a *Authenticator) anonymous() bool {
 	if a.cfg.Anonymous != nil {
 		return *a.cfg.Anonymous
 	}
 	return len(a.users) == 0 && !a.robotsExist()
 }
 
-func (a *authenticator) robotsExist() bool { return a.robots.Load() > 0 }
+func (a *Authenticator) robotsExist() bool { return a.robots.Load() > 0 }
 
 // limited reports whether addr has used up its failed logins.
-func (a *authenticator) limited(addr string) bool {
+func (a *Authenticator) limited(addr string) bool {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	l, ok := a.limits[addr]
 	return ok && l.Tokens() < 1
 }
 
-func (a *authenticator) failed(addr string) {
+func (a *Authenticator) failed(addr string) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	l, ok := a.limits[addr]
@@ -147,10 +178,10 @@ func (a *authenticator) failed(addr string) {
 }
 
 // checkPassword authenticates a user or robot by name and secret.
-func (a *authenticator) checkPassword(name, secret string) (*principal, error) {
+func (a *Authenticator) checkPassword(name, secret string) (*Principal, error) {
 	if hash, ok := a.users[name]; ok {
 		if bcrypt.CompareHashAndPassword(hash, []byte(secret)) == nil {
-			return &principal{name: name, scopes: a.cfg.Scopes[name]}, nil
+			return &Principal{Name: name, scopes: a.cfg.Scopes[name]}, nil
 		}
 		return nil, errors.New("wrong password")
 	}
@@ -166,7 +197,7 @@ func (a *authenticator) checkPassword(name, secret string) (*principal, error) {
 		if subtle.ConstantTimeCompare([]byte(hex.EncodeToString(sum[:])), []byte(r.Hash)) != 1 {
 			return nil, errors.New("wrong token")
 		}
-		return &principal{name: name, scopes: r.Scopes}, nil
+		return &Principal{Name: name, scopes: r.Scopes}, nil
 	}
 	return nil, errors.New("no such user")
 }
@@ -184,15 +215,15 @@ type tokenAccess struct {
 }
 
 // issue signs a token granting p pull on the requested repositories it may pull.
-func (a *authenticator) issue(p *principal, repos []string) (string, time.Duration, error) {
+func (a *Authenticator) issue(p *Principal, repos []string) (string, time.Duration, error) {
 	ttl := a.cfg.TokenTTL
 	now := a.now()
 	c := tokenClaims{RegisteredClaims: jwt.RegisteredClaims{
-		Issuer: tokenService, Subject: p.name, Audience: jwt.ClaimStrings{tokenService},
+		Issuer: tokenService, Subject: p.Name, Audience: jwt.ClaimStrings{tokenService},
 		IssuedAt: jwt.NewNumericDate(now), NotBefore: jwt.NewNumericDate(now.Add(-time.Minute)), ExpiresAt: jwt.NewNumericDate(now.Add(ttl)),
 	}, Scopes: p.scopes}
 	for _, r := range repos {
-		if p.may(r) {
+		if p.May(r) {
 			c.Access = append(c.Access, tokenAccess{Type: "repository", Name: r, Actions: []string{"pull"}})
 		}
 	}
@@ -201,7 +232,7 @@ func (a *authenticator) issue(p *principal, repos []string) (string, time.Durati
 }
 
 // verify checks a bearer token and returns its claims.
-func (a *authenticator) verify(tok string) (*tokenClaims, error) {
+func (a *Authenticator) verify(tok string) (*tokenClaims, error) {
 	var c tokenClaims
 	_, err := jwt.ParseWithClaims(tok, &c, func(*jwt.Token) (any, error) { return a.key, nil },
 		jwt.WithValidMethods([]string{"HS256"}), jwt.WithAudience(tokenService), jwt.WithIssuer(tokenService), jwt.WithTimeFunc(a.now))
@@ -220,7 +251,7 @@ func clientAddr(r *http.Request) string {
 }
 
 // challenge is the 401 that starts docker's token flow.
-func (s *Server) challenge(r *http.Request, scope, msg string) *httpx.Error {
+func (a *Authenticator) challenge(r *http.Request, scope, msg string) *httpx.Error {
 	scheme := "http"
 	if r.TLS != nil {
 		scheme = "https"
@@ -232,10 +263,9 @@ func (s *Server) challenge(r *http.Request, scope, msg string) *httpx.Error {
 	return &httpx.Error{Status: http.StatusUnauthorized, Code: "UNAUTHORIZED", Message: msg, Header: map[string]string{"WWW-Authenticate": h}}
 }
 
-// authorize decides whether r may read repository key (empty: the /v2/ base).
-func (s *Server) authorize(r *http.Request, key string) error {
-	a := s.auth
-	if !a.enabled() {
+// Authorize decides whether r may read repository key (empty: the /v2/ base).
+func (a *Authenticator) Authorize(r *http.Request, key string) error {
+	if !a.Enabled() {
 		return nil
 	}
 	scope := ""
@@ -248,74 +278,73 @@ func (s *Server) authorize(r *http.Request, key string) error {
 		if a.anonymous() {
 			return nil
 		}
-		return s.challenge(r, scope, "authentication required: docker login "+r.Host)
+		return a.challenge(r, scope, "authentication required: docker login "+r.Host)
 	case strings.HasPrefix(h, "Basic "):
 		addr := clientAddr(r)
 		if a.limited(addr) {
-			s.metrics.authFailures.WithLabelValues("rate_limited").Inc()
+			a.failures.WithLabelValues("rate_limited").Inc()
 			return httpx.TooManyRequests("too many failed logins from %s; wait a minute", addr)
 		}
 		user, pass, ok := r.BasicAuth()
 		p, err := a.checkPassword(user, pass)
 		if !ok || err != nil {
 			a.failed(addr)
-			s.metrics.authFailures.WithLabelValues("basic").Inc()
-			s.log.Warn("authentication failed", "user", user, "client", addr)
-			return s.challenge(r, scope, "invalid username or password")
+			a.failures.WithLabelValues("basic").Inc()
+			a.log.Warn("authentication failed", "user", user, "client", addr)
+			return a.challenge(r, scope, "invalid username or password")
 		}
-		if key != "" && !p.may(key) {
-			return httpx.Denied("%s may not pull %s", p.name, key)
+		if key != "" && !p.May(key) {
+			return httpx.Denied("%s may not pull %s", p.Name, key)
 		}
 		return nil
 	case strings.HasPrefix(h, "Bearer "):
 		c, err := a.verify(strings.TrimPrefix(h, "Bearer "))
 		if err != nil {
-			s.metrics.authFailures.WithLabelValues("token").Inc()
-			return s.challenge(r, scope, "invalid or expired token: log in again")
+			a.failures.WithLabelValues("token").Inc()
+			return a.challenge(r, scope, "invalid or expired token: log in again")
 		}
 		if strings.HasPrefix(c.Subject, "robot$") {
 			// A revoked robot's tokens die with it.
 			if _, err := a.store.Robot(strings.TrimPrefix(c.Subject, "robot$")); err != nil {
-				s.metrics.authFailures.WithLabelValues("token").Inc()
-				return s.challenge(r, scope, "robot "+c.Subject+" was revoked")
+				a.failures.WithLabelValues("token").Inc()
+				return a.challenge(r, scope, "robot "+c.Subject+" was revoked")
 			}
 		}
 		// The token authenticates its subject; what it may pull is the subject's scopes,
 		// carried in the token (containerd asks for scopes without the upstream host).
-		if p := (&principal{name: c.Subject, scopes: c.Scopes}); key != "" && !p.may(key) {
+		if p := (&Principal{Name: c.Subject, scopes: c.Scopes}); key != "" && !p.May(key) {
 			return httpx.Denied("%s may not pull %s", c.Subject, key)
 		}
 		return nil
 	}
-	return s.challenge(r, scope, "unsupported authorization scheme")
+	return a.challenge(r, scope, "unsupported authorization scheme")
 }
 
-// serveToken is the registry token endpoint: GET /token?service=goldproxy&scope=... with
+// ServeToken is the registry token endpoint: GET /token?service=goldproxy&scope=... with
 // Basic credentials (or none, when anonymous pulls are allowed).
-func (s *Server) serveToken(w http.ResponseWriter, r *http.Request) error {
-	a := s.auth
-	if !a.enabled() {
+func (a *Authenticator) ServeToken(w http.ResponseWriter, r *http.Request) error {
+	if !a.Enabled() {
 		return httpx.Unsupported("authentication is off on this proxy")
 	}
-	var p *principal
+	var p *Principal
 	user, pass, ok := r.BasicAuth()
 	addr := clientAddr(r)
 	switch {
 	case ok:
 		if a.limited(addr) {
-			s.metrics.authFailures.WithLabelValues("rate_limited").Inc()
+			a.failures.WithLabelValues("rate_limited").Inc()
 			return httpx.TooManyRequests("too many failed logins from %s; wait a minute", addr)
 		}
 		var err error
 		if p, err = a.checkPassword(user, pass); err != nil {
 			a.failed(addr)
-			s.metrics.authFailures.WithLabelValues("token_request").Inc()
-			s.log.Warn("authentication failed", "user", user, "client", addr)
+			a.failures.WithLabelValues("token_request").Inc()
+			a.log.Warn("authentication failed", "user", user, "client", addr)
 			return &httpx.Error{Status: http.StatusUnauthorized, Code: "UNAUTHORIZED", Message: "invalid username or password",
 				Header: map[string]string{"WWW-Authenticate": `Basic realm="goldproxy"`}}
 		}
 	case a.anonymous():
-		p = &principal{name: "anonymous"}
+		p = &Principal{Name: "anonymous"}
 	default:
 		return &httpx.Error{Status: http.StatusUnauthorized, Code: "UNAUTHORIZED", Message: "credentials required",
 			Header: map[string]string{"WWW-Authenticate": `Basic realm="goldproxy"`}}
@@ -326,8 +355,8 @@ func (s *Server) serveToken(w http.ResponseWriter, r *http.Request) error {
 			parts := strings.Split(one, ":")
 			if len(parts) >= 3 && parts[0] == "repository" {
 				name := strings.Join(parts[1:len(parts)-1], ":")
-				if rt, err := s.routeOf(name); err == nil {
-					repos = append(repos, rt.key)
+				if key, err := a.canonical(name); err == nil {
+					repos = append(repos, key)
 				}
 			}
 		}
@@ -342,15 +371,6 @@ func (s *Server) serveToken(w http.ResponseWriter, r *http.Request) error {
 	})
 }
 
-// routeOf resolves a repository name as a client writes it in a scope.
-func (s *Server) routeOf(name string) (*route, error) {
-	rt := &route{kind: kindManifest, name: name}
-	if err := s.router.resolve(rt); err != nil {
-		return nil, err
-	}
-	return rt, nil
-}
-
 // NewRobotToken returns a new random robot token (shown once) and the hash to store.
 func NewRobotToken() (token, hash string) {
 	b := make([]byte, 32)
@@ -360,9 +380,8 @@ func NewRobotToken() (token, hash string) {
 	return token, hex.EncodeToString(sum[:])
 }
 
-// whoami authenticates r's credentials (Basic or Bearer) without a repository.
-func (s *Server) whoami(r *http.Request) (*principal, error) {
-	a := s.auth
+// Whoami authenticates r's credentials (Basic or Bearer) without a repository.
+func (a *Authenticator) Whoami(r *http.Request) (*Principal, error) {
 	h := r.Header.Get("Authorization")
 	switch {
 	case strings.HasPrefix(h, "Basic "):
@@ -374,7 +393,7 @@ func (s *Server) whoami(r *http.Request) (*principal, error) {
 		p, err := a.checkPassword(user, pass)
 		if err != nil {
 			a.failed(addr)
-			s.metrics.authFailures.WithLabelValues("basic").Inc()
+			a.failures.WithLabelValues("basic").Inc()
 			return nil, &httpx.Error{Status: http.StatusUnauthorized, Code: "UNAUTHORIZED", Message: "invalid username or password",
 				Header: map[string]string{"WWW-Authenticate": `Basic realm="goldproxy"`}}
 		}
@@ -382,39 +401,38 @@ func (s *Server) whoami(r *http.Request) (*principal, error) {
 	case strings.HasPrefix(h, "Bearer "):
 		c, err := a.verify(strings.TrimPrefix(h, "Bearer "))
 		if err != nil {
-			s.metrics.authFailures.WithLabelValues("token").Inc()
+			a.failures.WithLabelValues("token").Inc()
 			return nil, &httpx.Error{Status: http.StatusUnauthorized, Code: "UNAUTHORIZED", Message: "invalid or expired token"}
 		}
-		return &principal{name: c.Subject, scopes: c.Scopes}, nil
+		return &Principal{Name: c.Subject, scopes: c.Scopes}, nil
 	}
 	return nil, &httpx.Error{Status: http.StatusUnauthorized, Code: "UNAUTHORIZED", Message: "credentials required",
 		Header: map[string]string{"WWW-Authenticate": `Basic realm="goldproxy"`}}
 }
 
-// authorizeAPI guards /api/v1/: reading needs what pulling needs; changing anything
+// AuthorizeAPI guards /api/v1/: reading needs what pulling needs; changing anything
 // (gc, DB update, robots) needs an admin.
-func (s *Server) authorizeAPI(r *http.Request) error {
-	a := s.auth
-	if !a.enabled() {
+func (a *Authenticator) AuthorizeAPI(r *http.Request) error {
+	if !a.Enabled() {
 		return nil
 	}
 	readOnly := r.Method == http.MethodGet || r.Method == http.MethodHead
 	if readOnly && a.anonymous() && r.Header.Get("Authorization") == "" {
 		return nil
 	}
-	p, err := s.whoami(r)
+	p, err := a.Whoami(r)
 	if err != nil {
 		return err
 	}
-	if !readOnly && !slices.Contains(a.cfg.Admins, p.name) {
-		return httpx.Denied("%s is not an admin of this proxy (auth.admins)", p.name)
+	if !readOnly && !slices.Contains(a.cfg.Admins, p.Name) {
+		return httpx.Denied("%s is not an admin of this proxy (auth.admins)", p.Name)
 	}
 	return nil
 }
 
 // AddRobot creates a pull-only robot and returns its token, which is shown only now.
-func (s *Server) AddRobot(name string, scopes []string, ttl time.Duration) (string, error) {
-	if !reComponent.MatchString(name) {
+func (a *Authenticator) AddRobot(name string, scopes []string, ttl time.Duration) (string, error) {
+	if !reRobotName.MatchString(name) {
 		return "", fmt.Errorf("robot name %q: use lower-case letters, digits, '.', '_' or '-'", name)
 	}
 	for i, g := range scopes {
@@ -422,24 +440,24 @@ func (s *Server) AddRobot(name string, scopes []string, ttl time.Duration) (stri
 			return "", fmt.Errorf("scope %d: %w", i, err)
 		}
 	}
-	if _, err := s.store.Robot(name); err == nil {
+	if _, err := a.store.Robot(name); err == nil {
 		return "", fmt.Errorf("robot %q exists: revoke it first", name)
 	}
 	tok, hash := NewRobotToken()
-	r := storage.Robot{Name: name, Hash: hash, Scopes: scopes, Created: s.now().UTC()}
+	r := storage.Robot{Name: name, Hash: hash, Scopes: scopes, Created: a.now().UTC()}
 	if ttl > 0 {
 		r.Expires = r.Created.Add(ttl)
 	}
-	if err := s.store.PutRobot(r); err != nil {
+	if err := a.store.PutRobot(r); err != nil {
 		return "", err
 	}
-	s.auth.robots.Add(1)
+	a.robots.Add(1)
 	return tok, nil
 }
 
 // Robots lists the robots (never their tokens).
-func (s *Server) Robots() ([]storage.Robot, error) {
-	rs, err := s.store.Robots()
+func (a *Authenticator) Robots() ([]storage.Robot, error) {
+	rs, err := a.store.Robots()
 	for i := range rs {
 		rs[i].Hash = ""
 	}
@@ -447,22 +465,22 @@ func (s *Server) Robots() ([]storage.Robot, error) {
 }
 
 // RevokeRobot deletes a robot: its password and its tokens stop working at once.
-func (s *Server) RevokeRobot(name string) error {
-	if err := s.store.DeleteRobot(name); err != nil {
+func (a *Authenticator) RevokeRobot(name string) error {
+	if err := a.store.DeleteRobot(name); err != nil {
 		return err
 	}
-	s.auth.robots.Add(-1)
+	a.robots.Add(-1)
 	return nil
 }
 
-// serveRobots is /api/v1/robots: GET lists, POST {name, scopes, expires} adds, DELETE
+// ServeRobots is /api/v1/robots: GET lists, POST {name, scopes, expires} adds, DELETE
 // /api/v1/robots/<name> revokes.
-func (s *Server) serveRobots(w http.ResponseWriter, r *http.Request) error {
+func (a *Authenticator) ServeRobots(w http.ResponseWriter, r *http.Request) error {
 	name := strings.TrimPrefix(strings.TrimPrefix(r.URL.Path, "/api/v1/robots"), "/")
 	w.Header().Set("Content-Type", "application/json")
 	switch {
 	case r.Method == http.MethodGet && name == "":
-		rs, err := s.Robots()
+		rs, err := a.Robots()
 		if err != nil {
 			return err
 		}
@@ -484,14 +502,14 @@ func (s *Server) serveRobots(w http.ResponseWriter, r *http.Request) error {
 			}
 			ttl = d
 		}
-		tok, err := s.AddRobot(req.Name, req.Scopes, ttl)
+		tok, err := a.AddRobot(req.Name, req.Scopes, ttl)
 		if err != nil {
 			return &httpx.Error{Status: http.StatusBadRequest, Code: "UNSUPPORTED", Message: err.Error()}
 		}
 		w.WriteHeader(http.StatusCreated)
 		return json.NewEncoder(w).Encode(map[string]string{"username": "robot$" + req.Name, "token": tok})
 	case r.Method == http.MethodDelete && name != "":
-		if err := s.RevokeRobot(name); err != nil {
+		if err := a.RevokeRobot(name); err != nil {
 			if errors.Is(err, storage.ErrNotFound) {
 				return httpx.NameUnknown("no robot %q", name)
 			}
