@@ -13,6 +13,7 @@ import (
 	"github.com/opencontainers/go-digest"
 
 	"github.com/goldproxy/goldproxy/policy"
+	"github.com/goldproxy/goldproxy/proxy/gate"
 	"github.com/goldproxy/goldproxy/proxy/registry/httpx"
 	"github.com/goldproxy/goldproxy/storage"
 )
@@ -114,7 +115,7 @@ func (s *Server) serveAPI(w http.ResponseWriter, r *http.Request) (bool, error) 
 		if det.Facts == nil {
 			return true, httpx.ManifestUnknown("no verdict for %s", d)
 		}
-		out := VerdictDetail{Judgement: Judgement{Digest: d.String(), State: det.Facts.State, Error: det.Facts.Error,
+		out := VerdictDetail{Judgement: gate.Judgement{Digest: d.String(), State: det.Facts.State, Error: det.Facts.Error,
 			DBVersion: det.Facts.DBVersion, ScannedAt: det.Facts.ScannedAt}, Input: det.Facts.Input, Facts: det.Facts, Judgements: det.Judgements}
 		if det.Verdict != nil {
 			out.Judgement = *det.Verdict
@@ -167,12 +168,12 @@ func (s *Server) serveReport(w http.ResponseWriter, r *http.Request, d digest.Di
 		in := *det.Facts.Input
 		in.Repository, in.Tag = det.Verdict.Repository, det.Verdict.Tag
 		w.Header().Set("Content-Type", "text/markdown; charset=utf-8")
-		_, err = io.WriteString(w, MarkdownReport(in, det.Verdict.Verdict, det.Facts.DBVersion))
+		_, err = io.WriteString(w, gate.MarkdownReport(in, det.Verdict.Verdict, det.Facts.DBVersion))
 		return err
 	case "sarif", "cyclonedx":
 		var f ReportFormatter
-		if s.scan != nil {
-			f, _ = s.scan.scanner.(ReportFormatter)
+		if s.gate != nil {
+			f, _ = s.gate.Scanner().(ReportFormatter)
 		}
 		if f == nil {
 			return httpx.Unsupported("this proxy cannot render %s reports", format)
@@ -196,10 +197,10 @@ func (s *Server) serveReport(w http.ResponseWriter, r *http.Request, d digest.Di
 // that repository (else the first), the digest's facts and its scan input, and the
 // judgements in every repository holding it.
 type VerdictDetail struct {
-	Judgement
-	Input      *policy.Input `json:"input,omitempty"`
-	Facts      *Facts        `json:"facts"`
-	Judgements []*Judgement  `json:"judgements,omitempty"`
+	gate.Judgement
+	Input      *policy.Input     `json:"input,omitempty"`
+	Facts      *gate.Facts       `json:"facts"`
+	Judgements []*gate.Judgement `json:"judgements,omitempty"`
 }
 
 // renameReport makes a stored Trivy report name repo@dgst: the report is a fact of the
@@ -230,16 +231,11 @@ type DBReporter interface {
 }
 
 func (s *Server) scanReporter() (DBReporter, bool) {
-	if s.scan == nil {
+	if s.gate == nil {
 		return nil, false
 	}
-	r, ok := s.scan.scanner.(DBReporter)
+	r, ok := s.gate.Scanner().(DBReporter)
 	return r, ok
-}
-
-// Readiness is implemented by a Scanner that can say whether it is able to scan.
-type Readiness interface {
-	Ready() error
 }
 
 func (s *Server) serveReady(w http.ResponseWriter) error {
@@ -250,9 +246,9 @@ func (s *Server) serveReady(w http.ResponseWriter) error {
 	} else {
 		checks["store"] = "ok"
 	}
-	if s.scan != nil {
+	if s.gate != nil {
 		checks["scanner"] = "ok"
-		if rd, is := s.scan.scanner.(Readiness); is {
+		if rd, is := s.gate.Scanner().(gate.Readiness); is {
 			if err := rd.Ready(); err != nil {
 				checks["scanner"], ok = err.Error(), false
 			}

@@ -30,7 +30,7 @@ func (s *Server) serveBlob(w http.ResponseWriter, r *http.Request, rt *route) er
 	if err != nil {
 		return httpx.DigestInvalid("invalid digest %q: %v", rt.ref, err)
 	}
-	defer s.leases.hold(dgst)() // gc never deletes a blob a request is using
+	defer s.leases.Hold(dgst)() // gc never deletes a blob a request is using
 	if _, err := s.store.StatBlob(ctx, dgst); err == nil {
 		s.metrics.cache.WithLabelValues("blob", "hit").Inc()
 		if err := s.ensureLinked(ctx, rt, dgst); err != nil {
@@ -136,7 +136,7 @@ func (s *Server) fetchBlob(w http.ResponseWriter, r *http.Request, rt *route, dg
 
 // ensureBlob makes sure a blob of rt's repository is in the store.
 func (s *Server) ensureBlob(ctx context.Context, rt *route, dgst digest.Digest) error {
-	defer s.leases.hold(dgst)()
+	defer s.leases.Hold(dgst)()
 	if _, err := s.store.StatBlob(ctx, dgst); err == nil {
 		return s.ensureLinked(ctx, rt, dgst)
 	}
@@ -175,7 +175,7 @@ func (s *Server) sharedFetch(ctx context.Context, rt *route, dgst digest.Digest,
 	s.mu.Unlock()
 
 	// The fetch outlives a caller that goes away (others may be waiting on it), not Close.
-	bctx, done := s.background(ctx)
+	bctx, done := s.life.Background(ctx)
 	streamed, err = s.ingestBlob(bctx, rt, dgst, client)
 	done()
 	f.err = err

@@ -6,8 +6,8 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/goldproxy/goldproxy/proxy"
 	"github.com/goldproxy/goldproxy/proxy/config"
+	"github.com/goldproxy/goldproxy/proxy/gate"
 )
 
 func TestDefaultConfig(t *testing.T) {
@@ -25,7 +25,7 @@ func TestDefaultConfig(t *testing.T) {
 	if got := strings.Join(names, ","); got != "docker.io,cgr.dev,gcr.io,quay.io,ghcr.io,registry.access.redhat.com" {
 		t.Errorf("upstreams %s", got)
 	}
-	a, err := proxy.NewAllowlist(cfg.Allow.Repositories, nil)
+	a, err := gate.NewAllowlist(cfg.Allow.Repositories, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -91,7 +91,7 @@ func TestConfigListsAndSecrets(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	a, err := proxy.NewAllowlist(nil, []string{filepath.Join(dir, cfg.Allow.Lists[0])})
+	a, err := gate.NewAllowlist(nil, []string{filepath.Join(dir, cfg.Allow.Lists[0])})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -105,7 +105,7 @@ func TestConfigListsAndSecrets(t *testing.T) {
 			t.Errorf("%s allowed=%v, want %v", repo, got, want)
 		}
 	}
-	if _, err := proxy.NewAllowlist(nil, []string{writeFile(t, "bad.txt", "ok:1\nNOT A REF!!\n")}); err == nil || !strings.Contains(err.Error(), "line 2") {
+	if _, err := gate.NewAllowlist(nil, []string{writeFile(t, "bad.txt", "ok:1\nNOT A REF!!\n")}); err == nil || !strings.Contains(err.Error(), "line 2") {
 		t.Fatalf("bad list line: %v", err)
 	}
 }
@@ -132,7 +132,7 @@ func TestGlobs(t *testing.T) {
 		{"gcr.io/distroless/static?debian12", "gcr.io/distroless/static-debian12", true},
 		{"a.io/x.y", "a.io/xzy", false},
 	} {
-		a, err := proxy.NewAllowlist([]string{tc.glob}, nil)
+		a, err := gate.NewAllowlist([]string{tc.glob}, nil)
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -10,6 +10,7 @@ import (
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 
 	"github.com/goldproxy/goldproxy/proxy"
+	"github.com/goldproxy/goldproxy/proxy/gate"
 	"github.com/goldproxy/goldproxy/proxy/proxytest"
 )
 
@@ -17,17 +18,17 @@ import (
 type recordingGate struct {
 	mu    sync.Mutex
 	deny  map[v1.Hash]bool
-	asked []proxy.Manifest
+	asked []gate.Manifest
 }
 
-func (g *recordingGate) Check(_ context.Context, m proxy.Manifest) (proxy.Verdict, error) {
+func (g *recordingGate) Check(_ context.Context, m gate.Manifest) (gate.Verdict, error) {
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	g.asked = append(g.asked, m)
 	if g.deny[m.Descriptor.Digest] {
-		return proxy.Verdict{Rule: "test", Message: "image " + m.Repository + "@" + m.Descriptor.Digest.String() + " is denied by the test gate"}, nil
+		return gate.Verdict{Rule: "test", Message: "image " + m.Repository + "@" + m.Descriptor.Digest.String() + " is denied by the test gate"}, nil
 	}
-	return proxy.Verdict{Allowed: true}, nil
+	return gate.Verdict{Allowed: true}, nil
 }
 
 func TestGateJudgesEachPlatformManifest(t *testing.T) {

@@ -33,7 +33,8 @@ type leases struct {
 	n  map[digest.Digest]int
 }
 
-func (l *leases) hold(d digest.Digest) func() {
+// Hold keeps d from being collected until the returned func is called.
+func (l *leases) Hold(d digest.Digest) func() {
 	l.mu.Lock()
 	if l.n == nil {
 		l.n = map[digest.Digest]int{}
@@ -49,7 +50,8 @@ func (l *leases) hold(d digest.Digest) func() {
 	}
 }
 
-func (l *leases) held(d digest.Digest) bool {
+// Held reports whether d is in use.
+func (l *leases) Held(d digest.Digest) bool {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	return l.n[d] > 0
@@ -116,7 +118,7 @@ func (s *Server) flushLoop(ctx context.Context) {
 func (s *Server) GC(ctx context.Context, dryRun bool) (GCResult, error) {
 	s.gcMu.Lock() // the loop and the API never collect at once
 	defer s.gcMu.Unlock()
-	ctx, done := s.bound(ctx)
+	ctx, done := s.life.Bound(ctx)
 	defer done()
 	res := GCResult{DryRun: dryRun, Evicted: []string{}}
 	cfg := s.cfg.Storage.GC
@@ -180,7 +182,7 @@ func (s *Server) GC(ctx context.Context, dryRun bool) (GCResult, error) {
 		if !tooOld && !tooBig {
 			continue
 		}
-		if now.Sub(img.Used()) < cfg.Grace || s.leases.held(img.Digest) {
+		if now.Sub(img.Used()) < cfg.Grace || s.leases.Held(img.Digest) {
 			continue
 		}
 		if children[img.Digest] && !tooOld {
@@ -211,15 +213,14 @@ func (s *Server) GC(ctx context.Context, dryRun bool) (GCResult, error) {
 		if _, err := s.store.DeleteManifest(img.Repository, img.Digest); err != nil {
 			return res, err
 		}
-		if s.scan != nil {
-			s.scan.memo.forget(img.Digest)
-			s.scan.states.forget(img.Repository, img.Digest)
+		if s.gate != nil {
+			s.gate.Forget(img.Repository, img.Digest)
 		}
 	}
 	var layers []string
 	res.SizeAfter = res.SizeBefore
 	for _, b := range blobs {
-		if count[b.Digest] > 0 || s.leases.held(b.Digest) {
+		if count[b.Digest] > 0 || s.leases.Held(b.Digest) {
 			continue
 		}
 		res.DeletedBlobs++
@@ -232,8 +233,8 @@ func (s *Server) GC(ctx context.Context, dryRun bool) (GCResult, error) {
 			return res, err
 		}
 	}
-	if !dryRun && s.scan != nil {
-		if f, ok := s.scan.scanner.(CacheForgetter); ok {
+	if !dryRun && s.gate != nil {
+		if f, ok := s.gate.Scanner().(CacheForgetter); ok {
 			if err := f.Forget(ctx, gone, kept, layers); err != nil {
 				s.log.Warn("could not drop cached analysis of evicted images", "err", err)
 			}
@@ -245,10 +246,10 @@ func (s *Server) GC(ctx context.Context, dryRun bool) (GCResult, error) {
 }
 
 func (s *Server) scanKey(d digest.Digest) json.RawMessage {
-	if s.scan == nil {
+	if s.gate == nil {
 		return nil
 	}
-	rec, err := s.scan.load(d)
+	rec, err := s.gate.Facts(d)
 	if err != nil {
 		return nil
 	}

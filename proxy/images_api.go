@@ -14,6 +14,7 @@ import (
 	"github.com/opencontainers/go-digest"
 
 	"github.com/goldproxy/goldproxy/policy"
+	"github.com/goldproxy/goldproxy/proxy/gate"
 	"github.com/goldproxy/goldproxy/proxy/registry/httpx"
 	"github.com/goldproxy/goldproxy/storage"
 )
@@ -90,15 +91,15 @@ func (s *Server) summaries(q url.Values) ([]ImageSummary, error) {
 		if tags, err := s.store.TagsOf(img.Repository, img.Digest); err == nil {
 			sum.Tags = tags
 		}
-		if s.scan != nil {
-			if j := s.scan.storedJudgement(img.Repository, img.Digest); j != nil {
+		if s.gate != nil {
+			if j := s.gate.Judgement(img.Repository, img.Digest); j != nil {
 				sum.Verdict, sum.Policy, sum.Rule = j.State, j.Verdict.Policy, j.Verdict.Rule()
 				sum.Counts, sum.ScannedAt, sum.DBVersion = j.Verdict.Counts, j.ScannedAt, j.DBVersion
-			} else if f, err := s.scan.load(img.Digest); err == nil && !f.final() {
+			} else if f, err := s.gate.Facts(img.Digest); err == nil && !f.Final() {
 				sum.Verdict, sum.ScannedAt, sum.DBVersion = f.State, f.ScannedAt, f.DBVersion
 			}
 		}
-		if q.Get("denied") == "true" && sum.Verdict != stateDenied {
+		if q.Get("denied") == "true" && sum.Verdict != "denied" {
 			continue
 		}
 		if g := q.Get("repository"); g != "" && !policy.Match(g, sum.Repository) && !strings.Contains(sum.Repository, g) {
@@ -165,11 +166,11 @@ type ImageDetail struct {
 	Repositories []ImageSummary `json:"repositories"`
 	// Verdict is the judgement in the repository asked for (?repository=), else in the
 	// first one.
-	Verdict    *Judgement      `json:"verdict,omitempty"`
-	Judgements []*Judgement    `json:"judgements,omitempty"`
-	Facts      *Facts          `json:"facts,omitempty"`
-	Layers     []LayerSummary  `json:"layers,omitempty"`
-	Manifest   json.RawMessage `json:"manifest,omitempty"`
+	Verdict    *gate.Judgement   `json:"verdict,omitempty"`
+	Judgements []*gate.Judgement `json:"judgements,omitempty"`
+	Facts      *gate.Facts       `json:"facts,omitempty"`
+	Layers     []LayerSummary    `json:"layers,omitempty"`
+	Manifest   json.RawMessage   `json:"manifest,omitempty"`
 }
 
 // LayerSummary is one layer of an image.
@@ -220,12 +221,12 @@ func (s *Server) imageDetail(r *http.Request, d digest.Digest) (*ImageDetail, er
 			det.Layers = m.Layers
 		}
 	}
-	if s.scan != nil {
-		if f, err := s.scan.load(d); err == nil {
+	if s.gate != nil {
+		if f, err := s.gate.Facts(d); err == nil {
 			det.Facts = f
 		}
 		for _, sum := range det.Repositories {
-			if j := s.scan.storedJudgement(sum.Repository, d); j != nil {
+			if j := s.gate.Judgement(sum.Repository, d); j != nil {
 				det.Judgements = append(det.Judgements, j)
 				if sum.Repository == repo {
 					det.Verdict = j
@@ -244,13 +245,13 @@ func (s *Server) serveVerdicts(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	state := r.URL.Query().Get("state")
-	items := []Judgement{}
+	items := []gate.Judgement{}
 	next := ""
 	err = s.store.Judgements(func(repo string, d digest.Digest, b []byte) error {
 		if k := repo + "\x00" + d.String(); cursor != "" && k <= cursor {
 			return nil
 		}
-		var j Judgement
+		var j gate.Judgement
 		if json.Unmarshal(b, &j) != nil || (state != "" && j.State != state) {
 			return nil
 		}

@@ -6,6 +6,7 @@ import (
 	"testing"
 
 	"github.com/goldproxy/goldproxy/proxy"
+	"github.com/goldproxy/goldproxy/proxy/gate"
 )
 
 func TestImagesAPIPagination(t *testing.T) {
@@ -67,7 +68,7 @@ func TestImagesAPIPagination(t *testing.T) {
 	}
 	resp, body = get(t, http.MethodGet, p.URL+"/api/v1/verdicts?state=denied&limit=1", nil)
 	var vl struct {
-		Verdicts []proxy.Judgement `json:"verdicts"`
+		Verdicts []gate.Judgement `json:"verdicts"`
 	}
 	if resp.StatusCode != 200 || json.Unmarshal(body, &vl) != nil || len(vl.Verdicts) != 1 || vl.Verdicts[0].State != "denied" {
 		t.Fatalf("verdicts: %d %s", resp.StatusCode, body)

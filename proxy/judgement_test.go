@@ -22,6 +22,7 @@ import (
 
 	"github.com/goldproxy/goldproxy/policy"
 	"github.com/goldproxy/goldproxy/proxy"
+	"github.com/goldproxy/goldproxy/proxy/gate"
 	"github.com/goldproxy/goldproxy/proxy/proxytest"
 	"github.com/goldproxy/goldproxy/storage"
 )
@@ -156,7 +157,7 @@ func TestReportsAndDashboardNameTheRepositoryAsked(t *testing.T) {
 	if code != http.StatusForbidden {
 		t.Fatalf("b: %d", code)
 	}
-	report := proxy.ReportPath(up.Name+"/team/b", d.String())
+	report := gate.ReportPath(up.Name+"/team/b", d.String())
 	if !strings.Contains(body, report) {
 		t.Fatalf("denial does not link b's report %s: %s", report, body)
 	}
@@ -226,20 +227,20 @@ func (r *readyScanner) Ready() error {
 	return nil
 }
 
-func (r *readyScanner) Scan(ctx context.Context, img v1.Image, ref string) (*proxy.ScanResult, error) {
+func (r *readyScanner) Scan(ctx context.Context, img v1.Image, ref string) (*gate.ScanResult, error) {
 	if err := r.Ready(); err != nil {
 		return nil, err
 	}
 	return r.fakeScanner.Scan(ctx, img, ref)
 }
 
-func factsOf(t *testing.T, p *proxytest.Proxy, d v1.Hash) proxy.Facts {
+func factsOf(t *testing.T, p *proxytest.Proxy, d v1.Hash) gate.Facts {
 	t.Helper()
 	b, err := p.Store.Verdict(digest.Digest(d.String()))
 	if err != nil {
 		t.Fatal(err)
 	}
-	var f proxy.Facts
+	var f gate.Facts
 	if err := json.Unmarshal(b, &f); err != nil {
 		t.Fatal(err)
 	}
@@ -296,7 +297,7 @@ type redetectScanner struct {
 
 func (r *redetectScanner) DBVersion() (string, error) { return r.version.Load().(string), nil }
 
-func (r *redetectScanner) Scan(ctx context.Context, img v1.Image, ref string) (*proxy.ScanResult, error) {
+func (r *redetectScanner) Scan(ctx context.Context, img v1.Image, ref string) (*gate.ScanResult, error) {
 	res, err := r.fakeScanner.Scan(ctx, img, ref)
 	if res != nil {
 		res.DBVersion, res.Key = r.version.Load().(string), json.RawMessage(`{}`)
@@ -304,11 +305,11 @@ func (r *redetectScanner) Scan(ctx context.Context, img v1.Image, ref string) (*
 	return res, err
 }
 
-func (r *redetectScanner) Redetect(ctx context.Context, key, report json.RawMessage) (*proxy.ScanResult, error) {
+func (r *redetectScanner) Redetect(ctx context.Context, key, report json.RawMessage) (*gate.ScanResult, error) {
 	if n := r.redetects.Add(1); n == r.cancelAt && r.cancel != nil {
 		r.cancel()
 	}
-	return &proxy.ScanResult{DBVersion: r.version.Load().(string), Report: report}, nil
+	return &gate.ScanResult{DBVersion: r.version.Load().(string), Report: report}, nil
 }
 
 // A re-evaluation cancelled half way is finished by the next one with the same DB:
@@ -329,14 +330,14 @@ func TestReevaluationResumes(t *testing.T) {
 	}
 	current := func() (facts, judgements int) {
 		_ = p.Store.Verdicts(func(_ digest.Digest, b []byte) error {
-			var f proxy.Facts
+			var f gate.Facts
 			if json.Unmarshal(b, &f) == nil && f.DBVersion == "v2" {
 				facts++
 			}
 			return nil
 		})
 		_ = p.Store.Judgements(func(_ string, _ digest.Digest, b []byte) error {
-			var j proxy.Judgement
+			var j gate.Judgement
 			if json.Unmarshal(b, &j) == nil && j.DBVersion == "v2" {
 				judgements++
 			}
@@ -410,7 +411,7 @@ func TestCloseStopsIngest(t *testing.T) {
 	snapshot := func() string {
 		blobs, _ := p.Store.Blobs(context.Background())
 		b, _ := p.Store.Verdict(digest.Digest(d.String()))
-		var f proxy.Facts
+		var f gate.Facts
 		_ = json.Unmarshal(b, &f)
 		return fmt.Sprintf("%d blobs, facts %q", len(blobs), f.State)
 	}

@@ -15,6 +15,7 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/types"
 	"github.com/opencontainers/go-digest"
 
+	"github.com/goldproxy/goldproxy/proxy/gate"
 	"github.com/goldproxy/goldproxy/proxy/registry/httpx"
 	"github.com/goldproxy/goldproxy/storage"
 )
@@ -64,7 +65,7 @@ func (s *Server) serveManifest(w http.ResponseWriter, r *http.Request, rt *route
 		result = "miss"
 	}
 	s.metrics.cache.WithLabelValues("manifest", result).Inc()
-	verdict, err := s.gate.Check(ctx, Manifest{
+	verdict, err := s.check.Check(ctx, gate.Manifest{
 		Repository: rt.key,
 		Tag:        tag,
 		Descriptor: descriptorOf(rec),
@@ -73,10 +74,9 @@ func (s *Server) serveManifest(w http.ResponseWriter, r *http.Request, rt *route
 		return err
 	}
 	if !verdict.Allowed {
-		s.metrics.denials.WithLabelValues(verdict.Policy, verdict.Rule, "false").Inc()
 		e := httpx.Denied("%s", verdict.Message)
 		e.Detail = map[string]string{"repository": rt.key, "reference": rt.ref, "digest": rec.Digest.String(), "rule": verdict.Rule,
-			"report": ReportPath(rt.key, rec.Digest.String())}
+			"report": gate.ReportPath(rt.key, rec.Digest.String())}
 		return e
 	}
 	s.pulls.mark(rt.key, rec.Digest, s.now())

@@ -11,9 +11,10 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 )
 
-// metrics are the proxy's Prometheus metrics, registered on the registry the server is
-// given (WithRegistry) so tests can read them. Names follow Prometheus conventions:
-// goldproxy_ prefix, base units, _total counters.
+// metrics are the registry front's and the mirror's Prometheus metrics, registered on
+// the registry the server is given (WithRegistry) so tests can read them; the gate and
+// the authenticator register their own. Names follow Prometheus conventions: goldproxy_
+// prefix, base units, _total counters.
 type metrics struct {
 	requests        *prometheus.CounterVec
 	requestDuration *prometheus.HistogramVec
@@ -22,13 +23,6 @@ type metrics struct {
 	fetchedBytes    *prometheus.CounterVec
 	upstream        *prometheus.CounterVec
 	upstreamLatency *prometheus.HistogramVec
-	scans           *prometheus.CounterVec
-	scanDuration    prometheus.Histogram
-	denials         *prometheus.CounterVec
-	verdictChanges  *prometheus.CounterVec
-	reevalProgress  prometheus.Gauge
-	reevalRunning   prometheus.Gauge
-	webhookErrors   prometheus.Counter
 }
 
 func newMetrics(reg prometheus.Registerer, s *Server) *metrics {
@@ -47,56 +41,15 @@ func newMetrics(reg prometheus.Registerer, s *Server) *metrics {
 			Help: "Requests to upstream registries by kind and result (2xx, 3xx, 4xx, 5xx, error)."}, []string{"upstream", "kind", "result"}),
 		upstreamLatency: prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "goldproxy_upstream_request_duration_seconds",
 			Help: "Time to the upstream's response headers.", Buckets: prometheus.ExponentialBuckets(0.001, 4, 9)}, []string{"upstream", "kind"}),
-		scans: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "goldproxy_scans_total",
-			Help: "Scans by result (scanned, error, artifact); verdicts are counted per repository in goldproxy_verdicts."}, []string{"result"}),
-		scanDuration: prometheus.NewHistogram(prometheus.HistogramOpts{Name: "goldproxy_scan_duration_seconds",
-			Help: "Ingest and scan time of new images.", Buckets: prometheus.ExponentialBuckets(0.05, 2.5, 10)}),
-		denials: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "goldproxy_denials_total",
-			Help: "Manifest pulls denied, by policy and rule (audit-mode would-be denials have audit=true)."}, []string{"policy", "rule", "audit"}),
-		verdictChanges: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "goldproxy_verdict_changes_total",
-			Help: "Stored verdicts that changed state on re-evaluation (new DB, new policy, expired exception)."}, []string{"from", "to"}),
-		reevalProgress: prometheus.NewGauge(prometheus.GaugeOpts{Name: "goldproxy_reevaluation_progress_ratio",
-			Help: "Share of stored verdicts the running (or last) re-evaluation has done."}),
-		reevalRunning: prometheus.NewGauge(prometheus.GaugeOpts{Name: "goldproxy_reevaluation_running",
-			Help: "1 while stored verdicts are being re-evaluated."}),
-		webhookErrors: prometheus.NewCounter(prometheus.CounterOpts{Name: "goldproxy_webhook_failures_total",
-			Help: "Verdict-change notifications that could not be delivered after every retry."}),
 	}
-	// Export the usual label values from the start, so dashboards and alerts see zeros
-	// rather than nothing.
-	for _, from := range []string{stateAllowed, stateDenied} {
-		for _, to := range []string{stateAllowed, stateDenied} {
-			if from != to {
-				m.verdictChanges.WithLabelValues(from, to)
-			}
-		}
-	}
-	for _, r := range []string{stateScanned, stateError, stateArtifact} {
-		m.scans.WithLabelValues(r)
-	}
-	reg.MustRegister(m.requests, m.requestDuration, m.cache, m.servedBytes, m.fetchedBytes, m.upstream, m.upstreamLatency,
-		m.scans, m.scanDuration, m.denials, m.verdictChanges, m.reevalProgress, m.reevalRunning, m.webhookErrors,
-		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "goldproxy_scan_queue_depth", Help: "Scans waiting for a worker."},
-			func() float64 { return s.scanGauge(func(g *scanGate) int64 { return g.queued.Load() }) }),
-		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "goldproxy_scans_running", Help: "Scans running now."},
-			func() float64 { return s.scanGauge(func(g *scanGate) int64 { return g.running.Load() }) }),
-		&stateCollector{s: s},
-	)
+	reg.MustRegister(m.requests, m.requestDuration, m.cache, m.servedBytes, m.fetchedBytes, m.upstream, m.upstreamLatency, &stateCollector{s: s})
 	return m
-}
-
-func (s *Server) scanGauge(f func(*scanGate) int64) float64 {
-	if s.scan == nil {
-		return 0
-	}
-	return float64(f(s.scan))
 }
 
 // WithRegistry registers the server's metrics on reg (default: a private registry).
 func WithRegistry(reg prometheus.Registerer) Option { return func(s *Server) { s.registry = reg } }
 
-// stateCollector reports what is read from the store at scrape time: verdicts by state,
-// store size and objects (walked at most once a minute), the vulnerability DB.
+// stateCollector reports what is read from the store at scrape time: store size and objects (walked at most once a minute), the vulnerability DB.
 type stateCollector struct {
 	s       *Server
 	mu      sync.Mutex
@@ -106,7 +59,6 @@ type stateCollector struct {
 }
 
 var (
-	descVerdicts   = prometheus.NewDesc("goldproxy_verdicts", "Stored verdicts by state.", []string{"state"}, nil)
 	descStoreBytes = prometheus.NewDesc("goldproxy_store_size_bytes", "Bytes of blobs in the store.", nil, nil)
 	descStoreObjs  = prometheus.NewDesc("goldproxy_store_objects", "Blobs in the store.", nil, nil)
 	descDBAge      = prometheus.NewDesc("goldproxy_vulnerability_db_age_seconds", "Time since the loaded vulnerability DB was built.", nil, nil)
@@ -114,22 +66,12 @@ var (
 )
 
 func (c *stateCollector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{descVerdicts, descStoreBytes, descStoreObjs, descDBAge, descDBInfo} {
+	for _, d := range []*prometheus.Desc{descStoreBytes, descStoreObjs, descDBAge, descDBInfo} {
 		ch <- d
 	}
 }
 
 func (c *stateCollector) Collect(ch chan<- prometheus.Metric) {
-	states := map[string]float64{statePending: 0, stateAllowed: 0, stateDenied: 0, stateError: 0}
-	if g := c.s.scan; g != nil {
-		for st, n := range g.states.counts() {
-			states[st] += float64(n)
-		}
-		states[statePending] = float64(g.queued.Load() + g.running.Load())
-	}
-	for st, n := range states {
-		ch <- prometheus.MustNewConstMetric(descVerdicts, prometheus.GaugeValue, n, st)
-	}
 	c.mu.Lock()
 	if time.Since(c.walked) > time.Minute {
 		if blobs, err := c.s.store.Blobs(context.Background()); err == nil {

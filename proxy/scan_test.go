@@ -17,6 +17,7 @@ import (
 	"github.com/goldproxy/goldproxy/policy"
 	"github.com/goldproxy/goldproxy/proxy"
 	"github.com/goldproxy/goldproxy/proxy/config"
+	"github.com/goldproxy/goldproxy/proxy/gate"
 	"github.com/goldproxy/goldproxy/proxy/proxytest"
 )
 
@@ -31,7 +32,7 @@ type fakeScanner struct {
 	block chan struct{} // when set, scans wait on it
 }
 
-func (f *fakeScanner) Scan(ctx context.Context, img v1.Image, ref string) (*proxy.ScanResult, error) {
+func (f *fakeScanner) Scan(ctx context.Context, img v1.Image, ref string) (*gate.ScanResult, error) {
 	f.calls.Add(1)
 	if f.block != nil {
 		select {
@@ -71,7 +72,7 @@ func (f *fakeScanner) Scan(ctx context.Context, img v1.Image, ref string) (*prox
 	}
 	cfg, _ := img.ConfigName()
 	report, _ := json.Marshal(map[string]any{"SchemaVersion": 2, "ArtifactName": ref})
-	return &proxy.ScanResult{OS: "alpine 3.19.1", Vulnerabilities: f.vulns[cfg], Report: report, DBVersion: "test"}, nil
+	return &gate.ScanResult{OS: "alpine 3.19.1", Vulnerabilities: f.vulns[cfg], Report: report, DBVersion: "test"}, nil
 }
 
 var opensslVulns = []policy.Vulnerability{

@@ -11,8 +11,10 @@ import (
 	"sync"
 	"time"
 
+	"github.com/goldproxy/goldproxy/policy"
 	"github.com/goldproxy/goldproxy/proxy/auth"
 	"github.com/goldproxy/goldproxy/proxy/config"
+	"github.com/goldproxy/goldproxy/proxy/gate"
 	"github.com/goldproxy/goldproxy/proxy/registry/httpx"
 
 	"github.com/opencontainers/go-digest"
@@ -28,14 +30,15 @@ type Server struct {
 	cfg    *config.Config
 	store  *storage.Store
 	router *router
-	allow  *Allowlist
-	gate   Gate
-	scan   *scanGate
+	allow  *gate.Allowlist
+	check  Checker    // the allowlist, or the scanning gate
+	gate   *gate.Gate // nil without a scanner
 	log    *slog.Logger
-	ctx    context.Context // the server's lifetime, for background scans
-	stop   context.CancelFunc
-	work   background // what the server started that outlives a request
+	life   *lifetime
 	gcMu   sync.Mutex // one collection at a time
+
+	scanner gate.Scanner
+	policy  *policy.Set
 
 	dbUpdate func(context.Context) (any, error)
 	leases   leases
@@ -43,7 +46,6 @@ type Server struct {
 	auth     *auth.Authenticator
 	registry prometheus.Registerer
 	metrics  *metrics
-	notify   *notifier
 	now      func() time.Time
 
 	sf       singleflight.Group // tag resolutions and manifest fetches
@@ -54,9 +56,21 @@ type Server struct {
 // Option configures a Server.
 type Option func(*Server)
 
-// WithGate replaces the gate that decides whether a manifest is served (default: the
-// allowlist).
-func WithGate(g Gate) Option { return func(s *Server) { s.gate = g } }
+// Checker decides whether a manifest may be served, for one request. The server asks
+// it for every manifest digest before a byte of it reaches a client.
+type Checker interface {
+	Check(ctx context.Context, m gate.Manifest) (gate.Verdict, error)
+}
+
+// WithGate replaces what decides whether a manifest is served (default: the
+// allowlist, or the scanning gate with WithScanner).
+func WithGate(c Checker) Option { return func(s *Server) { s.check = c } }
+
+// WithScanner puts a scanning gate behind the allowlist: every image manifest is
+// ingested whole, scanned and judged by pol before it is served.
+func WithScanner(sc gate.Scanner, pol *policy.Set) Option {
+	return func(s *Server) { s.scanner, s.policy = sc, pol }
+}
 
 // WithDBUpdater lets POST /api/v1/db/update refresh the vulnerability DB.
 func WithDBUpdater(f func(context.Context) (any, error)) Option {
@@ -90,7 +104,7 @@ func New(cfg *config.Config, store *storage.Store, opts ...Option) (*Server, err
 	for i, l := range cfg.Allow.Lists {
 		lists[i] = cfg.Resolve(l)
 	}
-	allow, err := NewAllowlist(cfg.Allow.Repositories, lists)
+	allow, err := gate.NewAllowlist(cfg.Allow.Repositories, lists)
 	if err != nil {
 		return nil, err
 	}
@@ -99,15 +113,14 @@ func New(cfg *config.Config, store *storage.Store, opts ...Option) (*Server, err
 		store:    store,
 		router:   newRouter(ups, cfg),
 		allow:    allow,
-		gate:     allow,
 		log:      slog.Default(),
+		life:     newLifetime(),
 		now:      time.Now,
 		inflight: map[digest.Digest]*blobFetch{},
 	}
 	for _, o := range opts {
 		o(s)
 	}
-	s.ctx, s.stop = context.WithCancel(context.Background())
 	if s.registry == nil {
 		s.registry = prometheus.NewRegistry()
 	}
@@ -122,10 +135,18 @@ func New(cfg *config.Config, store *storage.Store, opts ...Option) (*Server, err
 	if s.auth, err = auth.New(cfg.Auth, cfg.Resolve, store, s.now, s.log, s.registry, canonical); err != nil {
 		return nil, err
 	}
-	s.notify = newNotifier(s.ctx, cfg.Webhooks, s.log, s.metrics.webhookErrors.Inc)
-	if s.scan != nil {
-		s.gate = s.scan
-		s.scan.start()
+	if s.scanner != nil {
+		s.gate, err = gate.New(gate.Deps{Store: store, Scanner: s.scanner, Policy: s.policy, Scan: cfg.Scan, Webhooks: cfg.Webhooks,
+			Fetch: fetcher{s}, Life: s.life, Leases: &s.leases, Log: s.log, Registry: s.registry})
+		if err != nil {
+			return nil, err
+		}
+		if s.check == nil {
+			s.check = s.gate
+		}
+	}
+	if s.check == nil {
+		s.check = allow
 	}
 	s.goBackground(s.flushLoop)
 	s.goBackground(s.gcLoop)
@@ -137,66 +158,129 @@ func New(cfg *config.Config, store *storage.Store, opts ...Option) (*Server, err
 // times: once it returns the server writes nothing more. In-flight requests are the HTTP
 // server's to drain; what they start from now on fails at once.
 func (s *Server) Close() {
-	s.stop()
-	s.work.close()
+	s.life.close()
 	_ = s.FlushPulls()
 }
 
-// background tracks the work a server started that outlives the request it came from.
-type background struct {
+// lifetime tracks the work a server started that outlives the request it came from.
+type lifetime struct {
+	ctx    context.Context // cancelled by close
+	stop   context.CancelFunc
 	mu     sync.Mutex
 	closed bool
 	wg     sync.WaitGroup
 }
 
-// begin registers one piece of work; false once the server is closing.
-func (b *background) begin() bool {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	if b.closed {
+func newLifetime() *lifetime {
+	l := &lifetime{}
+	l.ctx, l.stop = context.WithCancel(context.Background())
+	return l
+}
+
+// Begin registers one piece of work; false once the server is closing.
+func (l *lifetime) Begin() bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.closed {
 		return false
 	}
-	b.wg.Add(1)
+	l.wg.Add(1)
 	return true
 }
 
-func (b *background) end() { b.wg.Done() }
+// End ends what Begin registered.
+func (l *lifetime) End() { l.wg.Done() }
 
-func (b *background) close() {
-	b.mu.Lock()
-	b.closed = true
-	b.mu.Unlock()
-	b.wg.Wait()
+func (l *lifetime) close() {
+	l.stop()
+	l.mu.Lock()
+	l.closed = true
+	l.mu.Unlock()
+	l.wg.Wait()
 }
 
-// background gives work shared by several requests a context that keeps ctx's values,
+// Background gives work shared by several requests a context that keeps ctx's values,
 // that no single client's disconnect cancels but Close does; done must be called when
 // the work ends. After Close the context is already cancelled.
-func (s *Server) background(ctx context.Context) (context.Context, func()) {
-	bctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
-	if !s.work.begin() {
-		cancel()
-		return bctx, func() {}
-	}
-	stop := context.AfterFunc(s.ctx, cancel)
-	return bctx, func() { stop(); cancel(); s.work.end() }
+func (l *lifetime) Background(ctx context.Context) (context.Context, func()) {
+	return l.Bound(context.WithoutCancel(ctx))
 }
 
-// bound is background that keeps ctx's cancellation too: for work a caller may stop
+// Bound is Background that keeps ctx's cancellation too: for work a caller may stop
 // (a re-evaluation, a collection) that Close must stop as well.
-func (s *Server) bound(ctx context.Context) (context.Context, func()) {
+func (l *lifetime) Bound(ctx context.Context) (context.Context, func()) {
 	bctx, cancel := context.WithCancel(ctx)
-	if !s.work.begin() {
+	if !l.Begin() {
 		cancel()
 		return bctx, func() {}
 	}
-	stop := context.AfterFunc(s.ctx, cancel)
-	return bctx, func() { stop(); cancel(); s.work.end() }
+	stop := context.AfterFunc(l.ctx, cancel)
+	return bctx, func() { stop(); cancel(); l.End() }
+}
+
+// fetcher lets the gate bring blobs of a repository into the store.
+type fetcher struct{ s *Server }
+
+func (f fetcher) EnsureBlob(ctx context.Context, repo string, d digest.Digest) error {
+	rt, err := f.s.routeFor(repo)
+	if err != nil {
+		return err
+	}
+	return f.s.ensureBlob(ctx, rt, d)
+}
+
+// SetPolicy swaps in a new policy set and judges every recorded verdict again from the
+// stored facts. It returns how many verdicts flipped.
+func (s *Server) SetPolicy(pol *policy.Set) (int, error) {
+	if s.gate == nil {
+		return 0, fmt.Errorf("no scanning gate")
+	}
+	return s.gate.SetPolicy(pol)
+}
+
+// Rejudge judges every recorded verdict again under the current policy.
+func (s *Server) Rejudge() (int, error) {
+	if s.gate == nil {
+		return 0, nil
+	}
+	return s.gate.Rejudge()
+}
+
+// Reevaluate brings every digest's facts to the scanner's current vulnerability DB (see
+// gate.Gate.Reevaluate).
+func (s *Server) Reevaluate(ctx context.Context) (gate.ReevalStats, error) {
+	if s.gate == nil {
+		return gate.ReevalStats{}, fmt.Errorf("no scanning gate")
+	}
+	return s.gate.Reevaluate(ctx)
+}
+
+// SetClock sets the clock exceptions and image ages are judged by (tests).
+func (s *Server) SetClock(now func() time.Time) {
+	if s.gate != nil {
+		s.gate.SetClock(now)
+	}
+}
+
+// Scans is how many scans the gate has run (tests, metrics).
+func (s *Server) Scans() int64 {
+	if s.gate == nil {
+		return 0
+	}
+	return s.gate.Scans()
+}
+
+// AuditDenials is how many pulls an audit-mode policy would have denied.
+func (s *Server) AuditDenials() int64 {
+	if s.gate == nil {
+		return 0
+	}
+	return s.gate.AuditDenials()
 }
 
 // goBackground runs fn until Close.
 func (s *Server) goBackground(fn func(context.Context)) {
-	ctx, done := s.background(context.Background())
+	ctx, done := s.life.Background(context.Background())
 	go func() {
 		defer done()
 		fn(ctx)
@@ -288,7 +372,7 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	if !s.allow.Allowed(rt.key) {
-		return httpx.Denied("%s", notAllowedMessage(rt.key))
+		return httpx.Denied("%s", gate.NotAllowedMessage(rt.key))
 	}
 	if rw, ok := w.(*httpx.ResponseWriter); ok && (rt.kind == kindManifest || rt.kind == kindBlob) {
 		before := rw.Bytes()
@@ -326,7 +410,7 @@ func routeLabel(path string) string {
 
 // detach is background bounded by the upstream timeout, for upstream round trips.
 func (s *Server) detach(ctx context.Context) (context.Context, context.CancelFunc) {
-	bctx, done := s.background(ctx)
+	bctx, done := s.life.Background(ctx)
 	tctx, cancel := context.WithTimeout(bctx, s.cfg.UpstreamTimeout)
 	return tctx, func() { cancel(); done() }
 }

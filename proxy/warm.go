@@ -7,6 +7,8 @@ import (
 
 	"github.com/google/go-containerregistry/pkg/name"
 	"github.com/opencontainers/go-digest"
+
+	"github.com/goldproxy/goldproxy/proxy/gate"
 )
 
 // WarmResult is what warming one image reference did.
@@ -31,9 +33,9 @@ func (s *Server) Warm(ctx context.Context, ref string) WarmResult {
 	if err != nil {
 		return fail(err)
 	}
-	key := RepositoryOf(r)
+	key := gate.RepositoryOf(r)
 	if !s.allow.Allowed(key) {
-		return fail(fmt.Errorf("%s", notAllowedMessage(key)))
+		return fail(fmt.Errorf("%s", gate.NotAllowedMessage(key)))
 	}
 	rt, err := s.routeFor(key)
 	if err != nil {
@@ -71,7 +73,7 @@ func (s *Server) Warm(ctx context.Context, ref string) WarmResult {
 		if err != nil {
 			return fail(err)
 		}
-		v, err := s.gate.Check(ctx, Manifest{Repository: rt.key, Tag: tag, Descriptor: descriptorOf(crec)})
+		v, err := s.check.Check(ctx, gate.Manifest{Repository: rt.key, Tag: tag, Descriptor: descriptorOf(crec), Warm: true})
 		if err != nil {
 			return fail(err)
 		}
@@ -82,8 +84,8 @@ func (s *Server) Warm(ctx context.Context, ref string) WarmResult {
 				res.Error = v.Message
 			}
 		}
-		if s.scan != nil {
-			if j := s.scan.storedJudgement(rt.key, d); j != nil {
+		if s.gate != nil {
+			if j := s.gate.Judgement(rt.key, d); j != nil {
 				for sev, n := range j.Verdict.Counts {
 					res.Counts[sev] += n
 				}

@@ -23,6 +23,7 @@ import (
 	"github.com/goldproxy/goldproxy/policy"
 	"github.com/goldproxy/goldproxy/proxy"
 	"github.com/goldproxy/goldproxy/proxy/config"
+	"github.com/goldproxy/goldproxy/proxy/gate"
 	"github.com/goldproxy/goldproxy/scanner"
 	"github.com/goldproxy/goldproxy/storage"
 )
@@ -326,7 +327,7 @@ func (a *app) prefetchRefs() ([]string, error) {
 		if err != nil {
 			return nil, err
 		}
-		rs, err := proxy.ParseImageList(f)
+		rs, err := gate.ParseImageList(f)
 		f.Close()
 		if err != nil {
 			return nil, fmt.Errorf("%s: %w", l, err)

@@ -21,6 +21,7 @@ import (
 	"github.com/goldproxy/goldproxy/policy"
 	"github.com/goldproxy/goldproxy/proxy"
 	"github.com/goldproxy/goldproxy/proxy/config"
+	"github.com/goldproxy/goldproxy/proxy/gate"
 )
 
 // baselineOptions are what `baseline` compares; flags default to the BASELINE_* variables.
@@ -136,7 +137,7 @@ func readList(path string) ([]string, error) {
 		return nil, err
 	}
 	defer f.Close()
-	refs, err := proxy.ParseImageList(f)
+	refs, err := gate.ParseImageList(f)
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", path, err)
 	}
@@ -282,7 +283,7 @@ func baselineRowViaProxy(ctx context.Context, o baselineOptions, set, ref string
 	}
 	repoQuery := ""
 	if r, err := name.ParseReference(ref); err == nil {
-		repoQuery = "?repository=" + url.QueryEscape(proxy.RepositoryOf(r))
+		repoQuery = "?repository=" + url.QueryEscape(gate.RepositoryOf(r))
 	}
 	if err := get("/api/v1/images/"+w.Digest+"/verdict"+repoQuery, &rec); err != nil || rec.Input == nil {
 		row.Error = fmt.Sprintf("no verdict from the proxy for %s: %v %s", w.Digest, err, rec.Error)

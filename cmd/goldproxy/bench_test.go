@@ -19,7 +19,7 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 	"github.com/google/go-containerregistry/pkg/v1/tarball"
 
-	"github.com/goldproxy/goldproxy/proxy"
+	"github.com/goldproxy/goldproxy/proxy/gate"
 	"github.com/goldproxy/goldproxy/proxy/proxytest"
 	"github.com/goldproxy/goldproxy/scanner"
 	"github.com/goldproxy/goldproxy/scanner/scannertest"
@@ -241,7 +241,7 @@ func BenchmarkReevaluate1000(b *testing.B) {
 		}
 		el := time.Since(start)
 		b.StopTimer()
-		st := res.(map[string]any)["reevaluation"].(proxy.ReevalStats)
+		st := res.(map[string]any)["reevaluation"].(gate.ReevalStats)
 		if st.Verdicts != images || st.Flipped != images || st.Failed != 0 {
 			b.Fatalf("re-evaluation: %+v", st)
 		}

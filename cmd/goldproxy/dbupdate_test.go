@@ -18,7 +18,7 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/mutate"
 	"github.com/google/go-containerregistry/pkg/v1/static"
 
-	"github.com/goldproxy/goldproxy/proxy"
+	"github.com/goldproxy/goldproxy/proxy/gate"
 	"github.com/goldproxy/goldproxy/proxy/proxytest"
 	"github.com/goldproxy/goldproxy/scanner/scannertest"
 )
@@ -27,7 +27,7 @@ const mediumPolicy = "policies:\n  - name: medium\n    vulnerabilities: {severit
 
 // dbSetup: an upstream holding the alpine (fixed) image and DB v1 at trivy-db:2; a gated
 // proxy that fetched v1 and judged the image allowed; a webhook receiver.
-func dbSetup(t *testing.T) (*gated, *proxytest.Upstream, chan proxy.VerdictChange) {
+func dbSetup(t *testing.T) (*gated, *proxytest.Upstream, chan gate.VerdictChange) {
 	t.Helper()
 	up := proxytest.NewUpstream(t)
 	up.Push(t, "team/alpine:3.19", scannertest.AlpineImage(t, false))
@@ -35,9 +35,9 @@ func dbSetup(t *testing.T) (*gated, *proxytest.Upstream, chan proxy.VerdictChang
 	scannertest.BuildDB(t, v1, time.Date(2026, 11, 23, 0, 0, 0, 0, time.UTC))
 	up.Push(t, "aquasecurity/trivy-db:2", scannertest.DBArtifact(t, v1))
 
-	hooks := make(chan proxy.VerdictChange, 10)
+	hooks := make(chan gate.VerdictChange, 10)
 	hook := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		var c proxy.VerdictChange
+		var c gate.VerdictChange
 		_ = json.NewDecoder(r.Body).Decode(&c)
 		hooks <- c
 	}))
@@ -80,7 +80,7 @@ func TestDBSwapFlipsCachedVerdicts(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	st := res.(map[string]any)["reevaluation"].(proxy.ReevalStats)
+	st := res.(map[string]any)["reevaluation"].(gate.ReevalStats)
 	if !res.(map[string]any)["swapped"].(bool) || st.Verdicts != 1 || st.Flipped != 1 || st.Failed != 0 {
 		t.Fatalf("update: %+v", res)
 	}
@@ -249,7 +249,7 @@ func TestAirGappedDBDirRefresh(t *testing.T) {
 	os.Remove(filepath.Join(site, "trivy.db"))
 	scannertest.BuildDB(t, site, time.Date(2026, 11, 24, 0, 0, 0, 0, time.UTC), filepath.Join("testdata", "busybox-2023-42364.yaml"))
 	res, err := g.app.updateDB(context.Background())
-	if err != nil || !res.(map[string]any)["swapped"].(bool) || res.(map[string]any)["reevaluation"].(proxy.ReevalStats).Flipped != 1 {
+	if err != nil || !res.(map[string]any)["swapped"].(bool) || res.(map[string]any)["reevaluation"].(gate.ReevalStats).Flipped != 1 {
 		t.Fatalf("site update: %+v %v", res, err)
 	}
 	info, _ := g.app.db.Info()

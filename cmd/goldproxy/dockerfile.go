@@ -11,7 +11,7 @@ import (
 	"github.com/google/go-containerregistry/pkg/name"
 	"github.com/spf13/cobra"
 
-	"github.com/goldproxy/goldproxy/proxy"
+	"github.com/goldproxy/goldproxy/proxy/gate"
 )
 
 func newCheckDockerfileCmd() *cobra.Command {
@@ -44,7 +44,7 @@ Example:
 			for i, l := range cfg.Allow.Lists {
 				lists[i] = cfg.Resolve(l)
 			}
-			allow, err := proxy.NewAllowlist(append(append([]string{}, cfg.Allow.Repositories...), pol.BaseImages...), lists)
+			allow, err := gate.NewAllowlist(append(append([]string{}, cfg.Allow.Repositories...), pol.BaseImages...), lists)
 			if err != nil {
 				return &exitError{2, err}
 			}
@@ -93,7 +93,7 @@ var (
 )
 
 // checkDockerfile returns the FROM lines whose image the allowlist does not admit.
-func checkDockerfile(r io.Reader, allow *proxy.Allowlist, overrides map[string]string) ([]fromProblem, error) {
+func checkDockerfile(r io.Reader, allow *gate.Allowlist, overrides map[string]string) ([]fromProblem, error) {
 	args := map[string]string{}
 	stages := map[string]bool{}
 	var problems []fromProblem
@@ -153,7 +153,7 @@ func checkDockerfile(r io.Reader, allow *proxy.Allowlist, overrides map[string]s
 				problems = append(problems, fromProblem{start, fmt.Sprintf("FROM %s: not an image reference: %v", image, err)})
 				continue
 			}
-			if repo := proxy.RepositoryOf(ref); !allow.Allowed(repo) {
+			if repo := gate.RepositoryOf(ref); !allow.Allowed(repo) {
 				problems = append(problems, fromProblem{start, fmt.Sprintf("FROM %s: %s is not on the allowlist of approved base images", image, repo)})
 			}
 		}

@@ -11,7 +11,7 @@ import (
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 
 	"github.com/goldproxy/goldproxy/policy"
-	"github.com/goldproxy/goldproxy/proxy"
+	"github.com/goldproxy/goldproxy/proxy/gate"
 	"github.com/goldproxy/goldproxy/scanner"
 )
 
@@ -19,7 +19,7 @@ import (
 // report becomes policy input, so neither package knows the other.
 type trivyGate struct{ s *scanner.Scanner }
 
-func (g trivyGate) Scan(ctx context.Context, img v1.Image, ref string) (*proxy.ScanResult, error) {
+func (g trivyGate) Scan(ctx context.Context, img v1.Image, ref string) (*gate.ScanResult, error) {
 	res, err := g.s.Scan(ctx, img, ref)
 	if err != nil {
 		return nil, err
@@ -40,7 +40,7 @@ func (g trivyGate) DBVersion() (string, error) {
 }
 
 // Redetect detects vulnerabilities again from the stored layer analysis.
-func (g trivyGate) Redetect(ctx context.Context, key, report json.RawMessage) (*proxy.ScanResult, error) {
+func (g trivyGate) Redetect(ctx context.Context, key, report json.RawMessage) (*gate.ScanResult, error) {
 	var k scanner.Key
 	if err := json.Unmarshal(key, &k); err != nil {
 		return nil, fmt.Errorf("scan key: %w", err)
@@ -77,7 +77,7 @@ func dbStatus(info scanner.DBInfo) map[string]any {
 	}
 }
 
-func toScanResult(res *scanner.Result) (*proxy.ScanResult, error) {
+func toScanResult(res *scanner.Result) (*gate.ScanResult, error) {
 	report, err := json.Marshal(res.Report)
 	if err != nil {
 		return nil, fmt.Errorf("encode report: %w", err)
@@ -86,7 +86,7 @@ func toScanResult(res *scanner.Result) (*proxy.ScanResult, error) {
 	if err != nil {
 		return nil, err
 	}
-	out := &proxy.ScanResult{
+	out := &gate.ScanResult{
 		Key:             key,
 		OS:              osName(res.Report),
 		Vulnerabilities: vulnerabilities(res.Report),
@@ -104,7 +104,7 @@ func toScanResult(res *scanner.Result) (*proxy.ScanResult, error) {
 }
 
 // policyInput is the policy's view of a scan.
-func policyInput(res *proxy.ScanResult, repo, tag, digest string) policy.Input {
+func policyInput(res *gate.ScanResult, repo, tag, digest string) policy.Input {
 	return policy.Input{Repository: repo, Tag: tag, Digest: digest, OS: res.OS, EOSL: res.EOSL, Vulnerabilities: res.Vulnerabilities,
 		User: res.User, Created: res.Created, OSPackages: res.OSPackages, Executables: res.Executables}
 }

@@ -12,8 +12,8 @@ import (
 	"github.com/google/go-containerregistry/pkg/name"
 	"github.com/google/go-containerregistry/pkg/v1/tarball"
 
-	"github.com/goldproxy/goldproxy/proxy"
 	"github.com/goldproxy/goldproxy/proxy/config"
+	"github.com/goldproxy/goldproxy/proxy/gate"
 	"github.com/goldproxy/goldproxy/proxy/proxytest"
 	"github.com/goldproxy/goldproxy/scanner/scannertest"
 )
@@ -134,7 +134,7 @@ allow:
 		t.Fatal(err)
 	}
 	lists := []string{}
-	allow, err := proxy.NewAllowlist(cfg.Allow.Repositories, lists)
+	allow, err := gate.NewAllowlist(cfg.Allow.Repositories, lists)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -18,8 +18,8 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/goldproxy/goldproxy/policy"
-	"github.com/goldproxy/goldproxy/proxy"
 	"github.com/goldproxy/goldproxy/proxy/config"
+	"github.com/goldproxy/goldproxy/proxy/gate"
 	"github.com/goldproxy/goldproxy/scanner"
 )
 
@@ -89,7 +89,7 @@ func writeReportFile(ctx context.Context, dir, format string, res *scanner.Resul
 		return err
 	}
 	if format == "md" {
-		_, err = io.WriteString(f, proxy.MarkdownReport(in, v, res.DB.ID()))
+		_, err = io.WriteString(f, gate.MarkdownReport(in, v, res.DB.ID()))
 	} else {
 		err = scanner.WriteReport(ctx, f, format, res.Report)
 	}
@@ -226,7 +226,7 @@ func repositoryAndTag(ref string, insecure bool) (string, string) {
 	if t, ok := r.(name.Tag); ok {
 		tag = t.TagStr()
 	}
-	return proxy.RepositoryOf(r), tag
+	return gate.RepositoryOf(r), tag
 }
 
 func orNone(s string) string {

@@ -17,6 +17,7 @@ import (
 
 	"github.com/goldproxy/goldproxy/policy"
 	"github.com/goldproxy/goldproxy/proxy"
+	"github.com/goldproxy/goldproxy/proxy/gate"
 )
 
 func newWarmCmd() *cobra.Command {
@@ -41,7 +42,7 @@ Example:
 				if err != nil {
 					return &exitError{2, err}
 				}
-				rs, err := proxy.ParseImageList(f)
+				rs, err := gate.ParseImageList(f)
 				f.Close()
 				if err != nil {
 					return &exitError{2, fmt.Errorf("%s: %w", l, err)}
@@ -105,7 +106,7 @@ func warmViaProxy(ctx context.Context, base, ref string) proxy.WarmResult {
 		res.Error = err.Error()
 		return res
 	}
-	repo := proxy.RepositoryOf(r)
+	repo := gate.RepositoryOf(r)
 	base = strings.TrimRight(base, "/")
 	accept := "application/vnd.oci.image.index.v1+json, application/vnd.docker.distribution.manifest.list.v2+json, application/vnd.oci.image.manifest.v1+json, application/vnd.docker.distribution.manifest.v2+json"
 	get := func(path string) (*http.Response, []byte, error) {

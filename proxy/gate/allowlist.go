@@ -1,4 +1,4 @@
-package proxy
+package gate
 
 import (
 	"bufio"
@@ -15,22 +15,18 @@ import (
 	"github.com/goldproxy/goldproxy/policy"
 )
 
-// Gate decides whether a manifest may be served. The proxy asks it for every manifest
-// digest before a byte of it reaches a client.
-type Gate interface {
-	Check(ctx context.Context, m Manifest) (Verdict, error)
-}
-
-// Manifest is what a Gate judges: a manifest of an upstream repository.
+// Manifest is what the gate judges: a manifest of an upstream repository.
 type Manifest struct {
 	// Repository is "<upstream>/<repository>", e.g. "docker.io/library/alpine".
 	Repository string
 	// Tag is the tag it was pulled by, empty for a pull by digest.
 	Tag        string
 	Descriptor v1.Descriptor
+	// Warm is set for a warm-up (prefetch), which is no client's pull.
+	Warm bool
 }
 
-// Verdict is a Gate's answer.
+// Verdict is the gate's answer for one request.
 type Verdict struct {
 	Allowed bool
 	// Policy names the policy that decided ("allowlist" for the allowlist).
@@ -95,10 +91,11 @@ func (a *Allowlist) Check(_ context.Context, m Manifest) (Verdict, error) {
 	if a.Allowed(m.Repository) {
 		return Verdict{Allowed: true, Policy: "allowlist", Rule: "allowlist"}, nil
 	}
-	return Verdict{Policy: "allowlist", Rule: "allowlist", Message: notAllowedMessage(m.Repository)}, nil
+	return Verdict{Policy: "allowlist", Rule: "allowlist", Message: NotAllowedMessage(m.Repository)}, nil
 }
 
-func notAllowedMessage(repo string) string {
+// NotAllowedMessage is the denial of a repository no allowlist admits.
+func NotAllowedMessage(repo string) string {
 	return fmt.Sprintf("repository %s is not on the allowlist of this proxy; ask the platform team to add it (allow.repositories or an allow list file) or use an approved hardened image", repo)
 }
 

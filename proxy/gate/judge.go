@@ -1,4 +1,4 @@
-package proxy
+package gate
 
 import (
 	"encoding/json"
@@ -33,7 +33,7 @@ type Judgement struct {
 }
 
 // judge applies pol to facts f for repository repo asked by tag ("" for a digest).
-func (g *scanGate) judge(f *Facts, repo, tag string, pol *policy.Set, now time.Time) *Judgement {
+func (g *Gate) judge(f *Facts, repo, tag string, pol *policy.Set, now time.Time) *Judgement {
 	j := &Judgement{Repository: repo, Digest: f.Digest, Tag: tag, DBVersion: f.DBVersion, ScannedAt: f.ScannedAt,
 		PolicyHash: pol.Hash(), JudgedAt: now.UTC()}
 	switch f.State {
@@ -58,11 +58,11 @@ func (g *scanGate) judge(f *Facts, repo, tag string, pol *policy.Set, now time.T
 
 // record keeps a judgement when it differs from the stored one, and logs, counts and
 // announces a flip. It is skipped once the server is closing.
-func (g *scanGate) record(j *Judgement, write bool) (flipped bool) {
-	if !g.s.work.begin() {
+func (g *Gate) record(j *Judgement, write bool) (flipped bool) {
+	if !g.life.Begin() {
 		return false
 	}
-	defer g.s.work.end()
+	defer g.life.End()
 	d := digest.Digest(j.Digest)
 	old := g.storedJudgement(j.Repository, d)
 	if old != nil && old.State == j.State && old.PolicyHash == j.PolicyHash && old.DBVersion == j.DBVersion &&
@@ -71,8 +71,8 @@ func (g *scanGate) record(j *Judgement, write bool) (flipped bool) {
 	}
 	if write {
 		if b, err := json.Marshal(j); err == nil {
-			if err := g.s.store.PutJudgement(j.Repository, d, b); err != nil {
-				g.s.log.Warn("could not record a judgement", "repository", j.Repository, "digest", d, "err", err)
+			if err := g.store.PutJudgement(j.Repository, d, b); err != nil {
+				g.log.Warn("could not record a judgement", "repository", j.Repository, "digest", d, "err", err)
 			}
 		}
 	}
@@ -84,8 +84,18 @@ func (g *scanGate) record(j *Judgement, write bool) (flipped bool) {
 	return false
 }
 
-func (g *scanGate) storedJudgement(repo string, d digest.Digest) *Judgement {
-	b, err := g.s.store.Judgement(repo, d)
+// Judgement returns the recorded judgement of a digest in a repository, or nil.
+func (g *Gate) Judgement(repo string, d digest.Digest) *Judgement { return g.storedJudgement(repo, d) }
+
+// Forget drops what the gate remembers in memory of a repository's manifest that was
+// evicted: the store has already dropped its record.
+func (g *Gate) Forget(repo string, d digest.Digest) {
+	g.memo.forget(d)
+	g.states.forget(repo, d)
+}
+
+func (g *Gate) storedJudgement(repo string, d digest.Digest) *Judgement {
+	b, err := g.store.Judgement(repo, d)
 	if err != nil {
 		return nil
 	}
@@ -97,20 +107,20 @@ func (g *scanGate) storedJudgement(repo string, d digest.Digest) *Judgement {
 }
 
 // logFlip logs, counts and announces a judgement that changed state.
-func (g *scanGate) logFlip(old, next *Judgement) {
-	g.s.log.Info("verdict changed", "repository", next.Repository, "digest", next.Digest, "from", old.State, "to", next.State,
+func (g *Gate) logFlip(old, next *Judgement) {
+	g.log.Info("verdict changed", "repository", next.Repository, "digest", next.Digest, "from", old.State, "to", next.State,
 		"policy", next.Verdict.Policy, "rule", next.Verdict.Rule(), "reasons", denialText(next.Verdict))
-	g.s.metrics.verdictChanges.WithLabelValues(old.State, next.State).Inc()
-	g.s.notify.send(VerdictChange{Repository: next.Repository, Tag: next.Tag, Digest: next.Digest, From: old.State, To: next.State,
+	g.metrics.verdictChanges.WithLabelValues(old.State, next.State).Inc()
+	g.notify.send(VerdictChange{Repository: next.Repository, Tag: next.Tag, Digest: next.Digest, From: old.State, To: next.State,
 		Policy: next.Verdict.Policy, Reasons: next.Verdict.Reasons, DBVersion: next.DBVersion, At: time.Now().UTC()})
 }
 
 // rejudge judges every recorded (repository, digest) again under the current policy,
 // with each digest's stored facts (no scan, no layer read); only digests is given, only
 // those. It returns how many judgements there were and how many flipped.
-func (g *scanGate) rejudge(only map[digest.Digest]bool) (total, flipped int, err error) {
+func (g *Gate) rejudge(only map[digest.Digest]bool) (total, flipped int, err error) {
 	var js []*Judgement
-	err = g.s.store.Judgements(func(_ string, d digest.Digest, b []byte) error {
+	err = g.store.Judgements(func(_ string, d digest.Digest, b []byte) error {
 		if only != nil && !only[d] {
 			return nil
 		}
@@ -132,7 +142,7 @@ func (g *scanGate) rejudge(only map[digest.Digest]bool) (total, flipped int, err
 			f, _ = g.load(digest.Digest(old.Digest))
 			facts[old.Digest] = f
 		}
-		if f == nil || !f.final() {
+		if f == nil || !f.Final() {
 			continue
 		}
 		total++
@@ -149,44 +159,40 @@ func (g *scanGate) rejudge(only map[digest.Digest]bool) (total, flipped int, err
 			g.logFlip(old, next)
 		}
 	}
-	return total, flipped, g.s.store.PutJudgements(batch)
+	return total, flipped, g.store.PutJudgements(batch)
 }
 
 // SetPolicy swaps in a new policy set and judges every recorded (repository, digest)
 // again from its stored facts. It returns how many verdicts flipped.
-func (s *Server) SetPolicy(pol *policy.Set) (flipped int, err error) {
-	if s.scan == nil {
-		return 0, fmt.Errorf("no scanning gate")
+func (g *Gate) SetPolicy(pol *policy.Set) (flipped int, err error) {
+	g.policy.Store(pol)
+	if !g.life.Begin() {
+		return 0, fmt.Errorf("server closing")
 	}
-	s.scan.policy.Store(pol)
-	total, flipped, err := s.scan.rejudge(nil)
+	defer g.life.End()
+	total, flipped, err := g.rejudge(nil)
 	if err != nil {
 		return flipped, err
 	}
-	s.log.Info("policy applied: verdicts re-evaluated", "verdicts", total, "flipped", flipped, "policy_hash", pol.Hash())
+	g.log.Info("policy applied: verdicts re-evaluated", "verdicts", total, "flipped", flipped, "policy_hash", pol.Hash())
 	return flipped, nil
 }
 
 // Rejudge judges every recorded (repository, digest) again under the current policy,
 // as at start, when the recorded ones may have been made under another policy file.
-func (s *Server) Rejudge() (flipped int, err error) {
-	if s.scan == nil {
-		return 0, nil
-	}
-	if !s.work.begin() {
+func (g *Gate) Rejudge() (flipped int, err error) {
+	if !g.life.Begin() {
 		return 0, fmt.Errorf("server closing")
 	}
-	defer s.work.end()
-	_, flipped, err = s.scan.rejudge(nil)
+	defer g.life.End()
+	_, flipped, err = g.rejudge(nil)
 	return flipped, err
 }
 
 // SetClock sets the clock exceptions and image ages are judged by (tests).
-func (s *Server) SetClock(now func() time.Time) {
-	if s.scan != nil {
-		s.scan.now = now
-		s.scan.memo.clear()
-	}
+func (g *Gate) SetClock(now func() time.Time) {
+	g.now = now
+	g.memo.clear()
 }
 
 // judged is a Verdict with what a later pull needs to repeat it without judging again.
@@ -197,14 +203,22 @@ type judged struct {
 	until   time.Time
 }
 
-// audited logs and counts a pull an audit-mode policy would have denied.
-func (g *scanGate) audited(v judged, m Manifest) {
+// counted counts a denied pull, and logs and counts one an audit-mode policy would
+// have denied. A warm-up is no pull: it is not counted.
+func (g *Gate) counted(v judged, m Manifest) {
+	if m.Warm {
+		return
+	}
+	if !v.verdict.Allowed {
+		g.metrics.denials.WithLabelValues(v.verdict.Policy, v.verdict.Rule, "false").Inc()
+		return
+	}
 	if !v.audit {
 		return
 	}
 	g.auditDenials.Add(1)
-	g.s.metrics.denials.WithLabelValues(v.verdict.Policy, v.verdict.Rule, "true").Inc()
-	g.s.log.Warn("audit: would deny", "image", imageName(m.Repository, m.Tag, m.Descriptor.Digest.String()),
+	g.metrics.denials.WithLabelValues(v.verdict.Policy, v.verdict.Rule, "true").Inc()
+	g.log.Warn("audit: would deny", "image", imageName(m.Repository, m.Tag, m.Descriptor.Digest.String()),
 		"policy", v.verdict.Policy, "rule", v.verdict.Rule, "reasons", v.reasons)
 }
 
@@ -222,7 +236,7 @@ func ReportPath(repo, dgst string) string {
 
 // verdictOf turns a judgement into the gate's answer, with the message a denied
 // developer reads in their terminal: the repository and reference they asked for.
-func (g *scanGate) verdictOf(j *Judgement, m Manifest) judged {
+func (g *Gate) verdictOf(j *Judgement, m Manifest) judged {
 	image := imageName(m.Repository, m.Tag, j.Digest)
 	switch j.State {
 	case stateAllowed:
@@ -233,8 +247,8 @@ func (g *scanGate) verdictOf(j *Judgement, m Manifest) judged {
 		}
 		return v
 	case stateError:
-		if g.s.cfg.Scan.OnScanError == "allow" {
-			g.s.log.Warn("serving an image that could not be scanned (on_scan_error: allow)", "image", image, "err", j.Error)
+		if g.cfg.OnScanError == "allow" {
+			g.log.Warn("serving an image that could not be scanned (on_scan_error: allow)", "image", image, "err", j.Error)
 			return judged{verdict: Verdict{Allowed: true, Rule: "on_scan_error"}}
 		}
 		return judged{verdict: Verdict{Policy: "scan", Rule: "scan-error", Message: fmt.Sprintf(

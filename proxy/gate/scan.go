@@ -1,19 +1,24 @@
-package proxy
+package gate
 
 import (
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"log/slog"
 	"sync"
 	"sync/atomic"
 	"time"
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/opencontainers/go-digest"
+	"github.com/prometheus/client_golang/prometheus"
+	"golang.org/x/sync/singleflight"
 
 	"github.com/goldproxy/goldproxy/policy"
+	"github.com/goldproxy/goldproxy/proxy/config"
 	"github.com/goldproxy/goldproxy/proxy/registry/httpx"
+	"github.com/goldproxy/goldproxy/storage"
 )
 
 // Scanner analyses an image whose manifest, config and layers are all in the store.
@@ -45,6 +50,11 @@ type ScanResult struct {
 // result's image facts (user, executables…) may be left empty: they do not change.
 type Redetector interface {
 	Redetect(ctx context.Context, key, report json.RawMessage) (*ScanResult, error)
+}
+
+// Readiness is a Scanner that can say it cannot scan yet (no vulnerability DB loaded).
+type Readiness interface {
+	Ready() error
 }
 
 // DBVersioner is a Scanner that names the vulnerability DB it would scan with now:
@@ -90,14 +100,58 @@ type Facts struct {
 	LegacyRepository string `json:"repository,omitempty"`
 }
 
-// final reports whether the facts are complete: a judgement can be made from them.
-func (f *Facts) final() bool { return f.State == stateScanned || f.State == stateArtifact }
+// Final reports whether the facts are complete: a judgement can be made from them.
+func (f *Facts) Final() bool { return f.State == stateScanned || f.State == stateArtifact }
 
-// scanGate is the gate that scans every new image manifest once, keeps the facts, and
-// judges them for every request.
-type scanGate struct {
-	s       *Server
+// Fetcher brings a blob of a repository ("<upstream>/<repository>") into the store;
+// the mirror implements it. Scans read only what it stored.
+type Fetcher interface {
+	EnsureBlob(ctx context.Context, repo string, d digest.Digest) error
+}
+
+// Lifetime is the server's: work the gate starts outlives the request it came from but
+// not the server. Background gives such work a context Close cancels (done must be
+// called when it ends); Bound is Background that keeps ctx's own cancellation; Begin
+// and End bracket a write, refused once the server is closing.
+type Lifetime interface {
+	Background(ctx context.Context) (context.Context, func())
+	Bound(ctx context.Context) (context.Context, func())
+	Begin() bool
+	End()
+}
+
+// Leaser keeps blobs from being collected while a scan reads them.
+type Leaser interface {
+	Hold(d digest.Digest) func()
+}
+
+// Deps is what a Gate works with.
+type Deps struct {
+	Store    *storage.Store
+	Scanner  Scanner
+	Policy   *policy.Set
+	Scan     config.ScanConfig
+	Webhooks config.WebhookConfig
+	Fetch    Fetcher
+	Life     Lifetime
+	Leases   Leaser
+	Log      *slog.Logger
+	Registry prometheus.Registerer
+}
+
+// Gate scans every new image manifest once, keeps the facts, and judges them for every
+// request.
+type Gate struct {
+	store   *storage.Store
 	scanner Scanner
+	cfg     config.ScanConfig
+	fetch   Fetcher
+	life    Lifetime
+	leases  Leaser
+	log     *slog.Logger
+	metrics *metrics
+	notify  *notifier
+	sf      singleflight.Group // one scan per digest
 	policy  atomic.Pointer[policy.Set]
 	now     func() time.Time
 	slots   chan struct{}
@@ -110,36 +164,39 @@ type scanGate struct {
 	running      atomic.Int64
 }
 
-// WithScanner puts a scanning gate behind the allowlist: every image manifest is
-// ingested whole, scanned and judged by pol before it is served.
-func WithScanner(sc Scanner, pol *policy.Set) Option {
-	return func(s *Server) {
-		g := &scanGate{s: s, scanner: sc, now: time.Now}
-		g.policy.Store(pol)
-		s.scan = g
+// New builds the gate and starts what it does in the background: rescans of what a
+// restart interrupted, webhook deliveries.
+func New(d Deps) (*Gate, error) {
+	g := &Gate{store: d.Store, scanner: d.Scanner, cfg: d.Scan, fetch: d.Fetch, life: d.Life, leases: d.Leases, log: d.Log, now: time.Now}
+	g.policy.Store(d.Policy)
+	var err error
+	if g.metrics, err = newMetrics(d.Registry, g); err != nil {
+		return nil, err
 	}
+	ctx, done := d.Life.Background(context.Background())
+	g.notify = newNotifier(d.Webhooks, g.log, g.metrics.webhookErrors.Inc)
+	go func() {
+		defer done()
+		g.notify.run(ctx)
+	}()
+	g.start()
+	return g, nil
 }
 
 // AuditDenials is how many pulls an audit-mode policy would have denied.
-func (s *Server) AuditDenials() int64 {
-	if s.scan == nil {
-		return 0
-	}
-	return s.scan.auditDenials.Load()
-}
+func (g *Gate) AuditDenials() int64 { return g.auditDenials.Load() }
 
 // Scans is how many scans the gate has run (tests, metrics).
-func (s *Server) Scans() int64 {
-	if s.scan == nil {
-		return 0
-	}
-	return s.scan.scans.Load()
-}
+func (g *Gate) Scans() int64 { return g.scans.Load() }
 
-func (g *scanGate) start() {
-	g.slots = make(chan struct{}, g.s.cfg.Scan.Workers)
-	g.states.load(g.s.store)
-	ctx, done := g.s.background(context.Background())
+// Scanner is the scanner the gate scans with, for what else it can do (reports, DB
+// status, cache eviction).
+func (g *Gate) Scanner() Scanner { return g.scanner }
+
+func (g *Gate) start() {
+	g.slots = make(chan struct{}, g.cfg.Workers)
+	g.states.load(g.store)
+	ctx, done := g.life.Background(context.Background())
 	go func() {
 		defer done()
 		g.rescanPending(ctx)
@@ -149,9 +206,9 @@ func (g *scanGate) start() {
 // rescanPending scans again what a crash or restart interrupted, never serving it as
 // "pending" — once the scanner can scan: a rescan before the DB is loaded would only
 // record an error.
-func (g *scanGate) rescanPending(ctx context.Context) {
+func (g *Gate) rescanPending(ctx context.Context) {
 	var pending []*Facts
-	_ = g.s.store.Verdicts(func(_ digest.Digest, b []byte) error {
+	_ = g.store.Verdicts(func(_ digest.Digest, b []byte) error {
 		if f, err := decodeFacts(b); err == nil && f.State == statePending {
 			pending = append(pending, f)
 		}
@@ -164,9 +221,9 @@ func (g *scanGate) rescanPending(ctx context.Context) {
 		return
 	}
 	for _, f := range pending {
-		g.s.log.Info("rescanning an image whose scan did not finish", "repository", f.Source, "digest", f.Digest)
+		g.log.Info("rescanning an image whose scan did not finish", "repository", f.Source, "digest", f.Digest)
 		// Through the same singleflight as pulls: a pull arriving meanwhile joins this scan.
-		res := <-g.s.sf.DoChan("scan\x00"+f.Digest, func() (any, error) {
+		res := <-g.sf.DoChan("scan\x00"+f.Digest, func() (any, error) {
 			return g.scanFacts(ctx, f.Source, digest.Digest(f.Digest), f.MediaType)
 		})
 		if res.Err != nil && ctx.Err() != nil {
@@ -176,7 +233,7 @@ func (g *scanGate) rescanPending(ctx context.Context) {
 }
 
 // waitReady blocks until the scanner can scan (its DB is loaded) or ctx ends.
-func (g *scanGate) waitReady(ctx context.Context) error {
+func (g *Gate) waitReady(ctx context.Context) error {
 	r, ok := g.scanner.(Readiness)
 	if !ok {
 		return nil
@@ -195,18 +252,18 @@ func (g *scanGate) waitReady(ctx context.Context) error {
 
 // Check implements Gate: the digest's facts (scanned once, however many pulls wait for
 // it) are judged for this repository and reference.
-func (g *scanGate) Check(ctx context.Context, m Manifest) (Verdict, error) {
-	if isIndex(string(m.Descriptor.MediaType)) {
+func (g *Gate) Check(ctx context.Context, m Manifest) (Verdict, error) {
+	if m.Descriptor.MediaType.IsIndex() {
 		return Verdict{Allowed: true, Rule: "index"}, nil // each platform manifest is judged on its own
 	}
 	dgst := digest.Digest(m.Descriptor.Digest.String())
 	pol, now := g.policy.Load(), g.now()
 	if v, ok := g.memo.get(dgst, m.Repository, m.Tag, pol, now); ok {
-		g.audited(v, m)
+		g.counted(v, m)
 		return v.verdict, nil
 	}
 	f, err := g.load(dgst)
-	if err != nil || !f.final() {
+	if err != nil || !f.Final() {
 		if f, err = g.scanShared(ctx, m, dgst); err != nil {
 			return Verdict{}, err
 		}
@@ -214,21 +271,21 @@ func (g *scanGate) Check(ctx context.Context, m Manifest) (Verdict, error) {
 	j := g.judge(f, m.Repository, m.Tag, pol, now)
 	g.record(j, true)
 	v := g.verdictOf(j, m)
-	if f.final() {
+	if f.Final() {
 		g.memo.put(dgst, m.Repository, m.Tag, pol, v)
 	}
-	g.audited(v, m)
+	g.counted(v, m)
 	return v.verdict, nil
 }
 
 // scanShared waits for the one scan of dgst (starting it if none runs), up to scan.wait.
-func (g *scanGate) scanShared(ctx context.Context, m Manifest, dgst digest.Digest) (*Facts, error) {
-	ch := g.s.sf.DoChan("scan\x00"+dgst.String(), func() (any, error) {
-		bctx, done := g.s.background(ctx)
+func (g *Gate) scanShared(ctx context.Context, m Manifest, dgst digest.Digest) (*Facts, error) {
+	ch := g.sf.DoChan("scan\x00"+dgst.String(), func() (any, error) {
+		bctx, done := g.life.Background(ctx)
 		defer done()
 		return g.scanFacts(bctx, m.Repository, dgst, string(m.Descriptor.MediaType))
 	})
-	timer := time.NewTimer(g.s.cfg.Scan.Wait)
+	timer := time.NewTimer(g.cfg.Wait)
 	defer timer.Stop()
 	select {
 	case res := <-ch:
@@ -266,8 +323,11 @@ func decodeFacts(b []byte) (*Facts, error) {
 	return &f, nil
 }
 
-func (g *scanGate) load(dgst digest.Digest) (*Facts, error) {
-	b, err := g.s.store.Verdict(dgst)
+// Facts returns the stored facts of a digest, or storage.ErrNotFound.
+func (g *Gate) Facts(dgst digest.Digest) (*Facts, error) { return g.load(dgst) }
+
+func (g *Gate) load(dgst digest.Digest) (*Facts, error) {
+	b, err := g.store.Verdict(dgst)
 	if err != nil {
 		return nil, err
 	}
@@ -276,21 +336,21 @@ func (g *scanGate) load(dgst digest.Digest) (*Facts, error) {
 
 // save stores facts (and the report, when there is one) and forgets judgements made
 // from the digest's previous facts.
-func (g *scanGate) save(f *Facts, report []byte) error {
+func (g *Gate) save(f *Facts, report []byte) error {
 	b, err := json.Marshal(f)
 	if err != nil {
 		return err
 	}
 	defer g.memo.forget(digest.Digest(f.Digest))
 	if report != nil {
-		return g.s.store.PutVerdictAndReport(digest.Digest(f.Digest), b, report)
+		return g.store.PutVerdictAndReport(digest.Digest(f.Digest), b, report)
 	}
-	return g.s.store.PutVerdict(digest.Digest(f.Digest), b)
+	return g.store.PutVerdict(digest.Digest(f.Digest), b)
 }
 
 // scanFacts ingests and scans one manifest, fetched through repository source, and
 // stores its facts.
-func (g *scanGate) scanFacts(ctx context.Context, source string, dgst digest.Digest, mediaType string) (*Facts, error) {
+func (g *Gate) scanFacts(ctx context.Context, source string, dgst digest.Digest, mediaType string) (*Facts, error) {
 	f := &Facts{State: statePending, Digest: dgst.String(), Source: source, MediaType: mediaType, StartedAt: time.Now().UTC()}
 	// "pending" lets a restart rescan what a crash interrupted. Losing it costs nothing
 	// (a digest without facts is scanned on its next pull), so its write overlaps the
@@ -310,34 +370,34 @@ func (g *scanGate) scanFacts(ctx context.Context, source string, dgst digest.Dig
 	g.running.Add(1)
 	defer func() { g.running.Add(-1); <-g.slots }()
 
-	sctx, cancel := context.WithTimeout(ctx, g.s.cfg.Scan.Timeout)
+	sctx, cancel := context.WithTimeout(ctx, g.cfg.Timeout)
 	defer cancel()
 	start := time.Now()
 	res, kind, err := g.scanOne(sctx, source, dgst)
 	f.ScannedAt, f.Kind = time.Now().UTC(), kind
 	if err := <-pendingSaved; err != nil {
-		g.s.log.Warn("could not record a pending scan", "digest", dgst, "err", err)
+		g.log.Warn("could not record a pending scan", "digest", dgst, "err", err)
 	}
 	pendingSaved <- nil // for the deferred receive
 	if ctx.Err() != nil {
 		// The server is closing: leave "pending" for the next start, write nothing.
 		return nil, fmt.Errorf("scan of %s stopped: %w", dgst, ctx.Err())
 	}
-	log := g.s.log.With("repository", source, "digest", dgst, "duration", time.Since(start).Round(time.Millisecond))
-	g.s.metrics.scanDuration.Observe(time.Since(start).Seconds())
+	log := g.log.With("repository", source, "digest", dgst, "duration", time.Since(start).Round(time.Millisecond))
+	g.metrics.scanDuration.Observe(time.Since(start).Seconds())
 	switch {
 	case err == nil && res == nil:
 		f.State = stateArtifact
 		log.Info("scan skipped: not a container image", "kind", kind)
-		g.s.metrics.scans.WithLabelValues("artifact").Inc()
+		g.metrics.scans.WithLabelValues("artifact").Inc()
 		return f, g.save(f, nil)
 	case err != nil:
 		if errors.Is(sctx.Err(), context.DeadlineExceeded) {
-			err = fmt.Errorf("scan timed out after %s: %w", g.s.cfg.Scan.Timeout, err)
+			err = fmt.Errorf("scan timed out after %s: %w", g.cfg.Timeout, err)
 		}
 		f.State, f.Error = stateError, err.Error()
-		log.Error("scan failed", "err", err, "on_scan_error", g.s.cfg.Scan.OnScanError)
-		g.s.metrics.scans.WithLabelValues(stateError).Inc()
+		log.Error("scan failed", "err", err, "on_scan_error", g.cfg.OnScanError)
+		g.metrics.scans.WithLabelValues(stateError).Inc()
 		return f, g.save(f, nil)
 	}
 	f.State = stateScanned
@@ -345,21 +405,17 @@ func (g *scanGate) scanFacts(ctx context.Context, source string, dgst digest.Dig
 		User: res.User, Created: res.Created, OSPackages: res.OSPackages, Executables: res.Executables}
 	f.DBVersion, f.ScanKey = res.DBVersion, res.Key
 	log.Info("scan", "os", res.OS, "vulnerabilities", len(res.Vulnerabilities))
-	g.s.metrics.scans.WithLabelValues(stateScanned).Inc()
+	g.metrics.scans.WithLabelValues(stateScanned).Inc()
 	return f, g.save(f, res.Report)
 }
 
 // scanOne ingests every blob of the manifest into the store and scans the stored image.
 // A manifest recognised as an artifact (signature, attestation, SBOM) returns no result
 // and no error; kind says what it was taken for.
-func (g *scanGate) scanOne(ctx context.Context, source string, dgst digest.Digest) (res *ScanResult, kind string, err error) {
+func (g *Gate) scanOne(ctx context.Context, source string, dgst digest.Digest) (res *ScanResult, kind string, err error) {
 	g.scans.Add(1)
 	start := time.Now()
-	rt, err := g.s.routeFor(source)
-	if err != nil {
-		return nil, "", err
-	}
-	mrec, raw, err := g.s.store.Manifest(rt.key, dgst)
+	mrec, raw, err := g.store.Manifest(source, dgst)
 	if err != nil {
 		return nil, "", fmt.Errorf("manifest not in the store: %w", err)
 	}
@@ -372,29 +428,29 @@ func (g *scanGate) scanOne(ctx context.Context, source string, dgst digest.Diges
 	}
 	blobs := c.blobs
 	// A collection does not delete what this scan reads, nor the manifest it judges.
-	defer g.s.leases.hold(dgst)()
+	defer g.leases.Hold(dgst)()
 	for _, b := range blobs {
-		defer g.s.leases.hold(b)()
+		defer g.leases.Hold(b)()
 	}
 	// Every blob is fetched at once and the scan starts as soon as the config is in: a
 	// layer is analysed when its own fetch is done (a cached layer is not waited for), so
 	// analysis overlaps the download of the rest. The facts still wait for every blob.
 	fetches := newFetchSet(ctx, blobs, func(ctx context.Context, d digest.Digest) error {
-		return g.s.ensureBlob(ctx, rt, d)
+		return g.fetch.EnsureBlob(ctx, source, d)
 	})
 	defer fetches.wg.Wait() // nothing of this scan runs on after it returned
 	if err := fetches.wait(ctx, blobs[0]); err != nil {
 		return nil, c.kind, err
 	}
-	img, err := storedImage(ctx, g.s.store, mrec.MediaType, raw, fetches.wait)
+	img, err := storedImage(ctx, g.store, mrec.MediaType, raw, fetches.wait)
 	if err != nil {
 		return nil, c.kind, err
 	}
-	res, err = g.scanner.Scan(ctx, img, rt.key+"@"+dgst.String())
+	res, err = g.scanner.Scan(ctx, img, source+"@"+dgst.String())
 	if ferr := fetches.all(ctx); ferr != nil {
 		return nil, c.kind, ferr
 	}
-	g.s.log.Debug("scan timings", "repository", source, "digest", dgst, "total", time.Since(start).Round(time.Millisecond))
+	g.log.Debug("scan timings", "repository", source, "digest", dgst, "total", time.Since(start).Round(time.Millisecond))
 	return res, c.kind, err
 }
 

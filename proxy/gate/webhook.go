@@ -1,4 +1,4 @@
-package proxy
+package gate
 
 import (
 	"bytes"
@@ -37,12 +37,8 @@ type notifier struct {
 	backoff time.Duration
 }
 
-func newNotifier(ctx context.Context, cfg config.WebhookConfig, log *slog.Logger, failed func()) *notifier {
-	n := &notifier{cfg: cfg, client: &http.Client{Timeout: cfg.Timeout}, queue: make(chan VerdictChange, 1024), log: log, failed: failed, backoff: time.Second}
-	if len(cfg.URLs) > 0 {
-		go n.run(ctx)
-	}
-	return n
+func newNotifier(cfg config.WebhookConfig, log *slog.Logger, failed func()) *notifier {
+	return &notifier{cfg: cfg, client: &http.Client{Timeout: cfg.Timeout}, queue: make(chan VerdictChange, 1024), log: log, failed: failed, backoff: time.Second}
 }
 
 // send queues a change; when the queue is full the change is logged and dropped.
@@ -59,6 +55,9 @@ func (n *notifier) send(c VerdictChange) {
 }
 
 func (n *notifier) run(ctx context.Context) {
+	if len(n.cfg.URLs) == 0 {
+		return
+	}
 	for {
 		select {
 		case <-ctx.Done():

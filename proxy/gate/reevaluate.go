@@ -1,4 +1,4 @@
-package proxy
+package gate
 
 import (
 	"context"
@@ -30,17 +30,13 @@ type ReevalStats struct {
 // are logged, counted and sent to the webhooks. It is driven by the DB version each
 // digest's facts record, so a run that was cancelled or failed half way is completed by
 // the next one.
-func (s *Server) Reevaluate(ctx context.Context) (ReevalStats, error) {
+func (g *Gate) Reevaluate(ctx context.Context) (ReevalStats, error) {
 	var st ReevalStats
-	g := s.scan
-	if g == nil {
-		return st, fmt.Errorf("no scanning gate")
-	}
 	rd, ok := g.scanner.(Redetector)
 	if !ok {
 		return st, fmt.Errorf("the scanner cannot re-detect from stored analysis")
 	}
-	ctx, done := s.bound(ctx)
+	ctx, done := g.life.Bound(ctx)
 	defer done()
 	current := ""
 	if v, ok := g.scanner.(DBVersioner); ok {
@@ -51,7 +47,7 @@ func (s *Server) Reevaluate(ctx context.Context) (ReevalStats, error) {
 	}
 	start := time.Now()
 	var stale []*Facts
-	if err := s.store.Verdicts(func(_ digest.Digest, b []byte) error {
+	if err := g.store.Verdicts(func(_ digest.Digest, b []byte) error {
 		f, err := decodeFacts(b)
 		if err != nil || f.State != stateScanned || f.ScanKey == nil {
 			return nil
@@ -69,16 +65,16 @@ func (s *Server) Reevaluate(ctx context.Context) (ReevalStats, error) {
 	if len(stale) == 0 {
 		return st, nil
 	}
-	s.metrics.reevalRunning.Set(1)
-	defer s.metrics.reevalRunning.Set(0)
-	s.log.Info("re-evaluating stored verdicts against the vulnerability DB", "verdicts", len(stale), "current", st.Current, "db", current)
+	g.metrics.reevalRunning.Set(1)
+	defer g.metrics.reevalRunning.Set(0)
+	g.log.Info("re-evaluating stored verdicts against the vulnerability DB", "verdicts", len(stale), "current", st.Current, "db", current)
 
 	var mu sync.Mutex
 	finished := 0
 	redone := map[digest.Digest]bool{}
 	work := make(chan *Facts)
 	var wg sync.WaitGroup
-	for range max(1, s.cfg.Scan.Workers) {
+	for range max(1, g.cfg.Workers) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
@@ -88,13 +84,13 @@ func (s *Server) Reevaluate(ctx context.Context) (ReevalStats, error) {
 				finished++
 				if err != nil {
 					st.Failed++
-					s.log.Warn("re-evaluation failed; the old verdict stays", "digest", f.Digest, "err", err)
+					g.log.Warn("re-evaluation failed; the old verdict stays", "digest", f.Digest, "err", err)
 				} else {
 					redone[digest.Digest(f.Digest)] = true
 				}
-				s.metrics.reevalProgress.Set(float64(finished) / float64(len(stale)))
+				g.metrics.reevalProgress.Set(float64(finished) / float64(len(stale)))
 				if finished%500 == 0 {
-					s.log.Info("re-evaluation progress", "done", finished, "of", len(stale))
+					g.log.Info("re-evaluation progress", "done", finished, "of", len(stale))
 				}
 				mu.Unlock()
 			}
@@ -113,7 +109,7 @@ dispatch:
 	var err error
 	st.Judgements, st.Flipped, err = g.rejudge(redone)
 	st.Duration = time.Since(start)
-	s.log.Info("re-evaluation done", "verdicts", st.Verdicts, "redetected", len(redone), "judgements", st.Judgements,
+	g.log.Info("re-evaluation done", "verdicts", st.Verdicts, "redetected", len(redone), "judgements", st.Judgements,
 		"flipped", st.Flipped, "failed", st.Failed, "duration", st.Duration.Round(time.Millisecond))
 	if err != nil {
 		return st, err
@@ -122,12 +118,12 @@ dispatch:
 }
 
 // redetect re-detects one digest's vulnerabilities and stores its new facts.
-func (g *scanGate) redetect(ctx context.Context, rd Redetector, f *Facts) error {
+func (g *Gate) redetect(ctx context.Context, rd Redetector, f *Facts) error {
 	if ctx.Err() != nil {
 		return ctx.Err()
 	}
 	dgst := digest.Digest(f.Digest)
-	report, err := g.s.store.Report(dgst)
+	report, err := g.store.Report(dgst)
 	if err != nil {
 		return err
 	}
@@ -146,5 +142,5 @@ func (g *scanGate) redetect(ctx context.Context, rd Redetector, f *Facts) error 
 		return err
 	}
 	defer g.memo.forget(dgst)
-	return g.s.store.PutVerdictAndReport(dgst, b, res.Report)
+	return g.store.PutVerdictAndReport(dgst, b, res.Report)
 }
