@@ -31,14 +31,14 @@ Example:
 		RunE: func(cmd *cobra.Command, args []string) error {
 			cfg, err := loadConfig(configPath)
 			if err != nil {
-				return &exitError{2, err}
+				return &exitError{Code: 2, Err: err}
 			}
 			if policyPath != "" {
 				cfg.Policy = policyPath
 			}
 			pol, err := loadPolicy(cfg)
 			if err != nil {
-				return &exitError{2, err}
+				return &exitError{Code: 2, Err: err}
 			}
 			lists := make([]string, len(cfg.Allow.Lists))
 			for i, l := range cfg.Allow.Lists {
@@ -46,7 +46,7 @@ Example:
 			}
 			allow, err := proxy.NewAllowlist(append(append([]string{}, cfg.Allow.Repositories...), pol.BaseImages...), lists)
 			if err != nil {
-				return &exitError{2, err}
+				return &exitError{Code: 2, Err: err}
 			}
 			overrides := map[string]string{}
 			for _, a := range buildArgs {
@@ -57,12 +57,12 @@ Example:
 			for _, path := range args {
 				f, err := os.Open(path)
 				if err != nil {
-					return &exitError{2, err}
+					return &exitError{Code: 2, Err: err}
 				}
 				problems, err := checkDockerfile(f, allow, overrides)
 				f.Close()
 				if err != nil {
-					return &exitError{2, fmt.Errorf("%s: %w", path, err)}
+					return &exitError{Code: 2, Err: fmt.Errorf("%s: %w", path, err)}
 				}
 				for _, p := range problems {
 					fmt.Fprintf(cmd.OutOrStdout(), "%s:%d: %s\n", path, p.line, p.msg)
@@ -70,7 +70,7 @@ Example:
 				bad += len(problems)
 			}
 			if bad > 0 {
-				return &exitError{1, fmt.Errorf("%d FROM line(s) use base images that are not allowed", bad)}
+				return &exitError{Code: 1, Err: fmt.Errorf("%d FROM line(s) use base images that are not allowed", bad)}
 			}
 			return nil
 		},

@@ -193,7 +193,7 @@ func runCLI(t *testing.T, args ...string) (string, int) {
 	case err == nil:
 		return out.String(), 0
 	case errors.As(err, &ee):
-		return out.String() + err.Error(), ee.code
+		return out.String() + err.Error(), ee.Code
 	default:
 		return out.String() + err.Error(), 1
 	}
