@@ -57,14 +57,15 @@ func TestDockerConfigCredentials(t *testing.T) {
 		name string
 		args func() []string
 		ok   string // in the output on success
+		fail string // in the output without valid credentials
 	}{
 		{"scan", func() []string {
 			return []string{"scan", "--image", up.Host + "/myteam/api:v1", "--db-dir", db, "--output-dir", t.TempDir()}
-		}, "ALLOWED"},
+		}, "ALLOWED", "UNAUTHORIZED: authentication required"},
 		{"baseline", func() []string {
 			return []string{"baseline", "--images", list, "--db-dir", db, "--output-dir", t.TempDir()}
-		}, "1 images (0 failed)"},
-		{"warm", func() []string { return []string{"warm", "--config", conf, "--list", proxyList} }, "allowed"},
+		}, "1 images (0 failed)", "UNAUTHORIZED: authentication required"},
+		{"warm", func() []string { return []string{"warm", "--config", conf, "--list", proxyList} }, "allowed", "needs credentials this proxy does not have"},
 	}
 	for _, c := range commands {
 		for _, tc := range []struct {
@@ -80,8 +81,8 @@ func TestDockerConfigCredentials(t *testing.T) {
 					}
 					return
 				}
-				if code == 0 || !strings.Contains(out, "401") && !strings.Contains(strings.ToLower(out), "unauthorized") {
-					t.Fatalf("without valid credentials: exit %d, no 401 in the output:\n%s", code, out)
+				if code == 0 || !strings.Contains(out, c.fail) {
+					t.Fatalf("without valid credentials: exit %d, output lacks %q:\n%s", code, c.fail, out)
 				}
 			})
 		}

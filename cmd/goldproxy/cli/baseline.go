@@ -205,6 +205,11 @@ func RunBaseline(ctx context.Context, out io.Writer, o BaselineOptions) error {
 	for _, k := range b.Summary {
 		fmt.Fprintf(out, "  %-14s %d images, fixable CVEs %d–%d, all CVEs %d–%d\n", k.Kind, k.Images, k.FixableMin, k.FixableMax, k.TotalMin, k.TotalMax)
 	}
+	for _, r := range b.Rows {
+		if r.Error != "" {
+			fmt.Fprintf(out, "  failed: %s: %s\n", r.Ref, r.Error)
+		}
+	}
 	if failed > 0 {
 		return &ExitError{Code: 1, Err: fmt.Errorf("%d of %d images could not be scanned", failed, len(b.Rows))}
 	}
