@@ -49,10 +49,13 @@ ones by severity, non-root, shell, package manager, age, verdict under the polic
 summary groups the images by kind (standard, slim, alpine, distroless, chainguard, UBI,
 own). An image that fails is recorded in its row and the run goes on; the exit status
 says whether any failed. BASELINE_IMAGES, BASELINE_IMAGES_HARDENED and
-BASELINE_HARDENED_LIMIT set the same things as the flags.
+BASELINE_HARDENED_LIMIT set the same things as the flags. A list line "sbom:PATH"
+(relative to the list) scans that SBOM's packages in place of an image, here even with
+--proxy. Registries are reached with the docker config keychain (docker login).
 
 Example:
-  goldproxy baseline --images configs/images-standard.txt --hardened configs/images-hardened.txt --hardened-limit 5 --output-dir baseline/`,
+  goldproxy baseline --images configs/images-standard.txt --hardened configs/images-hardened.txt --hardened-limit 5 --output-dir baseline/
+  BASELINE_IMAGES=tests/baseline/images-hardened-myteam.txt go run ./cmd/baseline`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			return RunBaseline(cmd.Context(), cmd.OutOrStdout(), o)
