@@ -16,6 +16,7 @@ import (
 type sources struct {
 	doc        string
 	configured map[string]bool
+	upstreams  []string // the names of the configured upstreams
 }
 
 func loadSources(t *testing.T) sources {
@@ -34,6 +35,7 @@ func loadSources(t *testing.T) sources {
 	}
 	s := sources{doc: string(doc), configured: map[string]bool{}}
 	for _, u := range cfg.Upstreams {
+		s.upstreams = append(s.upstreams, u.Name)
 		s.configured[u.Name] = true
 		for _, a := range u.Aliases {
 			s.configured[a] = true
@@ -70,15 +72,20 @@ func readList(t *testing.T, path string) []name.Reference {
 	return refs
 }
 
-// TestImageSources parses every list under tests/baseline (and the seeds in configs/)
-// and checks each is named in docs/image-sources.md and each registry it uses is
-// documented there or configured as an upstream.
+// TestImageSources checks docs/image-sources.md has a row for every configured upstream,
+// and parses every list under tests/baseline (and the seeds in configs/): each is named
+// there and each registry it uses is documented there or configured as an upstream.
 func TestImageSources(t *testing.T) {
 	s := loadSources(t)
 	lists, _ := filepath.Glob("../../tests/baseline/*.txt")
 	seeds, _ := filepath.Glob("../../configs/images-*.txt")
 	if len(lists) < 5 {
 		t.Fatalf("tests/baseline has %d lists, want the standard, hardened, team, local, private and microservices ones", len(lists))
+	}
+	for _, u := range s.upstreams {
+		if !strings.Contains(s.doc, "| `"+u+"` |") {
+			t.Errorf("the upstream %s of configs/goldproxy.yaml has no row in docs/image-sources.md", u)
+		}
 	}
 	for _, path := range append(lists, seeds...) {
 		t.Run(filepath.Base(path), func(t *testing.T) {
