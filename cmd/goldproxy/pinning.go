@@ -30,6 +30,7 @@ func (p pinCheck) check(image string, ref name.Reference) string {
 	if !ok {
 		return "" // name.Digest: pinned, with or without a tag before "@"
 	}
+	written := image
 	var why string
 	switch {
 	case !hasTag(image):
@@ -41,13 +42,13 @@ func (p pinCheck) check(image string, ref name.Reference) string {
 		why = fmt.Sprintf("tag %q is not pinned by digest, so the image behind it can change", tag.TagStr())
 	}
 	if p.digest == nil {
-		return fmt.Sprintf("FROM %s: %s: write FROM %s@sha256:<digest> (the digest: goldproxy check-dockerfile --proxy URL, or crane digest %s)", image, why, image, image)
+		return fmt.Sprintf("FROM %s: %s: write FROM %s@sha256:<digest> (the digest: goldproxy check-dockerfile --proxy URL, or crane digest %s)", written, why, image, image)
 	}
 	d, err := p.digest(ref)
 	if err != nil {
-		return fmt.Sprintf("FROM %s: %s; its digest could not be resolved through the proxy: %v", image, why, err)
+		return fmt.Sprintf("FROM %s: %s; its digest could not be resolved through the proxy: %v", written, why, err)
 	}
-	return fmt.Sprintf("FROM %s: %s: use FROM %s@%s", image, why, image, d)
+	return fmt.Sprintf("FROM %s: %s: use FROM %s@%s", written, why, image, d)
 }
 
 // hasTag reports whether an image reference names a tag: a ":" in its last path
@@ -63,8 +64,8 @@ func pinnedByPolicy(pol *policy.Set, repo string) bool {
 	return p.Pinned && p.Mode != "audit"
 }
 
-// digestViaProxy resolves a tag to its manifest digest with one HEAD through a running
-// goldproxy, naming the upstream by host in the path as clients do.
+// digestViaProxy resolves a tag to its manifest (or index) digest with one manifest GET
+// through a running goldproxy, naming the upstream by host in the path as clients do.
 func digestViaProxy(ctx context.Context, proxyURL string, ref name.Reference) (string, error) {
 	if ctx == nil {
 		ctx = context.Background()
@@ -81,7 +82,8 @@ func digestViaProxy(ctx context.Context, proxyURL string, ref name.Reference) (s
 	if err != nil {
 		return "", err
 	}
-	desc, err := remote.Head(via, remote.WithContext(ctx), remote.WithAuthFromKeychain(authn.DefaultKeychain))
+	// GET, not HEAD: when the proxy denies the base, its body says why.
+	desc, err := remote.Get(via, remote.WithContext(ctx), remote.WithAuthFromKeychain(authn.DefaultKeychain))
 	if err != nil {
 		return "", err
 	}
