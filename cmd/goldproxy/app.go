@@ -3,14 +3,12 @@ package main
 import (
 	"context"
 	"crypto/sha256"
-	"errors"
 	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
 	"os"
 	"path/filepath"
-	"strings"
 	"sync"
 	"time"
 
@@ -20,7 +18,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
-	"github.com/goldproxy/goldproxy/policy"
+	"github.com/goldproxy/goldproxy/cmd/goldproxy/cli"
 	"github.com/goldproxy/goldproxy/proxy"
 	"github.com/goldproxy/goldproxy/proxy/config"
 	"github.com/goldproxy/goldproxy/proxy/gate"
@@ -53,7 +51,7 @@ func newApp(ctx context.Context, cfg *config.Config, log *slog.Logger) (*app, er
 		store.Close()
 		return nil, err
 	}
-	pol, err := loadPolicy(cfg)
+	pol, err := cli.LoadPolicy(cfg)
 	if err != nil {
 		sc.Close()
 		store.Close()
@@ -82,32 +80,7 @@ func (a *app) Close() {
 // one in use and the digest it was downloaded as.
 func (a *app) dbRoot() string { return filepath.Join(a.cfg.DataDir, "trivy-db") }
 
-func (a *app) readCurrent() (dir, digest string) { return readPointer(a.dbRoot(), "current") }
-
-// readPointer reads a pointer file under root ("current", "java-current"): the directory
-// in use and the digest it was downloaded as ("-" when unknown).
-func readPointer(root, name string) (dir, digest string) {
-	b, err := os.ReadFile(filepath.Join(root, name))
-	if err != nil {
-		return "", ""
-	}
-	f := strings.Fields(string(b))
-	if len(f) > 0 {
-		dir = filepath.Join(root, f[0])
-	}
-	if len(f) > 1 && f[1] != "-" {
-		digest = f[1]
-	}
-	return dir, digest
-}
-
-// writePointer records dir (under root) as the one in use.
-func writePointer(root, name, dir, digest string) error {
-	if digest == "" {
-		digest = "-"
-	}
-	return os.WriteFile(filepath.Join(root, name), []byte(filepath.Base(dir)+" "+digest+"\n"), 0o644)
-}
+func (a *app) readCurrent() (dir, digest string) { return cli.ReadPointer(a.dbRoot(), "current") }
 
 // loadDB loads the vulnerability DB at start: the configured local directory
 // (air-gapped), else the last downloaded one, else a fresh download.
@@ -142,7 +115,7 @@ func (a *app) refreshJavaDB(ctx context.Context, check bool) error {
 	if a.cfg.DB.JavaDir != "" {
 		return a.db.LoadJava(a.cfg.Resolve(a.cfg.DB.JavaDir))
 	}
-	curDir, curDigest := readPointer(a.dbRoot(), "java-current")
+	curDir, curDigest := cli.ReadPointer(a.dbRoot(), "java-current")
 	if curDir != "" && !check {
 		if err := a.db.LoadJava(curDir); err == nil {
 			return nil
@@ -171,7 +144,7 @@ func (a *app) refreshJavaDB(ctx context.Context, check bool) error {
 		os.RemoveAll(dir)
 		return err
 	}
-	if err := writePointer(a.dbRoot(), "java-current", dir, desc.Digest.String()); err != nil {
+	if err := cli.WritePointer(a.dbRoot(), "java-current", dir, desc.Digest.String()); err != nil {
 		return err
 	}
 	if curDir != "" && curDir != dir {
@@ -242,7 +215,7 @@ func (a *app) refreshDB(ctx context.Context) (bool, error) {
 		os.RemoveAll(dir)
 		return false, err
 	}
-	if err := writePointer(a.dbRoot(), "current", dir, desc.Digest.String()); err != nil {
+	if err := cli.WritePointer(a.dbRoot(), "current", dir, desc.Digest.String()); err != nil {
 		return false, err
 	}
 	// The previous DBs are no longer open: only now are they removed.
@@ -377,8 +350,6 @@ func (a *app) refreshLoop(ctx context.Context) {
 	}
 }
 
-var errDenied = errors.New("denied by policy")
-
 // metricsHandler serves /metrics (on the metrics listener).
 func (a *app) metricsHandler() http.Handler {
 	mux := http.NewServeMux()
@@ -386,18 +357,10 @@ func (a *app) metricsHandler() http.Handler {
 	return mux
 }
 
-// loadPolicy reads the configured policy file, or returns the built-in default.
-func loadPolicy(cfg *config.Config) (*policy.Set, error) {
-	if cfg.Policy == "" {
-		return policy.DefaultSet(), nil
-	}
-	return policy.Load(cfg.Resolve(cfg.Policy))
-}
-
 // reloadPolicy validates the policy file again and, if it is good, swaps it in and
 // re-evaluates every stored verdict. A bad file is rejected and the old policy stays.
 func (a *app) reloadPolicy() error {
-	pol, err := loadPolicy(a.cfg)
+	pol, err := cli.LoadPolicy(a.cfg)
 	if err != nil {
 		a.log.Error("policy reload rejected: keeping the running policy", "err", err)
 		return err

@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/goldproxy/goldproxy/cmd/goldproxy/cli"
 	"github.com/goldproxy/goldproxy/proxy/proxytest"
 	"github.com/goldproxy/goldproxy/scanner/scannertest"
 )
@@ -54,12 +55,12 @@ func baselineSetup(t *testing.T) (*proxytest.Upstream, string, string, string) {
 func TestBaseline(t *testing.T) {
 	up, standard, hardened, db := baselineSetup(t)
 	out := t.TempDir()
-	o := baselineOptions{images: standard, hardened: hardened, hardenedLimit: 2, outDir: out, dbDir: db, insecure: true,
-		now: func() time.Time { return time.Date(2026, 11, 24, 12, 0, 0, 0, time.UTC) }}
+	o := cli.BaselineOptions{Images: standard, Hardened: hardened, HardenedLimit: 2, OutDir: out, DBDir: db, Insecure: true,
+		Now: func() time.Time { return time.Date(2026, 11, 24, 12, 0, 0, 0, time.UTC) }}
 	var stdout strings.Builder
-	err := runBaseline(context.Background(), &stdout, o)
+	err := cli.RunBaseline(context.Background(), &stdout, o)
 	var ee *exitError
-	if !errorsAs(err, &ee) || ee.code != 1 || !strings.Contains(err.Error(), "1 of 5 images could not be scanned") {
+	if !errorsAs(err, &ee) || ee.Code != 1 || !strings.Contains(err.Error(), "1 of 5 images could not be scanned") {
 		t.Fatalf("exit: %v\n%s", err, stdout.String())
 	}
 	js, _ := os.ReadFile(filepath.Join(out, "baseline.json"))
@@ -74,7 +75,7 @@ func TestBaseline(t *testing.T) {
 		t.Fatal("baseline.html is not the self-contained sortable page")
 	}
 	for _, f := range []string{"report.json", "report.md"} {
-		if _, err := os.Stat(filepath.Join(out, "images", safeName(up.Host+"/library/alpine:3.19"), f)); err != nil {
+		if _, err := os.Stat(filepath.Join(out, "images", cli.SafeName(up.Host+"/library/alpine:3.19"), f)); err != nil {
 			t.Fatalf("per-image report: %v", err)
 		}
 	}
@@ -119,10 +120,10 @@ func TestBaselineThroughProxy(t *testing.T) {
 		return write(t, t.TempDir(), filepath.Base(path), strings.ReplaceAll(string(b), up.Host, up.Name))
 	}
 	out := t.TempDir()
-	o := baselineOptions{images: rename(standard), hardened: rename(hardened), outDir: out, proxyURL: g.url,
-		now: func() time.Time { return time.Date(2026, 11, 24, 12, 0, 0, 0, time.UTC) }}
+	o := cli.BaselineOptions{Images: rename(standard), Hardened: rename(hardened), OutDir: out, ProxyURL: g.url,
+		Now: func() time.Time { return time.Date(2026, 11, 24, 12, 0, 0, 0, time.UTC) }}
 	var stdout strings.Builder
-	err := runBaseline(context.Background(), &stdout, o)
+	err := cli.RunBaseline(context.Background(), &stdout, o)
 	if err == nil || !strings.Contains(err.Error(), "2 of 6 images could not be scanned") {
 		t.Fatalf("exit: %v\n%s", err, stdout.String())
 	}

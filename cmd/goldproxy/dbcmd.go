@@ -10,6 +10,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/goldproxy/goldproxy/cmd/goldproxy/cli"
 	"github.com/goldproxy/goldproxy/scanner"
 )
 
@@ -35,14 +36,14 @@ Example:
 			if proxyURL != "" {
 				return apiCall(cmd.OutOrStdout(), http.MethodGet, proxyURL, "/api/v1/db")
 			}
-			cfg, err := loadConfig(configPath)
+			cfg, err := cli.LoadConfig(configPath)
 			if err != nil {
-				return &exitError{2, err}
+				return &exitError{Code: 2, Err: err}
 			}
 			db := scanner.NewDB()
 			defer db.Close()
-			if err := loadCLIDBLocal(cfg, db); err != nil {
-				return &exitError{1, err}
+			if err := cli.LoadDBLocal(cfg, db); err != nil {
+				return &exitError{Code: 1, Err: err}
 			}
 			info, _ := db.Info()
 			b, _ := json.MarshalIndent(dbStatus(info), "", "  ")
@@ -81,17 +82,17 @@ Example:
 func apiCall(out io.Writer, method, base, path string) error {
 	req, err := http.NewRequest(method, strings.TrimRight(base, "/")+path, nil)
 	if err != nil {
-		return &exitError{2, err}
+		return &exitError{Code: 2, Err: err}
 	}
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
-		return &exitError{1, err}
+		return &exitError{Code: 1, Err: err}
 	}
 	defer resp.Body.Close()
 	b, _ := io.ReadAll(resp.Body)
 	fmt.Fprintln(out, strings.TrimSpace(string(b)))
 	if resp.StatusCode >= 300 {
-		return &exitError{1, fmt.Errorf("%s %s: %s", method, path, resp.Status)}
+		return &exitError{Code: 1, Err: fmt.Errorf("%s %s: %s", method, path, resp.Status)}
 	}
 	return nil
 }

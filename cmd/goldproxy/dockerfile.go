@@ -11,34 +11,44 @@ import (
 	"github.com/google/go-containerregistry/pkg/name"
 	"github.com/spf13/cobra"
 
+	"github.com/goldproxy/goldproxy/cmd/goldproxy/cli"
 	"github.com/goldproxy/goldproxy/proxy/gate"
 )
 
 func newCheckDockerfileCmd() *cobra.Command {
-	var configPath, policyPath string
+	var configPath, policyPath, proxyURL string
 	var buildArgs []string
+	var requireDigest bool
 	cmd := &cobra.Command{
-		Use:   "check-dockerfile [--policy FILE] Dockerfile...",
-		Short: "Check that every FROM uses an allowed base image",
+		Use:   "check-dockerfile [--policy FILE] [--require-digest] [--proxy URL] Dockerfile...",
+		Short: "Check that every FROM uses an allowed base image, pinned by digest",
 		Long: `Check that every FROM of every stage uses a base image the proxy allows: the config's
 allowlist (allow.repositories and allow.lists) plus the policy's base_images. ARGs are
 expanded (defaults, or --build-arg), FROM of an earlier stage and scratch are allowed.
-Prints one line per offending FROM and exits 1 if there is any: run it in CI.
+
+A base that is not pinned by digest — ":latest" (hadolint DL3007), no tag (which means
+latest), or a tag without "@sha256:" — is a warning, and an error with --require-digest
+or when the policy for its repository has "pinned: true" (in enforce mode). The warning
+suggests the pinned form; with --proxy the digest is resolved through that goldproxy.
+
+Prints one line per finding ("error:" or "warning:") and exits 1 if there is any error:
+run it in CI.
 
 Example:
-  goldproxy check-dockerfile --config /etc/goldproxy/goldproxy.yaml Dockerfile build/*.Dockerfile`,
+  goldproxy check-dockerfile --config /etc/goldproxy/goldproxy.yaml Dockerfile build/*.Dockerfile
+  goldproxy check-dockerfile --require-digest --proxy http://goldproxy.internal:5000 Dockerfile`,
 		Args: cobra.MinimumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			cfg, err := loadConfig(configPath)
+			cfg, err := cli.LoadConfig(configPath)
 			if err != nil {
-				return &exitError{2, err}
+				return &exitError{Code: 2, Err: err}
 			}
 			if policyPath != "" {
 				cfg.Policy = policyPath
 			}
-			pol, err := loadPolicy(cfg)
+			pol, err := cli.LoadPolicy(cfg)
 			if err != nil {
-				return &exitError{2, err}
+				return &exitError{Code: 2, Err: err}
 			}
 			lists := make([]string, len(cfg.Allow.Lists))
 			for i, l := range cfg.Allow.Lists {
@@ -46,44 +56,56 @@ Example:
 			}
 			allow, err := gate.NewAllowlist(append(append([]string{}, cfg.Allow.Repositories...), pol.BaseImages...), lists)
 			if err != nil {
-				return &exitError{2, err}
+				return &exitError{Code: 2, Err: err}
 			}
 			overrides := map[string]string{}
 			for _, a := range buildArgs {
 				k, v, _ := strings.Cut(a, "=")
 				overrides[k] = v
 			}
+			pin := pinCheck{require: func(repo string) bool { return requireDigest || pinnedByPolicy(pol, repo) }}
+			if proxyURL != "" {
+				pin.digest = func(ref name.Reference) (string, error) { return digestViaProxy(cmd.Context(), proxyURL, ref) }
+			}
 			bad := 0
 			for _, path := range args {
 				f, err := os.Open(path)
 				if err != nil {
-					return &exitError{2, err}
+					return &exitError{Code: 2, Err: err}
 				}
-				problems, err := checkDockerfile(f, allow, overrides)
+				problems, err := checkDockerfile(f, allow, overrides, pin)
 				f.Close()
 				if err != nil {
-					return &exitError{2, fmt.Errorf("%s: %w", path, err)}
+					return &exitError{Code: 2, Err: fmt.Errorf("%s: %w", path, err)}
 				}
 				for _, p := range problems {
-					fmt.Fprintf(cmd.OutOrStdout(), "%s:%d: %s\n", path, p.line, p.msg)
+					level := "error"
+					if p.warning {
+						level = "warning"
+					} else {
+						bad++
+					}
+					fmt.Fprintf(cmd.OutOrStdout(), "%s:%d: %s: %s\n", path, p.line, level, p.msg)
 				}
-				bad += len(problems)
 			}
 			if bad > 0 {
-				return &exitError{1, fmt.Errorf("%d FROM line(s) use base images that are not allowed", bad)}
+				return &exitError{Code: 1, Err: fmt.Errorf("%d FROM line(s) use base images that are not allowed or not pinned", bad)}
 			}
 			return nil
 		},
 	}
 	cmd.Flags().StringVar(&configPath, "config", "", "config file whose allowlist applies (default: the embedded one)")
-	cmd.Flags().StringVar(&policyPath, "policy", "", "policy file whose base_images are allowed too (config: policy)")
+	cmd.Flags().StringVar(&policyPath, "policy", "", "policy file whose base_images are allowed too and whose pinned rule applies (config: policy)")
 	cmd.Flags().StringArrayVar(&buildArgs, "build-arg", nil, "NAME=VALUE, as docker build takes it")
+	cmd.Flags().BoolVar(&requireDigest, "require-digest", false, "a base not pinned by digest is an error, not a warning")
+	cmd.Flags().StringVar(&proxyURL, "proxy", "", "resolve the digest to suggest through this goldproxy (e.g. http://localhost:5000)")
 	return cmd
 }
 
 type fromProblem struct {
-	line int
-	msg  string
+	line    int
+	msg     string
+	warning bool // a finding that fails nothing unless pinning is required
 }
 
 var (
@@ -92,8 +114,9 @@ var (
 	reVar  = regexp.MustCompile(`\$\{([A-Za-z_][A-Za-z0-9_]*)(?::([-+])([^}]*))?\}|\$([A-Za-z_][A-Za-z0-9_]*)`)
 )
 
-// checkDockerfile returns the FROM lines whose image the allowlist does not admit.
-func checkDockerfile(r io.Reader, allow *gate.Allowlist, overrides map[string]string) ([]fromProblem, error) {
+// checkDockerfile returns the FROM lines whose image the allowlist does not admit, and
+// those whose image is not pinned by digest (warnings unless pin requires it).
+func checkDockerfile(r io.Reader, allow *gate.Allowlist, overrides map[string]string, pin pinCheck) ([]fromProblem, error) {
 	args := map[string]string{}
 	stages := map[string]bool{}
 	var problems []fromProblem
@@ -139,22 +162,26 @@ func checkDockerfile(r io.Reader, allow *gate.Allowlist, overrides map[string]st
 			fields = fields[1:] // --platform=...
 		}
 		if len(fields) == 0 {
-			problems = append(problems, fromProblem{start, "FROM without an image"})
+			problems = append(problems, fromProblem{line: start, msg: "FROM without an image"})
 			continue
 		}
 		image, unresolved := expandArgs(fields[0], args)
 		switch {
 		case unresolved != "":
-			problems = append(problems, fromProblem{start, fmt.Sprintf("FROM %s: ARG %s has no value, so the base image cannot be checked", fields[0], unresolved)})
+			problems = append(problems, fromProblem{line: start, msg: fmt.Sprintf("FROM %s: ARG %s has no value, so the base image cannot be checked", fields[0], unresolved)})
 		case strings.EqualFold(image, "scratch"), stages[strings.ToLower(image)]:
 		default:
 			ref, err := name.ParseReference(image)
 			if err != nil {
-				problems = append(problems, fromProblem{start, fmt.Sprintf("FROM %s: not an image reference: %v", image, err)})
+				problems = append(problems, fromProblem{line: start, msg: fmt.Sprintf("FROM %s: not an image reference: %v", image, err)})
 				continue
 			}
-			if repo := gate.RepositoryOf(ref); !allow.Allowed(repo) {
-				problems = append(problems, fromProblem{start, fmt.Sprintf("FROM %s: %s is not on the allowlist of approved base images", image, repo)})
+			repo := gate.RepositoryOf(ref)
+			if !allow.Allowed(repo) {
+				problems = append(problems, fromProblem{line: start, msg: fmt.Sprintf("FROM %s: %s is not on the allowlist of approved base images", image, repo)})
+			}
+			if msg := pin.check(image, ref); msg != "" {
+				problems = append(problems, fromProblem{line: start, msg: msg, warning: !pin.required(repo)})
 			}
 		}
 		if len(fields) >= 3 && strings.EqualFold(fields[1], "AS") {

@@ -10,7 +10,7 @@ import (
 	"github.com/aquasecurity/trivy/pkg/types"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 
-	"github.com/goldproxy/goldproxy/policy"
+	"github.com/goldproxy/goldproxy/cmd/goldproxy/cli"
 	"github.com/goldproxy/goldproxy/proxy/gate"
 	"github.com/goldproxy/goldproxy/scanner"
 )
@@ -24,7 +24,7 @@ func (g trivyGate) Scan(ctx context.Context, img v1.Image, ref string) (*gate.Sc
 	if err != nil {
 		return nil, err
 	}
-	return toScanResult(res)
+	return cli.ToScanResult(res)
 }
 
 // Ready reports whether a DB is loaded.
@@ -53,7 +53,7 @@ func (g trivyGate) Redetect(ctx context.Context, key, report json.RawMessage) (*
 	if err != nil {
 		return nil, err
 	}
-	return toScanResult(res)
+	return cli.ToScanResult(res)
 }
 
 // DBStatus describes the loaded vulnerability DB for /api/v1/db.
@@ -75,73 +75,6 @@ func dbStatus(info scanner.DBInfo) map[string]any {
 		"dir":           info.Dir,
 		"version":       info.ID(),
 	}
-}
-
-func toScanResult(res *scanner.Result) (*gate.ScanResult, error) {
-	report, err := json.Marshal(res.Report)
-	if err != nil {
-		return nil, fmt.Errorf("encode report: %w", err)
-	}
-	key, err := json.Marshal(res.Key)
-	if err != nil {
-		return nil, err
-	}
-	out := &gate.ScanResult{
-		Key:             key,
-		OS:              osName(res.Report),
-		Vulnerabilities: vulnerabilities(res.Report),
-		OSPackages:      osPackages(res.Report),
-		Executables:     res.Executables,
-		Report:          report,
-		DBVersion:       res.DB.ID(),
-	}
-	if os := res.Report.Metadata.OS; os != nil {
-		out.EOSL = os.Eosl
-	}
-	cfg := res.Report.Metadata.ImageConfig
-	out.User, out.Created = cfg.Config.User, cfg.Created.Time
-	return out, nil
-}
-
-// policyInput is the policy's view of a scan.
-func policyInput(res *gate.ScanResult, repo, tag, digest string) policy.Input {
-	return policy.Input{Repository: repo, Tag: tag, Digest: digest, OS: res.OS, EOSL: res.EOSL, Vulnerabilities: res.Vulnerabilities,
-		User: res.User, Created: res.Created, OSPackages: res.OSPackages, Executables: res.Executables}
-}
-
-func osPackages(r types.Report) int {
-	n := 0
-	for _, res := range r.Results {
-		if res.Class == types.ClassOSPkg {
-			n += len(res.Packages)
-		}
-	}
-	return n
-}
-
-func osName(r types.Report) string {
-	if r.Metadata.OS == nil {
-		return ""
-	}
-	return string(r.Metadata.OS.Family) + " " + r.Metadata.OS.Name
-}
-
-func vulnerabilities(r types.Report) []policy.Vulnerability {
-	var out []policy.Vulnerability
-	for _, res := range r.Results {
-		for _, v := range res.Vulnerabilities {
-			out = append(out, policy.Vulnerability{
-				ID:               v.VulnerabilityID,
-				Package:          v.PkgName,
-				InstalledVersion: v.InstalledVersion,
-				FixedVersion:     v.FixedVersion,
-				Severity:         v.Severity,
-				Title:            v.Title,
-				Target:           res.Target,
-			})
-		}
-	}
-	return out
 }
 
 // Forget drops the cached analysis of evicted images.

@@ -18,6 +18,7 @@ import (
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/tarball"
 
+	"github.com/goldproxy/goldproxy/cmd/goldproxy/cli"
 	"github.com/goldproxy/goldproxy/proxy/config"
 	"github.com/goldproxy/goldproxy/proxy/proxytest"
 	"github.com/goldproxy/goldproxy/scanner/scannertest"
@@ -213,9 +214,9 @@ func TestScanCommandFromRegistry(t *testing.T) {
 	up := proxytest.NewUpstream(t)
 	up.Push(t, "team/debian:12", scannertest.DebianImage(t, false))
 	var stdout strings.Builder
-	err = runScan(context.Background(), &stdout, cfg, up.Host+"/team/debian:12", "", t.TempDir(), true)
+	err = cli.RunScan(context.Background(), &stdout, cfg, cli.ScanOptions{Image: up.Host + "/team/debian:12", OutDir: t.TempDir(), Insecure: true})
 	var ee *exitError
-	if !errors.As(err, &ee) || ee.code != 1 || !strings.Contains(stdout.String(), "HIGH: 2 (2 fixable)") {
+	if !errors.As(err, &ee) || ee.Code != 1 || !strings.Contains(stdout.String(), "HIGH: 2 (2 fixable)") {
 		t.Fatalf("scan --image: %v\n%s", err, stdout.String())
 	}
 }
@@ -242,11 +243,11 @@ func TestScanCommand(t *testing.T) {
 			}
 			out := t.TempDir()
 			var stdout strings.Builder
-			err := runScan(context.Background(), &stdout, cfg, "", tarPath, out, false)
+			err := cli.RunScan(context.Background(), &stdout, cfg, cli.ScanOptions{Input: tarPath, OutDir: out})
 			code := 0
 			var ee *exitError
 			if errors.As(err, &ee) {
-				code = ee.code
+				code = ee.Code
 			} else if err != nil {
 				t.Fatal(err)
 			}

@@ -2,23 +2,18 @@
 package main
 
 import (
-	"errors"
-	"fmt"
 	"os"
 
 	"github.com/spf13/cobra"
+
+	"github.com/goldproxy/goldproxy/cmd/goldproxy/cli"
 )
 
-func main() {
-	if err := newRootCmd().Execute(); err != nil {
-		fmt.Fprintln(os.Stderr, "goldproxy:", err)
-		var ee *exitError
-		if errors.As(err, &ee) {
-			os.Exit(ee.code)
-		}
-		os.Exit(1)
-	}
-}
+func main() { os.Exit(cli.Execute(newRootCmd())) }
+
+// exitError is the exit status a command returns, shared with cmd/scanner and
+// cmd/baseline through package cli.
+type exitError = cli.ExitError
 
 func newRootCmd() *cobra.Command {
 	root := &cobra.Command{
@@ -33,6 +28,6 @@ Example:
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
-	root.AddCommand(newServeCmd(), newScanCmd(), newPolicyCmd(), newCheckDockerfileCmd(), newWarmCmd(), newDBCmd(), newGCCmd(), newRobotCmd(), newBaselineCmd())
+	root.AddCommand(newServeCmd(), cli.NewScanCmd(), newPolicyCmd(), newCheckDockerfileCmd(), newWarmCmd(), newDBCmd(), newGCCmd(), newRobotCmd(), cli.NewBaselineCmd())
 	return root
 }

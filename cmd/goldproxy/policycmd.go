@@ -11,6 +11,7 @@ import (
 	"github.com/aquasecurity/trivy/pkg/types"
 	"github.com/spf13/cobra"
 
+	"github.com/goldproxy/goldproxy/cmd/goldproxy/cli"
 	"github.com/goldproxy/goldproxy/policy"
 	"github.com/goldproxy/goldproxy/scanner"
 )
@@ -44,7 +45,7 @@ Example:
 		RunE: func(cmd *cobra.Command, args []string) error {
 			s, err := policy.Load(args[0])
 			if err != nil {
-				return &exitError{1, err}
+				return &exitError{Code: 1, Err: err}
 			}
 			expired := 0
 			for _, e := range s.Exceptions {
@@ -76,11 +77,11 @@ Example:
 		Args: cobra.MaximumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if (len(args) == 1) == (reportPath != "") {
-				return &exitError{2, fmt.Errorf("give exactly one of REF and --report")}
+				return &exitError{Code: 2, Err: fmt.Errorf("give exactly one of REF and --report")}
 			}
-			cfg, err := loadConfig(configPath)
+			cfg, err := cli.LoadConfig(configPath)
 			if err != nil {
-				return &exitError{2, err}
+				return &exitError{Code: 2, Err: err}
 			}
 			if policyPath != "" {
 				cfg.Policy = policyPath
@@ -88,26 +89,26 @@ Example:
 			if dbDir != "" {
 				cfg.DB.Dir = dbDir
 			}
-			pol, err := loadPolicy(cfg)
+			pol, err := cli.LoadPolicy(cfg)
 			if err != nil {
-				return &exitError{2, err}
+				return &exitError{Code: 2, Err: err}
 			}
 			var in policy.Input
 			if reportPath != "" {
 				in, err = inputFromReport(reportPath)
 			} else {
-				var sc *scanned
+				var sc *cli.Scanned
 				image, input := args[0], ""
 				if _, statErr := os.Stat(args[0]); statErr == nil {
 					image, input = "", args[0]
 				}
-				sc, err = scanOne(context.Background(), cfg, image, input, insecure)
+				sc, err = cli.ScanOne(context.Background(), cfg, image, input, insecure)
 				if sc != nil {
-					in = sc.in
+					in = sc.In
 				}
 			}
 			if err != nil {
-				return &exitError{2, err}
+				return &exitError{Code: 2, Err: err}
 			}
 			if repository != "" {
 				in.Repository = repository
@@ -115,8 +116,8 @@ Example:
 			if cmd.Flags().Changed("tag") {
 				in.Tag = tag
 			}
-			fmt.Fprintf(cmd.OutOrStdout(), "%s (%s) under policy file %s\n", in.Repository, in.Digest, orDefault(cfg.Policy))
-			return printVerdict(cmd.OutOrStdout(), in, pol.Evaluate(in, time.Now()))
+			fmt.Fprintf(cmd.OutOrStdout(), "%s (%s) under policy file %s\n", in.Repository, in.Digest, cli.OrDefault(cfg.Policy))
+			return cli.PrintVerdict(cmd.OutOrStdout(), in, pol.Evaluate(in, time.Now()))
 		},
 	}
 	cmd.Flags().StringVar(&configPath, "config", "", "config file (db and policy keys are used)")
@@ -127,13 +128,6 @@ Example:
 	cmd.Flags().StringVar(&dbDir, "db-dir", "", "vulnerability DB directory (config: db.dir)")
 	cmd.Flags().BoolVar(&insecure, "insecure", false, "allow plain-HTTP registries for REF")
 	return cmd
-}
-
-func orDefault(p string) string {
-	if p == "" {
-		return "(built-in default)"
-	}
-	return p
 }
 
 // inputFromReport builds a policy input from a Trivy JSON report.
@@ -151,18 +145,18 @@ func inputFromReport(path string) (policy.Input, error) {
 	if err := json.Unmarshal(b, &rep); err != nil {
 		return policy.Input{}, fmt.Errorf("%s is not a Trivy JSON report: %w", path, err)
 	}
-	sr, err := toScanResult(&scanner.Result{Report: rep})
+	sr, err := cli.ToScanResult(&scanner.Result{Report: rep})
 	if err != nil {
 		return policy.Input{}, err
 	}
-	repo, tag := repositoryAndTag(rep.ArtifactName, false)
+	repo, tag := cli.RepositoryAndTag(rep.ArtifactName, false)
 	digest := ""
 	if len(rep.Metadata.RepoDigests) > 0 {
 		if _, d, ok := cutLast(rep.Metadata.RepoDigests[0], "@"); ok {
 			digest = d
 		}
 	}
-	return policyInput(sr, repo, tag, digest), nil
+	return cli.PolicyInput(sr, repo, tag, digest), nil
 }
 
 func cutLast(s, sep string) (string, string, bool) {

@@ -15,6 +15,7 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/tarball"
 	"github.com/santhosh-tekuri/jsonschema/v6"
 
+	"github.com/goldproxy/goldproxy/cmd/goldproxy/cli"
 	"github.com/goldproxy/goldproxy/proxy/config"
 	"github.com/goldproxy/goldproxy/proxy/proxytest"
 	"github.com/goldproxy/goldproxy/scanner/scannertest"
@@ -182,7 +183,7 @@ func TestScanFormats(t *testing.T) {
 	}
 	out := t.TempDir()
 	var stdout strings.Builder
-	if err := runScan(context.Background(), &stdout, cfg, "", tarPath, out, false, "json", "md", "sarif", "cyclonedx"); err != nil && !strings.Contains(err.Error(), "denied") {
+	if err := cli.RunScan(context.Background(), &stdout, cfg, cli.ScanOptions{Input: tarPath, OutDir: out, Formats: []string{"json", "md", "sarif", "cyclonedx"}}); err != nil && !strings.Contains(err.Error(), "denied") {
 		t.Fatal(err)
 	}
 	for _, f := range []string{"report.json", "report.md", "report.sarif", "report.cdx.json"} {
@@ -194,7 +195,7 @@ func TestScanFormats(t *testing.T) {
 	checkSARIF(t, sarif, "CVE-2024-6119")
 	bom, _ := os.ReadFile(filepath.Join(out, "report.cdx.json"))
 	checkCycloneDX(t, bom, "busybox")
-	if err := runScan(context.Background(), &stdout, cfg, "", tarPath, out, false, "pdf"); err == nil {
+	if err := cli.RunScan(context.Background(), &stdout, cfg, cli.ScanOptions{Input: tarPath, OutDir: out, Formats: []string{"pdf"}}); err == nil {
 		t.Fatal("an unknown format was accepted")
 	}
 }

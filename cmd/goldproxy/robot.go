@@ -1,19 +1,18 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
 	"io"
 	"net/http"
-	"os"
 	"strings"
 	"text/tabwriter"
 	"time"
 
 	"github.com/spf13/cobra"
 
+	"github.com/goldproxy/goldproxy/cmd/goldproxy/cli"
 	"github.com/goldproxy/goldproxy/policy"
 	"github.com/goldproxy/goldproxy/storage"
 )
@@ -43,13 +42,13 @@ Example:
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if proxyURL != "" {
 				body, _ := json.Marshal(map[string]any{"name": args[0], "scopes": scopes, "expires": expires})
-				return adminCall(cmd.OutOrStdout(), http.MethodPost, proxyURL, "/api/v1/robots", user, body)
+				return cli.AdminCall(cmd.OutOrStdout(), http.MethodPost, proxyURL, "/api/v1/robots", user, body)
 			}
 			var ttl time.Duration
 			if expires != "" {
 				d, err := policy.ParseDuration(expires)
 				if err != nil {
-					return &exitError{2, err}
+					return &exitError{Code: 2, Err: err}
 				}
 				ttl = d
 			}
@@ -72,7 +71,7 @@ Example:
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if proxyURL != "" {
-				return adminCall(cmd.OutOrStdout(), http.MethodGet, proxyURL, "/api/v1/robots", user, nil)
+				return cli.AdminCall(cmd.OutOrStdout(), http.MethodGet, proxyURL, "/api/v1/robots", user, nil)
 			}
 			return withLocalApp(configPath, func(a *app) error {
 				rs, err := a.srv.Robots()
@@ -91,7 +90,7 @@ Example:
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if proxyURL != "" {
-				return adminCall(cmd.OutOrStdout(), http.MethodDelete, proxyURL, "/api/v1/robots/"+args[0], user, nil)
+				return cli.AdminCall(cmd.OutOrStdout(), http.MethodDelete, proxyURL, "/api/v1/robots/"+args[0], user, nil)
 			}
 			return withLocalApp(configPath, func(a *app) error {
 				if err := a.srv.RevokeRobot(args[0]); err != nil {
@@ -110,17 +109,17 @@ Example:
 }
 
 func withLocalApp(configPath string, fn func(*app) error) error {
-	cfg, err := loadConfig(configPath)
+	cfg, err := cli.LoadConfig(configPath)
 	if err != nil {
-		return &exitError{2, err}
+		return &exitError{Code: 2, Err: err}
 	}
 	a, err := newApp(context.Background(), cfg, newLogger(cfg))
 	if err != nil {
-		return &exitError{2, err}
+		return &exitError{Code: 2, Err: err}
 	}
 	defer a.Close()
 	if err := fn(a); err != nil {
-		return &exitError{1, err}
+		return &exitError{Code: 1, Err: err}
 	}
 	return nil
 }
@@ -140,28 +139,4 @@ func printRobots(out io.Writer, rs []storage.Robot) {
 		fmt.Fprintf(tw, "robot$%s\t%s\t%s\t%s\n", r.Name, sc, r.Created.Format(time.DateOnly), exp)
 	}
 	tw.Flush()
-}
-
-func adminCall(out io.Writer, method, base, path, user string, body []byte) error {
-	req, err := http.NewRequest(method, strings.TrimRight(base, "/")+path, bytes.NewReader(body))
-	if err != nil {
-		return &exitError{2, err}
-	}
-	if user != "" {
-		req.SetBasicAuth(user, os.Getenv("GOLDPROXY_PASSWORD"))
-	}
-	req.Header.Set("Content-Type", "application/json")
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		return &exitError{1, err}
-	}
-	defer resp.Body.Close()
-	b, _ := io.ReadAll(resp.Body)
-	if len(bytes.TrimSpace(b)) > 0 {
-		fmt.Fprintln(out, strings.TrimSpace(string(b)))
-	}
-	if resp.StatusCode >= 300 {
-		return &exitError{1, fmt.Errorf("%s %s: %s", method, path, resp.Status)}
-	}
-	return nil
 }

@@ -15,6 +15,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/goldproxy/goldproxy/cmd/goldproxy/cli"
 	"github.com/goldproxy/goldproxy/proxy/config"
 )
 
@@ -32,7 +33,7 @@ Example:
   goldproxy serve --config /etc/goldproxy/goldproxy.yaml --listen 127.0.0.1:5000`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			cfg, err := loadConfig(configPath)
+			cfg, err := cli.LoadConfig(configPath)
 			if err != nil {
 				return err
 			}
@@ -52,13 +53,6 @@ Example:
 	cmd.Flags().StringVar(&listen, "listen", "", "address to listen on (config: listen)")
 	cmd.Flags().StringVar(&dataDir, "data-dir", "", "data directory (config: data_dir)")
 	return cmd
-}
-
-func loadConfig(path string) (*config.Config, error) {
-	if path == "" {
-		return config.Default()
-	}
-	return config.Load(path)
 }
 
 func newLogger(cfg *config.Config) *slog.Logger {

@@ -2,20 +2,14 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"io"
-	"net/http"
-	"net/url"
 	"os"
-	"strings"
 	"text/tabwriter"
-	"time"
 
-	"github.com/google/go-containerregistry/pkg/name"
 	"github.com/spf13/cobra"
 
-	"github.com/goldproxy/goldproxy/policy"
+	"github.com/goldproxy/goldproxy/cmd/goldproxy/cli"
 	"github.com/goldproxy/goldproxy/proxy"
 	"github.com/goldproxy/goldproxy/proxy/gate"
 )
@@ -40,19 +34,19 @@ Example:
 			for _, l := range lists {
 				f, err := os.Open(l)
 				if err != nil {
-					return &exitError{2, err}
+					return &exitError{Code: 2, Err: err}
 				}
 				rs, err := gate.ParseImageList(f)
 				f.Close()
 				if err != nil {
-					return &exitError{2, fmt.Errorf("%s: %w", l, err)}
+					return &exitError{Code: 2, Err: fmt.Errorf("%s: %w", l, err)}
 				}
 				for _, r := range rs {
 					refs = append(refs, r.Name())
 				}
 			}
 			if len(refs) == 0 {
-				return &exitError{2, fmt.Errorf("no images: give --list FILE")}
+				return &exitError{Code: 2, Err: fmt.Errorf("no images: give --list FILE")}
 			}
 			ctx := cmd.Context()
 			if ctx == nil {
@@ -61,32 +55,32 @@ Example:
 			out := cmd.OutOrStdout()
 			var warm func(string) proxy.WarmResult
 			if proxyURL != "" {
-				warm = func(r string) proxy.WarmResult { return warmViaProxy(ctx, proxyURL, r) }
+				warm = func(r string) proxy.WarmResult { return cli.WarmViaProxy(ctx, proxyURL, r) }
 			} else {
-				cfg, err := loadConfig(configPath)
+				cfg, err := cli.LoadConfig(configPath)
 				if err != nil {
-					return &exitError{2, err}
+					return &exitError{Code: 2, Err: err}
 				}
 				a, err := newApp(ctx, cfg, newLogger(cfg))
 				if err != nil {
-					return &exitError{2, err}
+					return &exitError{Code: 2, Err: err}
 				}
 				defer a.Close()
 				if err := a.loadDB(ctx); err != nil {
-					return &exitError{2, err}
+					return &exitError{Code: 2, Err: err}
 				}
 				warm = func(r string) proxy.WarmResult { return a.srv.Warm(ctx, r) }
 			}
 			results := make([]proxy.WarmResult, 0, len(refs))
-			bar := newProgress(out, len(refs))
+			bar := cli.NewProgress(out, len(refs))
 			for _, r := range refs {
-				bar.step(r)
+				bar.Step(r)
 				results = append(results, warm(r))
 			}
-			bar.done()
+			bar.Done()
 			failed := printWarmTable(out, results)
 			if failed > 0 {
-				return &exitError{1, fmt.Errorf("%d of %d images could not be warmed", failed, len(refs))}
+				return &exitError{Code: 1, Err: fmt.Errorf("%d of %d images could not be warmed", failed, len(refs))}
 			}
 			return nil
 		},
@@ -95,102 +89,6 @@ Example:
 	cmd.Flags().StringVar(&proxyURL, "proxy", "", "pull through this running goldproxy (e.g. http://localhost:5000)")
 	cmd.Flags().StringVar(&configPath, "config", "", "config file, when not using --proxy")
 	return cmd
-}
-
-// warmViaProxy pulls ref's manifest (and each platform's, for an index) through a
-// running proxy and reads the verdict back from its API.
-func warmViaProxy(ctx context.Context, base, ref string) proxy.WarmResult {
-	res := proxy.WarmResult{Ref: ref, Verdict: "error", Counts: map[string]int{}}
-	r, err := name.ParseReference(ref)
-	if err != nil {
-		res.Error = err.Error()
-		return res
-	}
-	repo := gate.RepositoryOf(r)
-	base = strings.TrimRight(base, "/")
-	accept := "application/vnd.oci.image.index.v1+json, application/vnd.docker.distribution.manifest.list.v2+json, application/vnd.oci.image.manifest.v1+json, application/vnd.docker.distribution.manifest.v2+json"
-	get := func(path string) (*http.Response, []byte, error) {
-		req, err := http.NewRequestWithContext(ctx, http.MethodGet, base+path, nil)
-		if err != nil {
-			return nil, nil, err
-		}
-		req.Header.Set("Accept", accept)
-		resp, err := http.DefaultClient.Do(req)
-		if err != nil {
-			return nil, nil, err
-		}
-		defer resp.Body.Close()
-		b, err := io.ReadAll(resp.Body)
-		return resp, b, err
-	}
-	resp, body, err := get("/v2/" + repo + "/manifests/" + r.Identifier())
-	if err != nil {
-		res.Error = err.Error()
-		return res
-	}
-	res.Digest = resp.Header.Get("Docker-Content-Digest")
-	targets := []string{res.Digest}
-	switch {
-	case resp.StatusCode == http.StatusForbidden:
-		res.Verdict, res.Error = "denied", errorMessage(body)
-		var env struct {
-			Errors []struct {
-				Detail struct{ Digest string } `json:"detail"`
-			} `json:"errors"`
-		}
-		if json.Unmarshal(body, &env) == nil && len(env.Errors) > 0 && env.Errors[0].Detail.Digest != "" {
-			res.Digest = env.Errors[0].Detail.Digest
-			targets = []string{res.Digest}
-		}
-	case resp.StatusCode != http.StatusOK:
-		res.Error = fmt.Sprintf("%s: %s", resp.Status, errorMessage(body))
-		return res
-	default:
-		var idx struct {
-			Manifests []struct{ Digest string } `json:"manifests"`
-		}
-		if json.Unmarshal(body, &idx) == nil && len(idx.Manifests) > 0 {
-			targets = targets[:0]
-			for _, m := range idx.Manifests {
-				targets = append(targets, m.Digest)
-			}
-		}
-		res.Verdict = "allowed"
-	}
-	for _, d := range targets {
-		if len(targets) > 1 || d != res.Digest {
-			cresp, cbody, err := get("/v2/" + repo + "/manifests/" + d)
-			if err != nil {
-				res.Verdict, res.Error = "error", err.Error()
-				return res
-			}
-			if cresp.StatusCode == http.StatusForbidden {
-				res.Verdict, res.Error = "denied", errorMessage(cbody)
-			}
-		}
-		res.Platforms++
-		if vresp, vbody, err := get("/api/v1/images/" + d + "/verdict?repository=" + url.QueryEscape(repo)); err == nil && vresp.StatusCode == http.StatusOK {
-			var rec struct {
-				Verdict policy.Verdict `json:"verdict"`
-			}
-			if json.Unmarshal(vbody, &rec) == nil {
-				for sev, n := range rec.Verdict.Counts {
-					res.Counts[sev] += n
-				}
-			}
-		}
-	}
-	return res
-}
-
-func errorMessage(body []byte) string {
-	var env struct {
-		Errors []struct{ Message string } `json:"errors"`
-	}
-	if json.Unmarshal(body, &env) == nil && len(env.Errors) > 0 {
-		return env.Errors[0].Message
-	}
-	return strings.TrimSpace(string(body))
 }
 
 // printWarmTable prints the results and returns how many failed (not denied: failed).
@@ -215,40 +113,4 @@ func printWarmTable(out io.Writer, results []proxy.WarmResult) int {
 		}
 	}
 	return failed
-}
-
-// progress draws a bar on a terminal and plain lines otherwise.
-type progress struct {
-	out   io.Writer
-	total int
-	n     int
-	tty   bool
-	start time.Time
-}
-
-func newProgress(out io.Writer, total int) *progress {
-	tty := false
-	if f, ok := out.(*os.File); ok {
-		if fi, err := f.Stat(); err == nil && fi.Mode()&os.ModeCharDevice != 0 {
-			tty = true
-		}
-	}
-	return &progress{out: out, total: total, tty: tty, start: time.Now()}
-}
-
-func (p *progress) step(label string) {
-	p.n++
-	if !p.tty {
-		fmt.Fprintf(p.out, "[%d/%d] %s\n", p.n, p.total, label)
-		return
-	}
-	const width = 30
-	filled := width * (p.n - 1) / p.total
-	fmt.Fprintf(p.out, "\r\033[K[%s%s] %d/%d %s", strings.Repeat("=", filled), strings.Repeat(" ", width-filled), p.n, p.total, label)
-}
-
-func (p *progress) done() {
-	if p.tty {
-		fmt.Fprintf(p.out, "\r\033[K[%s] %d/%d in %s\n", strings.Repeat("=", 30), p.total, p.total, time.Since(p.start).Round(time.Millisecond))
-	}
 }

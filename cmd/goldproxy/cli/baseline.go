@@ -1,4 +1,4 @@
-package main
+package cli
 
 import (
 	"context"
@@ -24,16 +24,24 @@ import (
 	"github.com/goldproxy/goldproxy/proxy/gate"
 )
 
-// baselineOptions are what `baseline` compares; flags default to the BASELINE_* variables.
-type baselineOptions struct {
-	images, hardened, outDir, configPath, dbDir, proxyURL, user string
-	hardenedLimit                                               int
-	insecure                                                    bool
-	now                                                         func() time.Time
+// BaselineOptions are what `baseline` compares; its flags default to the BASELINE_*
+// variables.
+type BaselineOptions struct {
+	Images        string // list of standard images (BASELINE_IMAGES)
+	Hardened      string // list of hardened images (BASELINE_IMAGES_HARDENED)
+	HardenedLimit int    // scan at most this many hardened images; 0: all (BASELINE_HARDENED_LIMIT)
+	OutDir        string // where the comparison and the per-image reports go
+	ConfigPath    string // config file; "" is the embedded default
+	DBDir         string // vulnerability DB directory, overriding db.dir
+	ProxyURL      string // pull through this running goldproxy instead of scanning here
+	User          string // user for ProxyURL (password from GOLDPROXY_PASSWORD)
+	Insecure      bool   // allow plain-HTTP registries
+	Now           func() time.Time
 }
 
-func newBaselineCmd() *cobra.Command {
-	o := baselineOptions{now: time.Now}
+// NewBaselineCmd is `baseline`: standard and hardened bases scanned and compared.
+func NewBaselineCmd() *cobra.Command {
+	o := BaselineOptions{Now: time.Now}
 	cmd := &cobra.Command{
 		Use:   "baseline --images FILE --hardened FILE --output-dir DIR",
 		Short: "Scan standard and hardened images and compare them side by side",
@@ -45,25 +53,28 @@ ones by severity, non-root, shell, package manager, age, verdict under the polic
 summary groups the images by kind (standard, slim, alpine, distroless, chainguard, UBI,
 own). An image that fails is recorded in its row and the run goes on; the exit status
 says whether any failed. BASELINE_IMAGES, BASELINE_IMAGES_HARDENED and
-BASELINE_HARDENED_LIMIT set the same things as the flags.
+BASELINE_HARDENED_LIMIT set the same things as the flags. A list line "sbom:PATH"
+(relative to the list) scans that SBOM's packages in place of an image, here even with
+--proxy. Registries are reached with the docker config keychain (docker login).
 
 Example:
-  goldproxy baseline --images configs/images-standard.txt --hardened configs/images-hardened.txt --hardened-limit 5 --output-dir baseline/`,
+  goldproxy baseline --images configs/images-standard.txt --hardened configs/images-hardened.txt --hardened-limit 5 --output-dir baseline/
+  BASELINE_IMAGES=tests/baseline/images-hardened-myteam.txt go run ./cmd/baseline`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			return runBaseline(cmd.Context(), cmd.OutOrStdout(), o)
+			return RunBaseline(cmd.Context(), cmd.OutOrStdout(), o)
 		},
 	}
 	limit, _ := strconv.Atoi(os.Getenv("BASELINE_HARDENED_LIMIT"))
-	cmd.Flags().StringVar(&o.images, "images", os.Getenv("BASELINE_IMAGES"), "list of standard images (env BASELINE_IMAGES)")
-	cmd.Flags().StringVar(&o.hardened, "hardened", os.Getenv("BASELINE_IMAGES_HARDENED"), "list of hardened images (env BASELINE_IMAGES_HARDENED)")
-	cmd.Flags().IntVar(&o.hardenedLimit, "hardened-limit", limit, "scan at most N hardened images; 0: all (env BASELINE_HARDENED_LIMIT)")
-	cmd.Flags().StringVar(&o.outDir, "output-dir", "baseline", "where the comparison and the per-image reports go")
-	cmd.Flags().StringVar(&o.configPath, "config", "", "config file (db and policy keys are used)")
-	cmd.Flags().StringVar(&o.dbDir, "db-dir", "", "vulnerability DB directory (config: db.dir)")
-	cmd.Flags().BoolVar(&o.insecure, "insecure", false, "allow plain-HTTP registries")
-	cmd.Flags().StringVar(&o.proxyURL, "proxy", "", "pull through this running goldproxy: its scans and verdicts are used, and the comparison is stored there for its dashboard")
-	cmd.Flags().StringVar(&o.user, "user", "", "user for --proxy (password from GOLDPROXY_PASSWORD)")
+	cmd.Flags().StringVar(&o.Images, "images", os.Getenv("BASELINE_IMAGES"), "list of standard images (env BASELINE_IMAGES)")
+	cmd.Flags().StringVar(&o.Hardened, "hardened", os.Getenv("BASELINE_IMAGES_HARDENED"), "list of hardened images (env BASELINE_IMAGES_HARDENED)")
+	cmd.Flags().IntVar(&o.HardenedLimit, "hardened-limit", limit, "scan at most N hardened images; 0: all (env BASELINE_HARDENED_LIMIT)")
+	cmd.Flags().StringVar(&o.OutDir, "output-dir", "baseline", "where the comparison and the per-image reports go")
+	cmd.Flags().StringVar(&o.ConfigPath, "config", "", "config file (db and policy keys are used)")
+	cmd.Flags().StringVar(&o.DBDir, "db-dir", "", "vulnerability DB directory (config: db.dir)")
+	cmd.Flags().BoolVar(&o.Insecure, "insecure", false, "allow plain-HTTP registries")
+	cmd.Flags().StringVar(&o.ProxyURL, "proxy", "", "pull through this running goldproxy: its scans and verdicts are used, and the comparison is stored there for its dashboard")
+	cmd.Flags().StringVar(&o.User, "user", "", "user for --proxy (password from GOLDPROXY_PASSWORD)")
 	return cmd
 }
 
@@ -128,72 +139,57 @@ func kindOf(ref string) string {
 	return "own"
 }
 
-func readList(path string) ([]string, error) {
-	if path == "" {
-		return nil, nil
-	}
-	f, err := os.Open(path)
-	if err != nil {
-		return nil, err
-	}
-	defer f.Close()
-	refs, err := gate.ParseImageList(f)
-	if err != nil {
-		return nil, fmt.Errorf("%s: %w", path, err)
-	}
-	out := make([]string, len(refs))
-	for i, r := range refs {
-		out[i] = r.String()
-	}
-	return out, nil
-}
-
-func runBaseline(ctx context.Context, out io.Writer, o baselineOptions) error {
+// RunBaseline scans both lists (or pulls them through o.ProxyURL) and writes the
+// comparison to o.OutDir; the error is an *ExitError (1: an image failed, 2: set-up).
+func RunBaseline(ctx context.Context, out io.Writer, o BaselineOptions) error {
 	if ctx == nil {
 		ctx = context.Background()
 	}
-	standard, err := readList(o.images)
+	standard, err := ReadList(o.Images)
 	if err != nil {
-		return &exitError{2, err}
+		return &ExitError{Code: 2, Err: err}
 	}
-	hardened, err := readList(o.hardened)
+	hardened, err := ReadList(o.Hardened)
 	if err != nil {
-		return &exitError{2, err}
+		return &ExitError{Code: 2, Err: err}
 	}
-	if o.hardenedLimit > 0 && len(hardened) > o.hardenedLimit {
-		hardened = hardened[:o.hardenedLimit]
+	if o.HardenedLimit > 0 && len(hardened) > o.HardenedLimit {
+		hardened = hardened[:o.HardenedLimit]
 	}
 	if len(standard)+len(hardened) == 0 {
-		return &exitError{2, fmt.Errorf("no images: give --images and/or --hardened (or BASELINE_IMAGES…)")}
+		return &ExitError{Code: 2, Err: fmt.Errorf("no images: give --images and/or --hardened (or BASELINE_IMAGES…)")}
 	}
-	cfg, err := loadConfig(o.configPath)
+	cfg, err := LoadConfig(o.ConfigPath)
 	if err != nil {
-		return &exitError{2, err}
+		return &ExitError{Code: 2, Err: err}
 	}
-	if o.dbDir != "" {
-		cfg.DB.Dir = o.dbDir
+	if o.DBDir != "" {
+		cfg.DB.Dir = o.DBDir
 	}
-	pol, err := loadPolicy(cfg)
+	pol, err := LoadPolicy(cfg)
 	if err != nil {
-		return &exitError{2, err}
+		return &ExitError{Code: 2, Err: err}
 	}
-	if err := os.MkdirAll(o.outDir, 0o755); err != nil {
-		return &exitError{2, err}
+	if err := os.MkdirAll(o.OutDir, 0o755); err != nil {
+		return &ExitError{Code: 2, Err: err}
 	}
-	b := Baseline{Policy: orDefault(cfg.Policy)}
-	bar := newProgress(out, len(standard)+len(hardened))
+	b := Baseline{Policy: OrDefault(cfg.Policy)}
+	bar := NewProgress(out, len(standard)+len(hardened))
 	failed := 0
 	for _, set := range []struct {
-		name string
-		refs []string
+		name    string
+		entries []ListEntry
 	}{{"standard", standard}, {"hardened", hardened}} {
-		for _, ref := range set.refs {
-			bar.step(ref)
+		for _, e := range set.entries {
+			bar.Step(e.Name)
 			var row BaselineRow
-			if o.proxyURL != "" {
-				row = baselineRowViaProxy(ctx, o, set.name, ref)
-			} else {
-				row = baselineRow(ctx, cfg, pol, o, set.name, ref)
+			switch {
+			case e.SBOM != "": // an SBOM is scanned here, with or without a proxy
+				row = baselineRow(ctx, cfg, pol, o, set.name, e)
+			case o.ProxyURL != "":
+				row = baselineRowViaProxy(ctx, o, set.name, e.Name)
+			default:
+				row = baselineRow(ctx, cfg, pol, o, set.name, e)
 			}
 			if row.Error != "" {
 				failed++
@@ -201,68 +197,83 @@ func runBaseline(ctx context.Context, out io.Writer, o baselineOptions) error {
 			b.Rows = append(b.Rows, row)
 		}
 	}
-	bar.done()
+	bar.Done()
 	b.Summary = summarize(b.Rows)
-	if err := writeBaseline(o.outDir, b); err != nil {
-		return &exitError{2, err}
+	if err := writeBaseline(o.OutDir, b); err != nil {
+		return &ExitError{Code: 2, Err: err}
 	}
-	if o.proxyURL != "" {
+	if o.ProxyURL != "" {
 		body, _ := json.Marshal(b)
-		if err := adminCall(io.Discard, "POST", o.proxyURL, "/api/v1/baselines", o.user, body); err != nil {
+		if err := AdminCall(io.Discard, "POST", o.ProxyURL, "/api/v1/baselines", o.User, body); err != nil {
 			fmt.Fprintf(out, "could not store the comparison on the proxy: %v\n", err)
 		}
 	}
-	fmt.Fprintf(out, "baseline: %d images (%d failed) → %s\n", len(b.Rows), failed, o.outDir)
+	fmt.Fprintf(out, "baseline: %d images (%d failed) → %s\n", len(b.Rows), failed, o.OutDir)
 	for _, k := range b.Summary {
 		fmt.Fprintf(out, "  %-14s %d images, fixable CVEs %d–%d, all CVEs %d–%d\n", k.Kind, k.Images, k.FixableMin, k.FixableMax, k.TotalMin, k.TotalMax)
 	}
+	for _, r := range b.Rows {
+		if r.Error != "" {
+			fmt.Fprintf(out, "  failed: %s: %s\n", r.Ref, r.Error)
+		}
+	}
 	if failed > 0 {
-		return &exitError{1, fmt.Errorf("%d of %d images could not be scanned", failed, len(b.Rows))}
+		return &ExitError{Code: 1, Err: fmt.Errorf("%d of %d images could not be scanned", failed, len(b.Rows))}
 	}
 	return nil
 }
 
-func baselineRow(ctx context.Context, cfg *config.Config, pol *policy.Set, o baselineOptions, set, ref string) BaselineRow {
+func baselineRow(ctx context.Context, cfg *config.Config, pol *policy.Set, o BaselineOptions, set string, e ListEntry) BaselineRow {
+	ref := e.Name
 	row := BaselineRow{Ref: ref, Set: set, Kind: kindOf(ref), Vulns: map[string]int{}, Fixable: map[string]int{}, Verdict: "error"}
-	sc, err := scanOne(ctx, cfg, ref, "", o.insecure)
+	var sc *Scanned
+	var err error
+	if e.SBOM != "" {
+		sc, err = ScanSBOM(ctx, cfg, e.SBOM)
+	} else {
+		sc, err = ScanOne(ctx, cfg, ref, "", o.Insecure)
+	}
 	if err != nil {
 		row.Error = err.Error()
 		return row
 	}
-	in := sc.in
-	v := pol.Evaluate(in, o.now())
+	in := sc.In
+	if e.SBOM != "" {
+		row.Kind = kindOf(in.Repository + ":" + in.Tag) // what the SBOM describes
+	}
+	v := pol.Evaluate(in, o.Now())
 	row.Digest, row.OS, row.Packages = in.Digest, in.OS, packageCount(sc)
 	row.Vulns, row.Fixable = v.Counts, v.Fixable
-	row.NonRoot = !(&policy.Policy{NonRoot: true}).Fails(in, "non-root", o.now())
-	row.Shell = (&policy.Policy{NoShell: true}).Fails(in, "no-shell", o.now())
-	row.PackageMgr = (&policy.Policy{NoPackageManager: true}).Fails(in, "no-package-manager", o.now())
-	for _, l := range sc.res.Report.Metadata.Layers {
+	row.NonRoot = !(&policy.Policy{NonRoot: true}).Fails(in, "non-root", o.Now())
+	row.Shell = (&policy.Policy{NoShell: true}).Fails(in, "no-shell", o.Now())
+	row.PackageMgr = (&policy.Policy{NoPackageManager: true}).Fails(in, "no-package-manager", o.Now())
+	for _, l := range sc.Res.Report.Metadata.Layers {
 		row.SizeBytes += l.Size
 	}
 	if !in.Created.IsZero() {
-		row.AgeDays = int(o.now().Sub(in.Created).Hours() / 24)
+		row.AgeDays = int(o.Now().Sub(in.Created).Hours() / 24)
 	}
 	row.Verdict = "allowed"
 	if !v.Allowed {
 		row.Verdict, row.Rule = "denied", v.Rule()
 	}
-	dir := filepath.Join(o.outDir, "images", safeName(ref))
+	dir := filepath.Join(o.OutDir, "images", SafeName(ref))
 	if err := os.MkdirAll(dir, 0o755); err == nil {
 		for _, f := range []string{"json", "md"} {
-			if err := writeReportFile(ctx, dir, f, sc.res, in, v); err != nil {
+			if err := WriteReportFile(ctx, dir, f, sc.Res, in, v); err != nil {
 				row.Error = err.Error()
 			}
 		}
-		row.ReportDir, _ = filepath.Rel(o.outDir, dir)
+		row.ReportDir, _ = filepath.Rel(o.OutDir, dir)
 	}
 	return row
 }
 
 // baselineRowViaProxy pulls ref through a running goldproxy (which scans and judges it)
 // and builds the row from the proxy's verdict and report.
-func baselineRowViaProxy(ctx context.Context, o baselineOptions, set, ref string) BaselineRow {
+func baselineRowViaProxy(ctx context.Context, o BaselineOptions, set, ref string) BaselineRow {
 	row := BaselineRow{Ref: ref, Set: set, Kind: kindOf(ref), Vulns: map[string]int{}, Fixable: map[string]int{}, Verdict: "error"}
-	w := warmViaProxy(ctx, o.proxyURL, ref)
+	w := WarmViaProxy(ctx, o.ProxyURL, ref)
 	if w.Digest == "" {
 		row.Error = w.Error
 		return row
@@ -270,7 +281,7 @@ func baselineRowViaProxy(ctx context.Context, o baselineOptions, set, ref string
 	row.Digest = w.Digest
 	get := func(path string, v any) error {
 		var buf strings.Builder
-		if err := adminCall(&buf, "GET", o.proxyURL, path, o.user, nil); err != nil {
+		if err := AdminCall(&buf, "GET", o.ProxyURL, path, o.User, nil); err != nil {
 			return err
 		}
 		return json.Unmarshal([]byte(buf.String()), v)
@@ -291,11 +302,11 @@ func baselineRowViaProxy(ctx context.Context, o baselineOptions, set, ref string
 	}
 	in := *rec.Input
 	row.OS, row.Vulns, row.Fixable, row.Verdict, row.Rule = in.OS, rec.Verdict.Counts, rec.Verdict.Fixable, rec.State, rec.Verdict.Rule()
-	row.NonRoot = !(&policy.Policy{NonRoot: true}).Fails(in, "non-root", o.now())
-	row.Shell = (&policy.Policy{NoShell: true}).Fails(in, "no-shell", o.now())
-	row.PackageMgr = (&policy.Policy{NoPackageManager: true}).Fails(in, "no-package-manager", o.now())
+	row.NonRoot = !(&policy.Policy{NonRoot: true}).Fails(in, "non-root", o.Now())
+	row.Shell = (&policy.Policy{NoShell: true}).Fails(in, "no-shell", o.Now())
+	row.PackageMgr = (&policy.Policy{NoPackageManager: true}).Fails(in, "no-package-manager", o.Now())
 	if !in.Created.IsZero() {
-		row.AgeDays = int(o.now().Sub(in.Created).Hours() / 24)
+		row.AgeDays = int(o.Now().Sub(in.Created).Hours() / 24)
 	}
 	var report struct {
 		Metadata struct{ Layers []struct{ Size int64 } }
@@ -312,9 +323,9 @@ func baselineRowViaProxy(ctx context.Context, o baselineOptions, set, ref string
 	return row
 }
 
-func packageCount(sc *scanned) int {
+func packageCount(sc *Scanned) int {
 	n := 0
-	for _, r := range sc.res.Report.Results {
+	for _, r := range sc.Res.Report.Results {
 		n += len(r.Packages)
 	}
 	return n
@@ -322,7 +333,8 @@ func packageCount(sc *scanned) int {
 
 var unsafeChars = regexp.MustCompile(`[^a-zA-Z0-9._-]+`)
 
-func safeName(ref string) string { return strings.Trim(unsafeChars.ReplaceAllString(ref, "_"), "_") }
+// SafeName is the directory of ref's reports under a baseline's images/.
+func SafeName(ref string) string { return strings.Trim(unsafeChars.ReplaceAllString(ref, "_"), "_") }
 
 func summarize(rows []BaselineRow) []KindSummary {
 	by := map[string]*KindSummary{}

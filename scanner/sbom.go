@@ -1,0 +1,38 @@
+package scanner
+
+import (
+	"context"
+	"fmt"
+
+	asbom "github.com/aquasecurity/trivy/pkg/fanal/artifact/sbom"
+	"github.com/aquasecurity/trivy/pkg/scan"
+)
+
+// ScanSBOM detects vulnerabilities in the packages an SBOM file lists — CycloneDX or
+// SPDX (JSON, or wrapped in a cosign/in-toto attestation), as `cosign download sbom`
+// writes it — with the same DB, detectors and options as Scan. Trivy's SBOM artifact
+// decodes it; nothing is read but the file. The result has no executables: an SBOM
+// lists packages, not files.
+func (s *Scanner) ScanSBOM(ctx context.Context, path string) (*Result, error) {
+	java, releaseJava := s.db.acquireJava()
+	defer releaseJava()
+	inner, err := asbom.NewArtifact(path, s.cache, artifactOption(java))
+	if err != nil {
+		return nil, fmt.Errorf("scanner: sbom %s: %w", path, err)
+	}
+	inspected, err := inner.Inspect(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("scanner: sbom %s: %w", path, err)
+	}
+	info, release, err := s.db.acquire()
+	if err != nil {
+		return nil, err
+	}
+	defer release()
+	info.Java = java
+	report, err := scan.NewService(s.backend(), analysed{Artifact: inner, ref: inspected}).ScanArtifact(ctx, scanOptions())
+	if err != nil {
+		return nil, fmt.Errorf("scanner: sbom %s: %w", path, err)
+	}
+	return &Result{Report: report, DB: info, Key: Key{ArtifactID: inspected.ID, BlobIDs: inspected.BlobIDs}}, nil
+}
