@@ -9,6 +9,7 @@ import (
 
 	"github.com/opencontainers/go-digest"
 
+	"github.com/goldproxy/goldproxy/proxy/mirror"
 	"github.com/goldproxy/goldproxy/storage"
 )
 
@@ -25,36 +26,6 @@ type GCResult struct {
 	BlobsBefore  int      `json:"blobsBefore"`
 	Evicted      []string `json:"evicted"`
 	DeletedBlobs int      `json:"deletedBlobs"`
-}
-
-// leases are blobs in use by a request (served or being ingested): never deleted.
-type leases struct {
-	mu sync.Mutex
-	n  map[digest.Digest]int
-}
-
-// Hold keeps d from being collected until the returned func is called.
-func (l *leases) Hold(d digest.Digest) func() {
-	l.mu.Lock()
-	if l.n == nil {
-		l.n = map[digest.Digest]int{}
-	}
-	l.n[d]++
-	l.mu.Unlock()
-	return func() {
-		l.mu.Lock()
-		if l.n[d]--; l.n[d] <= 0 {
-			delete(l.n, d)
-		}
-		l.mu.Unlock()
-	}
-}
-
-// Held reports whether d is in use.
-func (l *leases) Held(d digest.Digest) bool {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.n[d] > 0
 }
 
 // pulls buffers last-pull times so a warm pull writes nothing; they are flushed to the
@@ -144,7 +115,7 @@ func (s *Server) GC(ctx context.Context, dryRun bool) (GCResult, error) {
 	refs := make([][]digest.Digest, len(images))
 	children := map[digest.Digest]bool{}
 	for i, img := range images {
-		var m manifestFields
+		var m mirror.ManifestFields
 		_ = json.Unmarshal(img.Raw, &m)
 		if m.Config != nil {
 			refs[i] = append(refs[i], m.Config.Digest)
@@ -182,7 +153,7 @@ func (s *Server) GC(ctx context.Context, dryRun bool) (GCResult, error) {
 		if !tooOld && !tooBig {
 			continue
 		}
-		if now.Sub(img.Used()) < cfg.Grace || s.leases.Held(img.Digest) {
+		if now.Sub(img.Used()) < cfg.Grace || s.mirror.Held(img.Digest) {
 			continue
 		}
 		if children[img.Digest] && !tooOld {
@@ -220,7 +191,7 @@ func (s *Server) GC(ctx context.Context, dryRun bool) (GCResult, error) {
 	var layers []string
 	res.SizeAfter = res.SizeBefore
 	for _, b := range blobs {
-		if count[b.Digest] > 0 || s.leases.Held(b.Digest) {
+		if count[b.Digest] > 0 || s.mirror.Held(b.Digest) {
 			continue
 		}
 		res.DeletedBlobs++

@@ -2,9 +2,6 @@ package proxy
 
 import (
 	"context"
-	"io"
-	"net/http"
-	"strings"
 	"sync"
 	"time"
 
@@ -18,11 +15,7 @@ import (
 type metrics struct {
 	requests        *prometheus.CounterVec
 	requestDuration *prometheus.HistogramVec
-	cache           *prometheus.CounterVec
 	servedBytes     *prometheus.CounterVec
-	fetchedBytes    *prometheus.CounterVec
-	upstream        *prometheus.CounterVec
-	upstreamLatency *prometheus.HistogramVec
 }
 
 func newMetrics(reg prometheus.Registerer, s *Server) *metrics {
@@ -31,18 +24,10 @@ func newMetrics(reg prometheus.Registerer, s *Server) *metrics {
 			Help: "HTTP requests by route, method and status code."}, []string{"route", "method", "code"}),
 		requestDuration: prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "goldproxy_http_request_duration_seconds",
 			Help: "HTTP request durations by route and method.", Buckets: prometheus.ExponentialBuckets(0.0005, 4, 10)}, []string{"route", "method"}),
-		cache: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "goldproxy_cache_requests_total",
-			Help: "Manifest and blob lookups by whether the store had them."}, []string{"kind", "result"}),
 		servedBytes: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "goldproxy_served_bytes_total",
 			Help: "Blob and manifest bytes sent to clients, by upstream."}, []string{"upstream"}),
-		fetchedBytes: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "goldproxy_upstream_fetched_bytes_total",
-			Help: "Bytes received from upstream registries."}, []string{"upstream"}),
-		upstream: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "goldproxy_upstream_requests_total",
-			Help: "Requests to upstream registries by kind and result (2xx, 3xx, 4xx, 5xx, error)."}, []string{"upstream", "kind", "result"}),
-		upstreamLatency: prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "goldproxy_upstream_request_duration_seconds",
-			Help: "Time to the upstream's response headers.", Buckets: prometheus.ExponentialBuckets(0.001, 4, 9)}, []string{"upstream", "kind"}),
 	}
-	reg.MustRegister(m.requests, m.requestDuration, m.cache, m.servedBytes, m.fetchedBytes, m.upstream, m.upstreamLatency, &stateCollector{s: s})
+	reg.MustRegister(m.requests, m.requestDuration, m.servedBytes, &stateCollector{s: s})
 	return m
 }
 
@@ -97,60 +82,4 @@ func (c *stateCollector) Collect(ch chan<- prometheus.Metric) {
 			}
 		}
 	}
-}
-
-// upstreamTransport counts and times requests to one upstream, and the bytes received.
-type upstreamTransport struct {
-	next http.RoundTripper
-	name string
-	m    func() *metrics
-}
-
-func upstreamKind(path string) string {
-	switch {
-	case path == "/v2/" || path == "/v2":
-		return "ping"
-	case strings.Contains(path, "/manifests/"):
-		return "manifest"
-	case strings.Contains(path, "/blobs/"):
-		return "blob"
-	case strings.HasSuffix(path, "/tags/list"):
-		return "tags"
-	case strings.Contains(path, "/referrers/"):
-		return "referrers"
-	}
-	return "token"
-}
-
-func (t *upstreamTransport) RoundTrip(r *http.Request) (*http.Response, error) {
-	m := t.m()
-	start := time.Now()
-	resp, err := t.next.RoundTrip(r)
-	if m == nil {
-		return resp, err
-	}
-	kind := upstreamKind(r.URL.Path)
-	m.upstreamLatency.WithLabelValues(t.name, kind).Observe(time.Since(start).Seconds())
-	if err != nil {
-		m.upstream.WithLabelValues(t.name, kind, "error").Inc()
-		return resp, err
-	}
-	m.upstream.WithLabelValues(t.name, kind, resultClass(resp.StatusCode)).Inc()
-	resp.Body = &countingBody{ReadCloser: resp.Body, c: m.fetchedBytes.WithLabelValues(t.name)}
-	return resp, nil
-}
-
-func resultClass(code int) string {
-	return string("12345"[min(max(code/100, 1), 5)-1]) + "xx"
-}
-
-type countingBody struct {
-	io.ReadCloser
-	c prometheus.Counter
-}
-
-func (b *countingBody) Read(p []byte) (int, error) {
-	n, err := b.ReadCloser.Read(p)
-	b.c.Add(float64(n))
-	return n, err
 }

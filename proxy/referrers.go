@@ -5,47 +5,24 @@ import (
 	"net/http"
 	"strconv"
 
-	"github.com/google/go-containerregistry/pkg/v1/remote"
 	"github.com/google/go-containerregistry/pkg/v1/types"
 	"github.com/opencontainers/go-digest"
 
+	"github.com/goldproxy/goldproxy/proxy/mirror"
 	"github.com/goldproxy/goldproxy/proxy/registry/httpx"
 	"github.com/goldproxy/goldproxy/storage"
 )
 
-// serveReferrers answers GET /v2/<name>/referrers/<digest>: the upstream's answer (its
-// referrers API, or the tag schema fallback) merged with the stored manifests whose
-// subject is the digest, filtered by artifactType when asked.
-func (s *Server) serveReferrers(w http.ResponseWriter, r *http.Request, rt *route) error {
-	dgst, err := digest.Parse(rt.ref)
+// serveReferrers answers GET /v2/<name>/referrers/<digest>: the mirror's list, filtered
+// by artifactType when asked.
+func (s *Server) serveReferrers(w http.ResponseWriter, r *http.Request, rt *mirror.Route) error {
+	dgst, err := digest.Parse(rt.Ref)
 	if err != nil {
-		return httpx.DigestInvalid("invalid digest %q: %v", rt.ref, err)
+		return httpx.DigestInvalid("invalid digest %q: %v", rt.Ref, err)
 	}
-	var list []storage.Descriptor
-	seen := map[digest.Digest]bool{}
-	uctx, cancel := s.detach(r.Context())
-	defer cancel()
-	idx, err := remote.Referrers(rt.up.repo(rt.repo).Digest(dgst.String()), remote.Reuse(rt.up.puller), remote.WithContext(uctx))
-	if err == nil {
-		m, ierr := idx.IndexManifest()
-		if ierr == nil {
-			for _, d := range m.Manifests {
-				dd := digest.Digest(d.Digest.String())
-				seen[dd] = true
-				list = append(list, storage.Descriptor{MediaType: string(d.MediaType), Digest: dd, Size: d.Size, ArtifactType: d.ArtifactType, Annotations: d.Annotations})
-			}
-		}
-	} else {
-		s.log.Warn("upstream referrers unavailable, answering from the store", "repository", rt.key, "subject", dgst, "err", err)
-	}
-	local, err := s.store.Referrers(rt.key, dgst)
+	list, err := s.mirror.Referrers(r.Context(), rt, dgst)
 	if err != nil {
 		return err
-	}
-	for _, d := range local {
-		if !seen[d.Digest] {
-			list = append(list, d)
-		}
 	}
 	if at := r.URL.Query().Get("artifactType"); at != "" {
 		filtered := list[:0]

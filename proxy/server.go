@@ -11,15 +11,18 @@ import (
 	"sync"
 	"time"
 
+	"github.com/google/go-containerregistry/pkg/name"
+	"github.com/google/go-containerregistry/pkg/v1/remote"
+
 	"github.com/goldproxy/goldproxy/policy"
 	"github.com/goldproxy/goldproxy/proxy/auth"
 	"github.com/goldproxy/goldproxy/proxy/config"
 	"github.com/goldproxy/goldproxy/proxy/gate"
+	"github.com/goldproxy/goldproxy/proxy/mirror"
 	"github.com/goldproxy/goldproxy/proxy/registry/httpx"
 
 	"github.com/opencontainers/go-digest"
 	"github.com/prometheus/client_golang/prometheus"
-	"golang.org/x/sync/singleflight"
 
 	"github.com/goldproxy/goldproxy/storage"
 )
@@ -29,7 +32,7 @@ import (
 type Server struct {
 	cfg    *config.Config
 	store  *storage.Store
-	router *router
+	mirror *mirror.Mirror
 	allow  *gate.Allowlist
 	check  Checker    // the allowlist, or the scanning gate
 	gate   *gate.Gate // nil without a scanner
@@ -41,16 +44,11 @@ type Server struct {
 	policy  *policy.Set
 
 	dbUpdate func(context.Context) (any, error)
-	leases   leases
 	pulls    pulls
 	auth     *auth.Authenticator
 	registry prometheus.Registerer
 	metrics  *metrics
 	now      func() time.Time
-
-	sf       singleflight.Group // tag resolutions and manifest fetches
-	mu       sync.Mutex
-	inflight map[digest.Digest]*blobFetch
 }
 
 // Option configures a Server.
@@ -85,21 +83,6 @@ func WithClock(now func() time.Time) Option { return func(s *Server) { s.now = n
 
 // New builds a Server over an opened store.
 func New(cfg *config.Config, store *storage.Store, opts ...Option) (*Server, error) {
-	var s *Server
-	metricsOf := func() *metrics {
-		if s == nil {
-			return nil
-		}
-		return s.metrics
-	}
-	ups := make([]*upstream, 0, len(cfg.Upstreams))
-	for _, uc := range cfg.Upstreams {
-		u, err := newUpstream(uc, cfg.Tags.TTL, cfg.UpstreamTimeout, cfg.Resolve, metricsOf)
-		if err != nil {
-			return nil, err
-		}
-		ups = append(ups, u)
-	}
 	lists := make([]string, len(cfg.Allow.Lists))
 	for i, l := range cfg.Allow.Lists {
 		lists[i] = cfg.Resolve(l)
@@ -108,15 +91,13 @@ func New(cfg *config.Config, store *storage.Store, opts ...Option) (*Server, err
 	if err != nil {
 		return nil, err
 	}
-	s = &Server{
-		cfg:      cfg,
-		store:    store,
-		router:   newRouter(ups, cfg),
-		allow:    allow,
-		log:      slog.Default(),
-		life:     newLifetime(),
-		now:      time.Now,
-		inflight: map[digest.Digest]*blobFetch{},
+	s := &Server{
+		cfg:   cfg,
+		store: store,
+		allow: allow,
+		log:   slog.Default(),
+		life:  newLifetime(),
+		now:   time.Now,
 	}
 	for _, o := range opts {
 		o(s)
@@ -125,19 +106,15 @@ func New(cfg *config.Config, store *storage.Store, opts ...Option) (*Server, err
 		s.registry = prometheus.NewRegistry()
 	}
 	s.metrics = newMetrics(s.registry, s)
-	canonical := func(name string) (string, error) {
-		rt := &route{kind: kindManifest, name: name}
-		if err := s.router.resolve(rt); err != nil {
-			return "", err
-		}
-		return rt.key, nil
+	if s.mirror, err = mirror.New(cfg, store, s.life, s.log, s.registry, s.now); err != nil {
+		return nil, err
 	}
-	if s.auth, err = auth.New(cfg.Auth, cfg.Resolve, store, s.now, s.log, s.registry, canonical); err != nil {
+	if s.auth, err = auth.New(cfg.Auth, cfg.Resolve, store, s.now, s.log, s.registry, s.mirror.Canonical); err != nil {
 		return nil, err
 	}
 	if s.scanner != nil {
 		s.gate, err = gate.New(gate.Deps{Store: store, Scanner: s.scanner, Policy: s.policy, Scan: cfg.Scan, Webhooks: cfg.Webhooks,
-			Fetch: fetcher{s}, Life: s.life, Leases: &s.leases, Log: s.log, Registry: s.registry})
+			Fetch: s.mirror, Life: s.life, Leases: s.mirror, Log: s.log, Registry: s.registry})
 		if err != nil {
 			return nil, err
 		}
@@ -218,17 +195,6 @@ func (l *lifetime) Bound(ctx context.Context) (context.Context, func()) {
 	return bctx, func() { stop(); cancel(); l.End() }
 }
 
-// fetcher lets the gate bring blobs of a repository into the store.
-type fetcher struct{ s *Server }
-
-func (f fetcher) EnsureBlob(ctx context.Context, repo string, d digest.Digest) error {
-	rt, err := f.s.routeFor(repo)
-	if err != nil {
-		return err
-	}
-	return f.s.ensureBlob(ctx, rt, d)
-}
-
 // SetPolicy swaps in a new policy set and judges every recorded verdict again from the
 // stored facts. It returns how many verdicts flipped.
 func (s *Server) SetPolicy(pol *policy.Set) (int, error) {
@@ -287,16 +253,6 @@ func (s *Server) goBackground(fn func(context.Context)) {
 	}()
 }
 
-// routeFor finds the route of a "<upstream>/<repository>" name.
-func (s *Server) routeFor(key string) (*route, error) {
-	host, repo, ok := strings.Cut(key, "/")
-	up, known := s.router.byHost[host]
-	if !ok || !known {
-		return nil, fmt.Errorf("no upstream for %q", key)
-	}
-	return &route{kind: kindManifest, name: key, up: up, repo: repo, key: key}, nil
-}
-
 // ServeHTTP implements http.Handler.
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	start := time.Now()
@@ -348,13 +304,13 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request) error {
 	if !ok {
 		return &httpx.Error{Status: http.StatusNotFound, Code: "UNSUPPORTED", Message: fmt.Sprintf("no such endpoint: %s", r.URL.Path)}
 	}
-	if rt.kind == kindUpload {
+	if rt.Kind == mirror.KindUpload {
 		return httpx.Unsupported("goldproxy is a read-only mirror: uploads are not supported")
 	}
 	if r.Method != http.MethodGet && r.Method != http.MethodHead {
 		return httpx.Unsupported("goldproxy is a read-only mirror: %s is not supported", r.Method)
 	}
-	if rt.kind == kindBase {
+	if rt.Kind == mirror.KindBase {
 		if err := s.auth.Authorize(r, ""); err != nil {
 			return err
 		}
@@ -362,30 +318,30 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request) error {
 		_, _ = w.Write([]byte("{}"))
 		return nil
 	}
-	if err := s.router.resolve(rt); err != nil {
+	if err := s.mirror.Resolve(rt); err != nil {
 		if aerr := s.auth.Authorize(r, ""); aerr != nil {
 			return aerr // say nothing about names to a client that has not logged in
 		}
 		return err
 	}
-	if err := s.auth.Authorize(r, rt.key); err != nil {
+	if err := s.auth.Authorize(r, rt.Key); err != nil {
 		return err
 	}
-	if !s.allow.Allowed(rt.key) {
-		return httpx.Denied("%s", gate.NotAllowedMessage(rt.key))
+	if !s.allow.Allowed(rt.Key) {
+		return httpx.Denied("%s", gate.NotAllowedMessage(rt.Key))
 	}
-	if rw, ok := w.(*httpx.ResponseWriter); ok && (rt.kind == kindManifest || rt.kind == kindBlob) {
+	if rw, ok := w.(*httpx.ResponseWriter); ok && (rt.Kind == mirror.KindManifest || rt.Kind == mirror.KindBlob) {
 		before := rw.Bytes()
-		defer func() { s.metrics.servedBytes.WithLabelValues(rt.up.name).Add(float64(rw.Bytes() - before)) }()
+		defer func() { s.metrics.servedBytes.WithLabelValues(rt.Upstream()).Add(float64(rw.Bytes() - before)) }()
 	}
-	switch rt.kind {
-	case kindManifest:
+	switch rt.Kind {
+	case mirror.KindManifest:
 		return s.serveManifest(w, r, rt)
-	case kindBlob:
+	case mirror.KindBlob:
 		return s.serveBlob(w, r, rt)
-	case kindTags:
+	case mirror.KindTags:
 		return s.serveTags(w, r, rt)
-	case kindReferrers:
+	case mirror.KindReferrers:
 		return s.serveReferrers(w, r, rt)
 	}
 	return httpx.Unsupported("unsupported request")
@@ -408,13 +364,6 @@ func routeLabel(path string) string {
 	return kind
 }
 
-// detach is background bounded by the upstream timeout, for upstream round trips.
-func (s *Server) detach(ctx context.Context) (context.Context, context.CancelFunc) {
-	bctx, done := s.life.Background(ctx)
-	tctx, cancel := context.WithTimeout(bctx, s.cfg.UpstreamTimeout)
-	return tctx, func() { cancel(); done() }
-}
-
 // AddRobot creates a pull-only robot and returns its token, which is shown only now.
 func (s *Server) AddRobot(name string, scopes []string, ttl time.Duration) (string, error) {
 	return s.auth.AddRobot(name, scopes, ttl)
@@ -425,3 +374,18 @@ func (s *Server) Robots() ([]storage.Robot, error) { return s.auth.Robots() }
 
 // RevokeRobot deletes a robot: its password and its tokens stop working at once.
 func (s *Server) RevokeRobot(name string) error { return s.auth.RevokeRobot(name) }
+
+// serveBlob answers GET/HEAD /v2/<name>/blobs/<digest> from the mirror.
+func (s *Server) serveBlob(w http.ResponseWriter, r *http.Request, rt *mirror.Route) error {
+	dgst, err := digest.Parse(rt.Ref)
+	if err != nil {
+		return httpx.DigestInvalid("invalid digest %q: %v", rt.Ref, err)
+	}
+	return s.mirror.ServeBlob(w, r, rt, dgst)
+}
+
+// UpstreamRef maps a reference to a configured upstream to where that upstream really
+// is, with its transport and credentials (for the vulnerability DB fetch).
+func (s *Server) UpstreamRef(ref name.Reference) (name.Reference, []remote.Option, error) {
+	return s.mirror.UpstreamRef(ref)
+}

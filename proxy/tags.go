@@ -7,12 +7,12 @@ import (
 	"sort"
 	"strconv"
 
+	"github.com/goldproxy/goldproxy/proxy/mirror"
 	"github.com/goldproxy/goldproxy/proxy/registry/httpx"
 )
 
-// serveTags answers GET /v2/<name>/tags/list with n/last pagination. The list comes from
-// the upstream; when it cannot answer, the tags this proxy has resolved stand in.
-func (s *Server) serveTags(w http.ResponseWriter, r *http.Request, rt *route) error {
+// serveTags answers GET /v2/<name>/tags/list with n/last pagination over the mirror's list.
+func (s *Server) serveTags(w http.ResponseWriter, r *http.Request, rt *mirror.Route) error {
 	q := r.URL.Query()
 	n := -1
 	if v := q.Get("n"); v != "" {
@@ -23,16 +23,9 @@ func (s *Server) serveTags(w http.ResponseWriter, r *http.Request, rt *route) er
 		n = i
 	}
 	last := q.Get("last")
-	uctx, cancel := s.detach(r.Context())
-	defer cancel()
-	tags, err := rt.up.puller.List(uctx, rt.up.repo(rt.repo))
+	tags, err := s.mirror.Tags(r.Context(), rt)
 	if err != nil {
-		local, lerr := s.store.Tags(rt.key)
-		if !recoverable(err) || lerr != nil || len(local) == 0 {
-			return upstreamErr(err, rt, "")
-		}
-		s.log.Warn("upstream unavailable, listing known tags", "repository", rt.key, "err", err)
-		tags = local
+		return err
 	}
 	sort.Strings(tags)
 	if last != "" {
@@ -46,10 +39,10 @@ func (s *Server) serveTags(w http.ResponseWriter, r *http.Request, rt *route) er
 		tags = tags[:n]
 		if n > 0 {
 			next := url.Values{"n": {strconv.Itoa(n)}, "last": {tags[n-1]}}
-			if rt.ns != "" {
-				next.Set("ns", rt.ns)
+			if rt.NS != "" {
+				next.Set("ns", rt.NS)
 			}
-			w.Header().Set("Link", `</v2/`+rt.name+`/tags/list?`+next.Encode()+`>; rel="next"`)
+			w.Header().Set("Link", `</v2/`+rt.Name+`/tags/list?`+next.Encode()+`>; rel="next"`)
 		}
 	}
 	if tags == nil {
@@ -58,7 +51,7 @@ func (s *Server) serveTags(w http.ResponseWriter, r *http.Request, rt *route) er
 	body, err := json.Marshal(struct {
 		Name string   `json:"name"`
 		Tags []string `json:"tags"`
-	}{rt.name, tags})
+	}{rt.Name, tags})
 	if err != nil {
 		return err
 	}

@@ -9,6 +9,7 @@ import (
 	"github.com/opencontainers/go-digest"
 
 	"github.com/goldproxy/goldproxy/proxy/gate"
+	"github.com/goldproxy/goldproxy/proxy/mirror"
 )
 
 // WarmResult is what warming one image reference did.
@@ -37,7 +38,7 @@ func (s *Server) Warm(ctx context.Context, ref string) WarmResult {
 	if !s.allow.Allowed(key) {
 		return fail(fmt.Errorf("%s", gate.NotAllowedMessage(key)))
 	}
-	rt, err := s.routeFor(key)
+	rt, err := s.mirror.RouteFor(key)
 	if err != nil {
 		return fail(err)
 	}
@@ -45,20 +46,20 @@ func (s *Server) Warm(ctx context.Context, ref string) WarmResult {
 	tag := ""
 	if t, ok := r.(name.Tag); ok {
 		tag = t.TagStr()
-		if dgst, err = s.resolveTagTTL(ctx, rt, tag, 0); err != nil {
+		if dgst, err = s.mirror.ResolveTagTTL(ctx, rt, tag, 0); err != nil {
 			return fail(err)
 		}
 	} else {
 		dgst = digest.Digest(r.Identifier())
 	}
 	res.Digest = dgst.String()
-	mrec, raw, err := s.loadManifest(ctx, rt, dgst)
+	mrec, raw, err := s.mirror.Manifest(ctx, rt, dgst)
 	if err != nil {
 		return fail(err)
 	}
 	targets := []digest.Digest{dgst}
-	if isIndex(mrec.MediaType) {
-		var m manifestFields
+	if mirror.IsIndex(mrec.MediaType) {
+		var m mirror.ManifestFields
 		if err := json.Unmarshal(raw, &m); err != nil {
 			return fail(err)
 		}
@@ -69,11 +70,11 @@ func (s *Server) Warm(ctx context.Context, ref string) WarmResult {
 	}
 	res.Verdict, res.Counts = "allowed", map[string]int{}
 	for _, d := range targets {
-		crec, _, err := s.loadManifest(ctx, rt, d)
+		crec, _, err := s.mirror.Manifest(ctx, rt, d)
 		if err != nil {
 			return fail(err)
 		}
-		v, err := s.check.Check(ctx, gate.Manifest{Repository: rt.key, Tag: tag, Descriptor: descriptorOf(crec), Warm: true})
+		v, err := s.check.Check(ctx, gate.Manifest{Repository: rt.Key, Tag: tag, Descriptor: mirror.DescriptorOf(crec), Warm: true})
 		if err != nil {
 			return fail(err)
 		}
@@ -85,7 +86,7 @@ func (s *Server) Warm(ctx context.Context, ref string) WarmResult {
 			}
 		}
 		if s.gate != nil {
-			if j := s.gate.Judgement(rt.key, d); j != nil {
+			if j := s.gate.Judgement(rt.Key, d); j != nil {
 				for sev, n := range j.Verdict.Counts {
 					res.Counts[sev] += n
 				}

@@ -1,4 +1,4 @@
-package proxy
+package mirror
 
 import (
 	"context"
@@ -23,34 +23,31 @@ type blobFetch struct {
 	err  error
 }
 
-// serveBlob answers GET/HEAD /v2/<name>/blobs/<digest>.
-func (s *Server) serveBlob(w http.ResponseWriter, r *http.Request, rt *route) error {
+// ServeBlob answers GET/HEAD of blob dgst of rt: from the store (with Range), or fetched
+// once and streamed while it is stored.
+func (m *Mirror) ServeBlob(w http.ResponseWriter, r *http.Request, rt *Route, dgst digest.Digest) error {
 	ctx := r.Context()
-	dgst, err := digest.Parse(rt.ref)
-	if err != nil {
-		return httpx.DigestInvalid("invalid digest %q: %v", rt.ref, err)
-	}
-	defer s.leases.Hold(dgst)() // gc never deletes a blob a request is using
-	if _, err := s.store.StatBlob(ctx, dgst); err == nil {
-		s.metrics.cache.WithLabelValues("blob", "hit").Inc()
-		if err := s.ensureLinked(ctx, rt, dgst); err != nil {
+	defer m.leases.Hold(dgst)() // gc never deletes a blob a request is using
+	if _, err := m.store.StatBlob(ctx, dgst); err == nil {
+		m.metrics.cache.WithLabelValues("blob", "hit").Inc()
+		if err := m.ensureLinked(ctx, rt, dgst); err != nil {
 			return err
 		}
-		return s.serveStoredBlob(w, r, dgst)
+		return m.serveStoredBlob(w, r, dgst)
 	} else if !errors.Is(err, storage.ErrNotFound) {
 		return err
 	}
-	s.metrics.cache.WithLabelValues("blob", "miss").Inc()
+	m.metrics.cache.WithLabelValues("blob", "miss").Inc()
 	if r.Method == http.MethodHead {
-		return s.headUpstreamBlob(w, r, rt, dgst)
+		return m.headUpstreamBlob(w, r, rt, dgst)
 	}
-	return s.fetchBlob(w, r, rt, dgst)
+	return m.fetchBlob(w, r, rt, dgst)
 }
 
-func (s *Server) serveStoredBlob(w http.ResponseWriter, r *http.Request, dgst digest.Digest) error {
+func (m *Mirror) serveStoredBlob(w http.ResponseWriter, r *http.Request, dgst digest.Digest) error {
 	w.Header().Set("Content-Type", "application/octet-stream")
 	w.Header().Set("Docker-Content-Digest", dgst.String())
-	if err := s.store.ServeBlob(r.Context(), w, r, dgst); err != nil {
+	if err := m.store.ServeBlob(r.Context(), w, r, dgst); err != nil {
 		if errors.Is(err, storage.ErrNotFound) {
 			return httpx.BlobUnknown("blob %s is not known", dgst)
 		}
@@ -63,24 +60,24 @@ func (s *Server) serveStoredBlob(w http.ResponseWriter, r *http.Request, dgst di
 // fetched for one repository is served under another only once that repository's
 // upstream confirmed it has it, so credentials scoped to one repository never leak
 // another's content.
-func (s *Server) ensureLinked(ctx context.Context, rt *route, dgst digest.Digest) error {
-	if s.store.Linked(rt.key, dgst) {
+func (m *Mirror) ensureLinked(ctx context.Context, rt *Route, dgst digest.Digest) error {
+	if m.store.Linked(rt.Key, dgst) {
 		return nil
 	}
-	uctx, cancel := s.detach(ctx)
+	uctx, cancel := m.detach(ctx)
 	defer cancel()
-	resp, err := s.upstreamBlob(uctx, rt, dgst, http.MethodHead)
+	resp, err := m.upstreamBlob(uctx, rt, dgst, http.MethodHead)
 	if err != nil {
 		return err
 	}
 	resp.Body.Close()
-	return s.store.Link(rt.key, dgst)
+	return m.store.Link(rt.Key, dgst)
 }
 
-func (s *Server) headUpstreamBlob(w http.ResponseWriter, r *http.Request, rt *route, dgst digest.Digest) error {
-	uctx, cancel := s.detach(r.Context())
+func (m *Mirror) headUpstreamBlob(w http.ResponseWriter, r *http.Request, rt *Route, dgst digest.Digest) error {
+	uctx, cancel := m.detach(r.Context())
 	defer cancel()
-	resp, err := s.upstreamBlob(uctx, rt, dgst, http.MethodHead)
+	resp, err := m.upstreamBlob(uctx, rt, dgst, http.MethodHead)
 	if err != nil {
 		return err
 	}
@@ -95,12 +92,12 @@ func (s *Server) headUpstreamBlob(w http.ResponseWriter, r *http.Request, rt *ro
 }
 
 // upstreamBlob sends one request for a blob to rt's upstream and checks the answer.
-func (s *Server) upstreamBlob(ctx context.Context, rt *route, dgst digest.Digest, method string) (*http.Response, error) {
-	tr, err := rt.up.blobTransport(ctx, rt.repo)
+func (m *Mirror) upstreamBlob(ctx context.Context, rt *Route, dgst digest.Digest, method string) (*http.Response, error) {
+	tr, err := rt.up.blobTransport(ctx, rt.Repo)
 	if err != nil {
 		return nil, upstreamErr(err, rt, dgst.String())
 	}
-	req, err := http.NewRequestWithContext(ctx, method, rt.up.blobURL(rt.repo, dgst.String()), nil)
+	req, err := http.NewRequestWithContext(ctx, method, rt.up.blobURL(rt.Repo, dgst.String()), nil)
 	if err != nil {
 		return nil, err
 	}
@@ -113,7 +110,7 @@ func (s *Server) upstreamBlob(ctx context.Context, rt *route, dgst digest.Digest
 		return resp, nil
 	case http.StatusNotFound:
 		resp.Body.Close()
-		return nil, httpx.BlobUnknown("blob %s of %s is not known upstream", dgst, rt.key)
+		return nil, httpx.BlobUnknown("blob %s of %s is not known upstream", dgst, rt.Key)
 	default:
 		resp.Body.Close()
 		return nil, upstreamErr(fmt.Errorf("status %s", resp.Status), rt, dgst.String())
@@ -122,35 +119,35 @@ func (s *Server) upstreamBlob(ctx context.Context, rt *route, dgst digest.Digest
 
 // fetchBlob serves a missing blob: a plain GET gets it streamed while it is ingested, a
 // ranged one is answered from the store once the blob is in.
-func (s *Server) fetchBlob(w http.ResponseWriter, r *http.Request, rt *route, dgst digest.Digest) error {
+func (m *Mirror) fetchBlob(w http.ResponseWriter, r *http.Request, rt *Route, dgst digest.Digest) error {
 	var client http.ResponseWriter
 	if r.Header.Get("Range") == "" {
 		client = w
 	}
-	streamed, err := s.sharedFetch(r.Context(), rt, dgst, client)
+	streamed, err := m.sharedFetch(r.Context(), rt, dgst, client)
 	if err != nil || streamed {
 		return err
 	}
-	return s.serveStoredBlob(w, r, dgst)
+	return m.serveStoredBlob(w, r, dgst)
 }
 
 // ensureBlob makes sure a blob of rt's repository is in the store.
-func (s *Server) ensureBlob(ctx context.Context, rt *route, dgst digest.Digest) error {
-	defer s.leases.Hold(dgst)()
-	if _, err := s.store.StatBlob(ctx, dgst); err == nil {
-		return s.ensureLinked(ctx, rt, dgst)
+func (m *Mirror) ensureBlob(ctx context.Context, rt *Route, dgst digest.Digest) error {
+	defer m.leases.Hold(dgst)()
+	if _, err := m.store.StatBlob(ctx, dgst); err == nil {
+		return m.ensureLinked(ctx, rt, dgst)
 	}
-	_, err := s.sharedFetch(ctx, rt, dgst, nil)
+	_, err := m.sharedFetch(ctx, rt, dgst, nil)
 	return err
 }
 
 // sharedFetch ingests a blob with one upstream fetch however many ask at once. The first
 // caller fetches, streaming to client when it has one; the others wait for that fetch
 // and find the blob in the store. streamed reports whether client got the response.
-func (s *Server) sharedFetch(ctx context.Context, rt *route, dgst digest.Digest, client http.ResponseWriter) (streamed bool, err error) {
-	s.mu.Lock()
-	if f, ok := s.inflight[dgst]; ok {
-		s.mu.Unlock()
+func (m *Mirror) sharedFetch(ctx context.Context, rt *Route, dgst digest.Digest, client http.ResponseWriter) (streamed bool, err error) {
+	m.mu.Lock()
+	if f, ok := m.inflight[dgst]; ok {
+		m.mu.Unlock()
 		select {
 		case <-f.done:
 		case <-ctx.Done():
@@ -159,29 +156,29 @@ func (s *Server) sharedFetch(ctx context.Context, rt *route, dgst digest.Digest,
 		if f.err != nil {
 			return false, f.err
 		}
-		if f.repo != rt.key {
-			return false, s.ensureLinked(ctx, rt, dgst)
+		if f.repo != rt.Key {
+			return false, m.ensureLinked(ctx, rt, dgst)
 		}
 		return false, nil
 	}
 	// A fetch that finished between the caller's store miss and now has committed the
 	// blob before leaving inflight: look again before fetching a second time.
-	if _, err := s.store.StatBlob(ctx, dgst); err == nil {
-		s.mu.Unlock()
-		return false, s.ensureLinked(ctx, rt, dgst)
+	if _, err := m.store.StatBlob(ctx, dgst); err == nil {
+		m.mu.Unlock()
+		return false, m.ensureLinked(ctx, rt, dgst)
 	}
-	f := &blobFetch{done: make(chan struct{}), repo: rt.key}
-	s.inflight[dgst] = f
-	s.mu.Unlock()
+	f := &blobFetch{done: make(chan struct{}), repo: rt.Key}
+	m.inflight[dgst] = f
+	m.mu.Unlock()
 
 	// The fetch outlives a caller that goes away (others may be waiting on it), not Close.
-	bctx, done := s.life.Background(ctx)
-	streamed, err = s.ingestBlob(bctx, rt, dgst, client)
+	bctx, done := m.life.Background(ctx)
+	streamed, err = m.ingestBlob(bctx, rt, dgst, client)
 	done()
 	f.err = err
-	s.mu.Lock()
-	delete(s.inflight, dgst)
-	s.mu.Unlock()
+	m.mu.Lock()
+	delete(m.inflight, dgst)
+	m.mu.Unlock()
 	close(f.done)
 	return streamed, err
 }
@@ -191,16 +188,16 @@ func (s *Server) sharedFetch(ctx context.Context, rt *route, dgst digest.Digest,
 // until the digest is verified, so a client never receives a complete wrong blob: on a
 // mismatch or a broken upstream the error is returned after headers were sent, and the
 // connection is cut. streamed reports whether the response went to the client.
-func (s *Server) ingestBlob(ctx context.Context, rt *route, dgst digest.Digest, client http.ResponseWriter) (streamed bool, err error) {
-	hctx, cancel := context.WithTimeout(ctx, s.cfg.UpstreamTimeout)
-	resp, err := s.upstreamBlob(hctx, rt, dgst, http.MethodGet)
+func (m *Mirror) ingestBlob(ctx context.Context, rt *Route, dgst digest.Digest, client http.ResponseWriter) (streamed bool, err error) {
+	hctx, cancel := context.WithTimeout(ctx, m.cfg.UpstreamTimeout)
+	resp, err := m.upstreamBlob(hctx, rt, dgst, http.MethodGet)
 	// The body streams for as long as it takes; only the wait for headers is bounded.
 	defer cancel()
 	if err != nil {
 		return false, err
 	}
 	defer resp.Body.Close()
-	bw, err := s.store.CreateBlob(ctx)
+	bw, err := m.store.CreateBlob(ctx)
 	if err != nil {
 		return false, err
 	}
@@ -310,7 +307,7 @@ func (s *Server) ingestBlob(ctx context.Context, rt *route, dgst digest.Digest, 
 	close(sendCh)
 	wg.Wait()
 	if rerr != nil {
-		s.log.Error("upstream blob transfer failed", "repository", rt.key, "digest", dgst, "err", rerr)
+		m.log.Error("upstream blob transfer failed", "repository", rt.Key, "digest", dgst, "err", rerr)
 		return false, httpx.Upstream("upstream %s: blob %s: transfer failed after %d bytes: %v; nothing was stored", rt.up.name, dgst, read, rerr)
 	}
 	if storeErr != nil {
@@ -321,20 +318,20 @@ func (s *Server) ingestBlob(ctx context.Context, rt *route, dgst digest.Digest, 
 		pending = (*last.buf)[:last.n]
 	}
 	if client != nil && !verifier.Verified() || (resp.ContentLength >= 0 && read != resp.ContentLength) {
-		s.log.Error("upstream blob does not match its digest", "repository", rt.key, "digest", dgst, "bytes", read)
+		m.log.Error("upstream blob does not match its digest", "repository", rt.Key, "digest", dgst, "bytes", read)
 		return false, httpx.Upstream("upstream %s sent content for blob %s that does not match its digest; nothing was stored", rt.up.name, dgst)
 	}
 	send(pending)
 	finished = true
 	if err := bw.Commit(ctx, dgst, resp.ContentLength); err != nil {
 		if client == nil && errors.Is(err, storage.ErrDigestMismatch) {
-			s.log.Error("upstream blob does not match its digest", "repository", rt.key, "digest", dgst, "bytes", read)
+			m.log.Error("upstream blob does not match its digest", "repository", rt.Key, "digest", dgst, "bytes", read)
 			return false, httpx.Upstream("upstream %s sent content for blob %s that does not match its digest; nothing was stored", rt.up.name, dgst)
 		}
 		// With a client, it got verified bytes; only the store missed them.
 		return client != nil, err
 	}
-	if err := s.store.Link(rt.key, dgst); err != nil {
+	if err := m.store.Link(rt.Key, dgst); err != nil {
 		return client != nil, err
 	}
 	return client != nil, nil

@@ -1,4 +1,4 @@
-package proxy
+package mirror
 
 import (
 	"context"
@@ -35,7 +35,7 @@ type upstream struct {
 	blobRT map[string]http.RoundTripper // authenticated transports for raw blob GETs, by repository
 }
 
-func newUpstream(c config.UpstreamConfig, defTTL, timeout time.Duration, resolve func(string) string, m func() *metrics) (*upstream, error) {
+func newUpstream(c config.UpstreamConfig, defTTL, timeout time.Duration, resolve func(string) string, m *metrics) (*upstream, error) {
 	u, err := url.Parse(c.URL)
 	if err != nil {
 		return nil, err
@@ -170,12 +170,12 @@ func (u *upstream) blobURL(repo, dgst string) string {
 // clients spell it, e.g. ghcr.io/aquasecurity/trivy-db:2) to where that upstream really
 // is, with its transport and credentials, for fetches goldproxy makes for itself (the
 // vulnerability DB).
-func (s *Server) UpstreamRef(ref name.Reference) (name.Reference, []remote.Option, error) {
+func (m *Mirror) UpstreamRef(ref name.Reference) (name.Reference, []remote.Option, error) {
 	host := ref.Context().RegistryStr()
 	if host == name.DefaultRegistry {
 		host = "docker.io"
 	}
-	up, ok := s.router.byHost[host]
+	up, ok := m.router.byHost[host]
 	if !ok {
 		return nil, nil, fmt.Errorf("no upstream is configured for %s (needed to fetch %s)", host, ref)
 	}

@@ -1,0 +1,122 @@
+// Package mirror is the data path to the upstreams: it maps a client's name to an
+// upstream repository, resolves tags (TTL, stale-if-error), fetches manifests by digest
+// and verifies them, and brings blobs into the store with one upstream GET however many
+// ask, streaming to the first client while holding the last chunk back until the digest
+// is verified. It keeps which repository may see which content (links) and which blobs
+// are in use (leases).
+//
+// It never judges: whether a manifest or blob may reach a client is the registry's and
+// the gate's to decide before they ask. It never stores or sends a byte that does not
+// match its digest.
+package mirror
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/opencontainers/go-digest"
+	"github.com/prometheus/client_golang/prometheus"
+	"golang.org/x/sync/singleflight"
+
+	"github.com/goldproxy/goldproxy/proxy/config"
+	"github.com/goldproxy/goldproxy/storage"
+)
+
+// Lifetime is the server's: fetches shared by several requests outlive the request that
+// started them, not the server. Background gives such work a context Close cancels;
+// done must be called when it ends.
+type Lifetime interface {
+	Background(ctx context.Context) (context.Context, func())
+}
+
+// Mirror fetches from the configured upstreams into the store.
+type Mirror struct {
+	cfg     *config.Config
+	store   *storage.Store
+	router  *router
+	life    Lifetime
+	log     *slog.Logger
+	metrics *metrics
+	now     func() time.Time
+	leases  leases
+
+	sf       singleflight.Group // tag resolutions and manifest fetches
+	mu       sync.Mutex
+	inflight map[digest.Digest]*blobFetch
+}
+
+// New builds the mirror of cfg's upstreams over store; its metrics are registered on reg.
+func New(cfg *config.Config, store *storage.Store, life Lifetime, log *slog.Logger, reg prometheus.Registerer, now func() time.Time) (*Mirror, error) {
+	m := &Mirror{cfg: cfg, store: store, life: life, log: log, now: now, inflight: map[digest.Digest]*blobFetch{}}
+	var err error
+	if m.metrics, err = newMetrics(reg); err != nil {
+		return nil, err
+	}
+	ups := make([]*upstream, 0, len(cfg.Upstreams))
+	for _, uc := range cfg.Upstreams {
+		u, err := newUpstream(uc, cfg.Tags.TTL, cfg.UpstreamTimeout, cfg.Resolve, m.metrics)
+		if err != nil {
+			return nil, err
+		}
+		ups = append(ups, u)
+	}
+	m.router = newRouter(ups, cfg)
+	return m, nil
+}
+
+// Resolve fills rt's upstream, repository and key from the name and ?ns= the client
+// gave; the error is what the client sees (NAME_UNKNOWN, NAME_INVALID).
+func (m *Mirror) Resolve(rt *Route) error {
+	if err := m.router.resolve(rt); err != nil {
+		return err
+	}
+	return nil
+}
+
+// RouteFor finds the route of a "<upstream>/<repository>" name.
+func (m *Mirror) RouteFor(key string) (*Route, error) {
+	host, repo, ok := strings.Cut(key, "/")
+	up, known := m.router.byHost[host]
+	if !ok || !known {
+		return nil, fmt.Errorf("no upstream for %q", key)
+	}
+	return &Route{Kind: KindManifest, Name: key, up: up, Repo: repo, Key: key}, nil
+}
+
+// Canonical names a repository as a client writes it the way scopes and the store do:
+// "<upstream>/<repository>".
+func (m *Mirror) Canonical(name string) (string, error) {
+	rt := &Route{Kind: KindManifest, Name: name}
+	if err := m.Resolve(rt); err != nil {
+		return "", err
+	}
+	return rt.Key, nil
+}
+
+// EnsureBlob makes sure blob d of repository repo ("<upstream>/<repository>") is in the
+// store, fetching it once however many ask.
+func (m *Mirror) EnsureBlob(ctx context.Context, repo string, d digest.Digest) error {
+	rt, err := m.RouteFor(repo)
+	if err != nil {
+		return err
+	}
+	return m.ensureBlob(ctx, rt, d)
+}
+
+// Hold keeps blob d from being collected until the returned func is called.
+func (m *Mirror) Hold(d digest.Digest) func() { return m.leases.Hold(d) }
+
+// Held reports whether blob d is in use by a request or a scan.
+func (m *Mirror) Held(d digest.Digest) bool { return m.leases.Held(d) }
+
+// detach is a background context bounded by the upstream timeout, for upstream round
+// trips shared by several requests.
+func (m *Mirror) detach(ctx context.Context) (context.Context, context.CancelFunc) {
+	bctx, done := m.life.Background(ctx)
+	tctx, cancel := context.WithTimeout(bctx, m.cfg.UpstreamTimeout)
+	return tctx, func() { cancel(); done() }
+}
