@@ -78,7 +78,7 @@ func (s *Server) summaries(q url.Values) ([]ImageSummary, error) {
 	if err != nil {
 		return nil, err
 	}
-	recent := s.pulls.snapshot() // pulls not yet flushed to the store
+	recent := s.gc.Pulls().Snapshot() // pulls not yet flushed to the store
 	var out []ImageSummary
 	for _, img := range images {
 		sum := ImageSummary{Repository: img.Repository, Digest: img.Digest.String(), LastPulled: img.LastPulled, StoredAt: img.StoredAt, Verdict: "none"}

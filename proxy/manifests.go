@@ -69,7 +69,7 @@ func (s *Server) serveManifest(w http.ResponseWriter, r *http.Request, rt *mirro
 			"report": gate.ReportPath(rt.Key, rec.Digest.String())}
 		return e
 	}
-	s.pulls.mark(rt.Key, rec.Digest, s.now())
+	s.gc.Pulls().Mark(rt.Key, rec.Digest, s.now())
 	h := w.Header()
 	h.Set("Content-Type", rec.MediaType)
 	h.Set("Docker-Content-Digest", rec.Digest.String())

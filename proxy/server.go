@@ -18,6 +18,7 @@ import (
 	"github.com/goldproxy/goldproxy/proxy/auth"
 	"github.com/goldproxy/goldproxy/proxy/config"
 	"github.com/goldproxy/goldproxy/proxy/gate"
+	"github.com/goldproxy/goldproxy/proxy/gc"
 	"github.com/goldproxy/goldproxy/proxy/mirror"
 	"github.com/goldproxy/goldproxy/proxy/registry/httpx"
 
@@ -38,13 +39,12 @@ type Server struct {
 	gate   *gate.Gate // nil without a scanner
 	log    *slog.Logger
 	life   *lifetime
-	gcMu   sync.Mutex // one collection at a time
+	gc     *gc.Collector
 
 	scanner gate.Scanner
 	policy  *policy.Set
 
 	dbUpdate func(context.Context) (any, error)
-	pulls    pulls
 	auth     *auth.Authenticator
 	registry prometheus.Registerer
 	metrics  *metrics
@@ -125,8 +125,14 @@ func New(cfg *config.Config, store *storage.Store, opts ...Option) (*Server, err
 	if s.check == nil {
 		s.check = allow
 	}
-	s.goBackground(s.flushLoop)
-	s.goBackground(s.gcLoop)
+	gd := gc.Deps{Store: store, Config: &cfg.Storage.GC, InUse: s.mirror, Life: s.life, Log: s.log, Now: s.now}
+	if s.gate != nil {
+		gd.Verdicts = s.gate
+		gd.Cache, _ = s.gate.Scanner().(gc.CacheForgetter)
+	}
+	s.gc = gc.New(gd)
+	s.goBackground(s.gc.FlushLoop)
+	s.goBackground(s.gc.Run)
 	return s, nil
 }
 
@@ -136,7 +142,7 @@ func New(cfg *config.Config, store *storage.Store, opts ...Option) (*Server, err
 // server's to drain; what they start from now on fails at once.
 func (s *Server) Close() {
 	s.life.close()
-	_ = s.FlushPulls()
+	_ = s.gc.FlushPulls()
 }
 
 // lifetime tracks the work a server started that outlives the request it came from.
@@ -389,3 +395,11 @@ func (s *Server) serveBlob(w http.ResponseWriter, r *http.Request, rt *mirror.Ro
 func (s *Server) UpstreamRef(ref name.Reference) (name.Reference, []remote.Option, error) {
 	return s.mirror.UpstreamRef(ref)
 }
+
+// GC runs a collection now (see gc.Collector.Collect).
+func (s *Server) GC(ctx context.Context, dryRun bool) (gc.Result, error) {
+	return s.gc.Collect(ctx, dryRun)
+}
+
+// FlushPulls writes buffered last-pull times to the store.
+func (s *Server) FlushPulls() error { return s.gc.FlushPulls() }

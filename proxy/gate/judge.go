@@ -87,6 +87,15 @@ func (g *Gate) record(j *Judgement, write bool) (flipped bool) {
 // Judgement returns the recorded judgement of a digest in a repository, or nil.
 func (g *Gate) Judgement(repo string, d digest.Digest) *Judgement { return g.storedJudgement(repo, d) }
 
+// ScanKey finds a digest's stored layer analysis (nil when it has none).
+func (g *Gate) ScanKey(d digest.Digest) json.RawMessage {
+	f, err := g.load(d)
+	if err != nil {
+		return nil
+	}
+	return f.ScanKey
+}
+
 // Forget drops what the gate remembers in memory of a repository's manifest that was
 // evicted: the store has already dropped its record.
 func (g *Gate) Forget(repo string, d digest.Digest) {
