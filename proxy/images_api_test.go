@@ -5,7 +5,7 @@ import (
 	"net/http"
 	"testing"
 
-	"github.com/goldproxy/goldproxy/proxy"
+	"github.com/goldproxy/goldproxy/proxy/admin"
 	"github.com/goldproxy/goldproxy/proxy/gate"
 )
 
@@ -21,7 +21,7 @@ func TestImagesAPIPagination(t *testing.T) {
 	get(t, http.MethodGet, p.URL+"/v2/"+up.Name+"/team/vuln/manifests/1", nil)
 
 	type listing struct {
-		Images []proxy.ImageSummary `json:"images"`
+		Images []admin.ImageSummary `json:"images"`
 		Next   string               `json:"next"`
 	}
 	list := func(q string) (listing, *http.Response) {
@@ -62,7 +62,7 @@ func TestImagesAPIPagination(t *testing.T) {
 		t.Fatalf("severity filter: %+v", l)
 	}
 	resp, body := get(t, http.MethodGet, p.URL+"/api/v1/images/"+vd.String(), nil)
-	var det proxy.ImageDetail
+	var det admin.ImageDetail
 	if resp.StatusCode != 200 || json.Unmarshal(body, &det) != nil || det.Verdict == nil || len(det.Layers) != 2 || len(det.Repositories) != 1 {
 		t.Fatalf("image detail: %d %s", resp.StatusCode, body)
 	}

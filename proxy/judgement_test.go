@@ -22,6 +22,7 @@ import (
 
 	"github.com/goldproxy/goldproxy/policy"
 	"github.com/goldproxy/goldproxy/proxy"
+	"github.com/goldproxy/goldproxy/proxy/admin"
 	"github.com/goldproxy/goldproxy/proxy/gate"
 	"github.com/goldproxy/goldproxy/proxy/proxytest"
 	"github.com/goldproxy/goldproxy/storage"
@@ -170,12 +171,12 @@ func TestReportsAndDashboardNameTheRepositoryAsked(t *testing.T) {
 	if resp.StatusCode != http.StatusOK || !strings.Contains(string(md), "# "+up.Name+"/team/b") || !strings.Contains(string(md), "DENIED") {
 		t.Fatalf("markdown report: %d %s", resp.StatusCode, md)
 	}
-	var v proxy.VerdictDetail
+	var v admin.VerdictDetail
 	resp, vb := get(t, http.MethodGet, p.URL+"/api/v1/images/"+d.String()+"/verdict?repository="+up.Name+"/team/a", nil)
 	if resp.StatusCode != http.StatusOK || json.Unmarshal(vb, &v) != nil || v.Repository != up.Name+"/team/a" || v.State != "allowed" || len(v.Judgements) != 2 {
 		t.Fatalf("verdict of a: %d %s", resp.StatusCode, vb)
 	}
-	var list struct{ Images []proxy.ImageSummary }
+	var list struct{ Images []admin.ImageSummary }
 	resp, lb := get(t, http.MethodGet, p.URL+"/api/v1/images", nil)
 	if resp.StatusCode != http.StatusOK || json.Unmarshal(lb, &list) != nil {
 		t.Fatalf("images: %d %s", resp.StatusCode, lb)

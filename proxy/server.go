@@ -15,6 +15,7 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 
 	"github.com/goldproxy/goldproxy/policy"
+	"github.com/goldproxy/goldproxy/proxy/admin"
 	"github.com/goldproxy/goldproxy/proxy/auth"
 	"github.com/goldproxy/goldproxy/proxy/config"
 	"github.com/goldproxy/goldproxy/proxy/gate"
@@ -40,6 +41,7 @@ type Server struct {
 	log    *slog.Logger
 	life   *lifetime
 	gc     *gc.Collector
+	admin  *admin.Handler
 
 	scanner gate.Scanner
 	policy  *policy.Set
@@ -105,7 +107,7 @@ func New(cfg *config.Config, store *storage.Store, opts ...Option) (*Server, err
 	if s.registry == nil {
 		s.registry = prometheus.NewRegistry()
 	}
-	s.metrics = newMetrics(s.registry, s)
+	s.metrics = newMetrics(s.registry)
 	if s.mirror, err = mirror.New(cfg, store, s.life, s.log, s.registry, s.now); err != nil {
 		return nil, err
 	}
@@ -131,6 +133,10 @@ func New(cfg *config.Config, store *storage.Store, opts ...Option) (*Server, err
 		gd.Cache, _ = s.gate.Scanner().(gc.CacheForgetter)
 	}
 	s.gc = gc.New(gd)
+	s.admin = admin.New(store, s.gate, s.auth, s.gc, s.dbUpdate, s.now)
+	if err := s.registry.Register(s.admin.Collector()); err != nil {
+		return nil, err
+	}
 	s.goBackground(s.gc.FlushLoop)
 	s.goBackground(s.gc.Run)
 	return s, nil
@@ -301,7 +307,7 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request) error {
 				return err
 			}
 		}
-		if handled, err := s.serveAPI(w, r); handled {
+		if handled, err := s.admin.Serve(w, r); handled {
 			return err
 		}
 	}

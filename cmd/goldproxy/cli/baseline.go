@@ -19,7 +19,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/goldproxy/goldproxy/policy"
-	"github.com/goldproxy/goldproxy/proxy"
+	"github.com/goldproxy/goldproxy/proxy/admin"
 	"github.com/goldproxy/goldproxy/proxy/config"
 	"github.com/goldproxy/goldproxy/proxy/gate"
 )
@@ -414,7 +414,7 @@ func baselineMarkdown(b Baseline) string {
 			verdict += " (" + r.Rule + ")"
 		}
 		fmt.Fprintf(&s, "| %s | %s | %s | %s | %s | %d | %d | %d | %d | %d | %d/%d/%d/%d | %s | %s | %s | %d | %s |\n",
-			r.Ref, r.Set, r.Kind, noneIf(r.OS), proxy.HumanBytes(r.SizeBytes), r.Packages, r.Vulns["CRITICAL"], r.Vulns["HIGH"], r.Vulns["MEDIUM"], r.Vulns["LOW"],
+			r.Ref, r.Set, r.Kind, noneIf(r.OS), admin.HumanBytes(r.SizeBytes), r.Packages, r.Vulns["CRITICAL"], r.Vulns["HIGH"], r.Vulns["MEDIUM"], r.Vulns["LOW"],
 			r.Fixable["CRITICAL"], r.Fixable["HIGH"], r.Fixable["MEDIUM"], r.Fixable["LOW"], yesNo(r.NonRoot), yesNo(r.Shell), yesNo(r.PackageMgr), r.AgeDays, verdict)
 	}
 	return s.String()
@@ -428,7 +428,7 @@ func noneIf(s string) string {
 }
 
 var baselineHTML = template.Must(template.New("baseline").Funcs(template.FuncMap{
-	"human": proxy.HumanBytes, "yesno": yesNo, "total": func(m map[string]int) int {
+	"human": admin.HumanBytes, "yesno": yesNo, "total": func(m map[string]int) int {
 		t := 0
 		for _, n := range m {
 			t += n

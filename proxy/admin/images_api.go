@@ -1,4 +1,4 @@
-package proxy
+package admin
 
 import (
 	"encoding/base64"
@@ -73,29 +73,29 @@ func writePage(w http.ResponseWriter, r *http.Request, key string, items any, ne
 // summaries lists every stored image manifest with its verdict, sorted by repository
 // and digest; filters: denied=true, repository=<glob>, severity=<at least one finding
 // of this severity or worse>.
-func (s *Server) summaries(q url.Values) ([]ImageSummary, error) {
-	images, err := s.store.Images()
+func (h *Handler) summaries(q url.Values) ([]ImageSummary, error) {
+	images, err := h.store.Images()
 	if err != nil {
 		return nil, err
 	}
-	recent := s.gc.Pulls().Snapshot() // pulls not yet flushed to the store
+	recent := h.gc.Pulls().Snapshot() // pulls not yet flushed to the store
 	var out []ImageSummary
 	for _, img := range images {
 		sum := ImageSummary{Repository: img.Repository, Digest: img.Digest.String(), LastPulled: img.LastPulled, StoredAt: img.StoredAt, Verdict: "none"}
 		if t, ok := recent[storage.PullKey(img.Repository, img.Digest)]; ok && t.After(sum.LastPulled) {
 			sum.LastPulled = t
 		}
-		if rec, _ := s.store.HasManifest(img.Repository, img.Digest); rec.MediaType != "" {
+		if rec, _ := h.store.HasManifest(img.Repository, img.Digest); rec.MediaType != "" {
 			sum.MediaType = rec.MediaType
 		}
-		if tags, err := s.store.TagsOf(img.Repository, img.Digest); err == nil {
+		if tags, err := h.store.TagsOf(img.Repository, img.Digest); err == nil {
 			sum.Tags = tags
 		}
-		if s.gate != nil {
-			if j := s.gate.Judgement(img.Repository, img.Digest); j != nil {
+		if h.gate != nil {
+			if j := h.gate.Judgement(img.Repository, img.Digest); j != nil {
 				sum.Verdict, sum.Policy, sum.Rule = j.State, j.Verdict.Policy, j.Verdict.Rule()
 				sum.Counts, sum.ScannedAt, sum.DBVersion = j.Verdict.Counts, j.ScannedAt, j.DBVersion
-			} else if f, err := s.gate.Facts(img.Digest); err == nil && !f.Final() {
+			} else if f, err := h.gate.Facts(img.Digest); err == nil && !f.Final() {
 				sum.Verdict, sum.ScannedAt, sum.DBVersion = f.State, f.ScannedAt, f.DBVersion
 			}
 		}
@@ -128,12 +128,12 @@ func (s *Server) summaries(q url.Values) ([]ImageSummary, error) {
 }
 
 // serveImages is GET /api/v1/images: stored images with their verdicts, paginated.
-func (s *Server) serveImages(w http.ResponseWriter, r *http.Request) error {
+func (h *Handler) serveImages(w http.ResponseWriter, r *http.Request) error {
 	limit, cursor, err := page(r)
 	if err != nil {
 		return err
 	}
-	all, err := s.summaries(r.URL.Query())
+	all, err := h.summaries(r.URL.Query())
 	if err != nil {
 		return err
 	}
@@ -180,8 +180,8 @@ type LayerSummary struct {
 	MediaType string `json:"mediaType"`
 }
 
-func (s *Server) serveImage(w http.ResponseWriter, r *http.Request, d digest.Digest) error {
-	det, err := s.imageDetail(r, d)
+func (h *Handler) serveImage(w http.ResponseWriter, r *http.Request, d digest.Digest) error {
+	det, err := h.imageDetail(r, d)
 	if err != nil {
 		return err
 	}
@@ -190,8 +190,8 @@ func (s *Server) serveImage(w http.ResponseWriter, r *http.Request, d digest.Dig
 }
 
 // imageDetail gathers what is known about one digest.
-func (s *Server) imageDetail(r *http.Request, d digest.Digest) (*ImageDetail, error) {
-	all, err := s.summaries(nil) // every repository holding it, whatever the list filters
+func (h *Handler) imageDetail(r *http.Request, d digest.Digest) (*ImageDetail, error) {
+	all, err := h.summaries(nil) // every repository holding it, whatever the list filters
 	if err != nil {
 		return nil, err
 	}
@@ -212,7 +212,7 @@ func (s *Server) imageDetail(r *http.Request, d digest.Digest) (*ImageDetail, er
 			}
 		}
 	}
-	if _, raw, err := s.store.Manifest(repo, d); err == nil {
+	if _, raw, err := h.store.Manifest(repo, d); err == nil {
 		det.Manifest = raw
 		var m struct {
 			Layers []LayerSummary `json:"layers"`
@@ -221,12 +221,12 @@ func (s *Server) imageDetail(r *http.Request, d digest.Digest) (*ImageDetail, er
 			det.Layers = m.Layers
 		}
 	}
-	if s.gate != nil {
-		if f, err := s.gate.Facts(d); err == nil {
+	if h.gate != nil {
+		if f, err := h.gate.Facts(d); err == nil {
 			det.Facts = f
 		}
 		for _, sum := range det.Repositories {
-			if j := s.gate.Judgement(sum.Repository, d); j != nil {
+			if j := h.gate.Judgement(sum.Repository, d); j != nil {
 				det.Judgements = append(det.Judgements, j)
 				if sum.Repository == repo {
 					det.Verdict = j
@@ -239,7 +239,7 @@ func (s *Server) imageDetail(r *http.Request, d digest.Digest) (*ImageDetail, er
 
 // serveVerdicts is GET /api/v1/verdicts?state=denied: the recorded judgements, one per
 // (repository, digest), paginated in that order.
-func (s *Server) serveVerdicts(w http.ResponseWriter, r *http.Request) error {
+func (h *Handler) serveVerdicts(w http.ResponseWriter, r *http.Request) error {
 	limit, cursor, err := page(r)
 	if err != nil {
 		return err
@@ -247,7 +247,7 @@ func (s *Server) serveVerdicts(w http.ResponseWriter, r *http.Request) error {
 	state := r.URL.Query().Get("state")
 	items := []gate.Judgement{}
 	next := ""
-	err = s.store.Judgements(func(repo string, d digest.Digest, b []byte) error {
+	err = h.store.Judgements(func(repo string, d digest.Digest, b []byte) error {
 		if k := repo + "\x00" + d.String(); cursor != "" && k <= cursor {
 			return nil
 		}

@@ -1,4 +1,4 @@
-package proxy
+package admin
 
 import (
 	"embed"
@@ -65,7 +65,7 @@ func HumanBytes(n int64) string {
 type uiPackage struct{ Name, Version, Target string }
 
 // serveUI answers /ui/ (images), /ui/images/<digest>, /ui/db and /ui/static/.
-func (s *Server) serveUI(w http.ResponseWriter, r *http.Request) error {
+func (h *Handler) serveUI(w http.ResponseWriter, r *http.Request) error {
 	p := strings.TrimPrefix(r.URL.Path, "/ui")
 	switch {
 	case strings.HasPrefix(p, "/static/"):
@@ -74,33 +74,33 @@ func (s *Server) serveUI(w http.ResponseWriter, r *http.Request) error {
 		http.StripPrefix("/ui", http.FileServerFS(sub)).ServeHTTP(w, r)
 		return nil
 	case p == "" || p == "/":
-		images, err := s.summaries(r.URL.Query())
+		images, err := h.summaries(r.URL.Query())
 		if err != nil {
 			return err
 		}
 		q := r.URL.Query()
-		return s.render(w, "images.html", map[string]any{"Title": "Images", "Images": images,
+		return h.render(w, "images.html", map[string]any{"Title": "Images", "Images": images,
 			"Denied": q.Get("denied") == "true", "Repository": q.Get("repository"), "Severity": strings.ToUpper(q.Get("severity"))})
 	case strings.HasPrefix(p, "/images/"):
 		d, err := digest.Parse(strings.TrimPrefix(p, "/images/"))
 		if err != nil {
 			return httpx.DigestInvalid("invalid digest: %v", err)
 		}
-		det, err := s.imageDetail(r, d)
+		det, err := h.imageDetail(r, d)
 		if err != nil {
 			return err
 		}
-		data := map[string]any{"Title": d.String(), "Detail": det, "Packages": s.reportPackages(d)}
+		data := map[string]any{"Title": d.String(), "Detail": det, "Packages": h.reportPackages(d)}
 		if det.Facts != nil && det.Facts.Input != nil {
 			in := *det.Facts.Input
 			in.Vulnerabilities = append([]policy.Vulnerability(nil), in.Vulnerabilities...)
 			policy.SortWorstFirst(in.Vulnerabilities)
 			data["Input"] = &in
 		}
-		return s.render(w, "image.html", data)
+		return h.render(w, "image.html", data)
 	case p == "/baseline":
 		data := map[string]any{"Title": "Baseline"}
-		at, b, err := s.store.LatestBaseline()
+		at, b, err := h.store.LatestBaseline()
 		if err == nil {
 			var bl struct {
 				Policy  string           `json:"policy"`
@@ -111,10 +111,10 @@ func (s *Server) serveUI(w http.ResponseWriter, r *http.Request) error {
 				data["At"], data["Baseline"] = at, bl
 			}
 		}
-		return s.render(w, "baseline.html", data)
+		return h.render(w, "baseline.html", data)
 	case p == "/db":
 		data := map[string]any{"Title": "Vulnerability DB"}
-		if rep, ok := s.scanReporter(); ok {
+		if rep, ok := h.scanReporter(); ok {
 			st, err := rep.DBStatus()
 			if err != nil {
 				data["Error"] = err.Error()
@@ -124,12 +124,12 @@ func (s *Server) serveUI(w http.ResponseWriter, r *http.Request) error {
 		} else {
 			data["Error"] = "scanning is off"
 		}
-		return s.render(w, "db.html", data)
+		return h.render(w, "db.html", data)
 	}
 	return httpx.Unsupported("no such page: %s", r.URL.Path)
 }
 
-func (s *Server) render(w http.ResponseWriter, name string, data any) error {
+func (h *Handler) render(w http.ResponseWriter, name string, data any) error {
 	var b strings.Builder
 	if err := uiTemplates.ExecuteTemplate(&b, name, data); err != nil {
 		return err
@@ -140,8 +140,8 @@ func (s *Server) render(w http.ResponseWriter, name string, data any) error {
 }
 
 // reportPackages lists the packages of a stored Trivy report.
-func (s *Server) reportPackages(d digest.Digest) []uiPackage {
-	b, err := s.store.Report(d)
+func (h *Handler) reportPackages(d digest.Digest) []uiPackage {
+	b, err := h.store.Report(d)
 	if err != nil {
 		return nil
 	}

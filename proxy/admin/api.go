@@ -1,4 +1,4 @@
-package proxy
+package admin
 
 import (
 	"bytes"
@@ -19,18 +19,18 @@ import (
 )
 
 // serveAPI answers goldproxy's own endpoints: /healthz, /readyz and /api/v1/.
-func (s *Server) serveAPI(w http.ResponseWriter, r *http.Request) (bool, error) {
+func (h *Handler) serveAPI(w http.ResponseWriter, r *http.Request) (bool, error) {
 
 	p := r.URL.Path
 	switch {
 	case p == "/ui" || strings.HasPrefix(p, "/ui/"):
-		return true, s.serveUI(w, r)
+		return true, h.serveUI(w, r)
 	case p == "/healthz":
 		w.Header().Set("Content-Type", "text/plain")
 		_, _ = w.Write([]byte("ok\n"))
 		return true, nil
 	case p == "/readyz":
-		return true, s.serveReady(w)
+		return true, h.serveReady(w)
 	case p == "/api/v1/baselines":
 		if r.Method != http.MethodPost {
 			return true, httpx.Unsupported("POST a baseline comparison (goldproxy baseline --proxy does)")
@@ -39,13 +39,13 @@ func (s *Server) serveAPI(w http.ResponseWriter, r *http.Request) (bool, error) 
 		if err != nil || !json.Valid(b) {
 			return true, &httpx.Error{Status: http.StatusBadRequest, Code: "UNSUPPORTED", Message: "body must be the baseline JSON"}
 		}
-		if err := s.store.PutBaseline(s.now(), b); err != nil {
+		if err := h.store.PutBaseline(h.now(), b); err != nil {
 			return true, err
 		}
 		w.WriteHeader(http.StatusCreated)
 		return true, nil
 	case p == "/api/v1/baselines/latest":
-		at, b, err := s.store.LatestBaseline()
+		at, b, err := h.store.LatestBaseline()
 		if errors.Is(err, storage.ErrNotFound) {
 			return true, httpx.ManifestUnknown("no baseline comparison was run through this proxy")
 		}
@@ -57,22 +57,22 @@ func (s *Server) serveAPI(w http.ResponseWriter, r *http.Request) (bool, error) 
 		_, err = w.Write(b)
 		return true, err
 	case p == "/api/v1/images":
-		return true, s.serveImages(w, r)
+		return true, h.serveImages(w, r)
 	case p == "/api/v1/verdicts":
-		return true, s.serveVerdicts(w, r)
+		return true, h.serveVerdicts(w, r)
 	case strings.HasPrefix(p, "/api/v1/images/") && strings.Count(strings.TrimPrefix(p, "/api/v1/images/"), "/") == 0:
 		d, err := digest.Parse(strings.TrimPrefix(p, "/api/v1/images/"))
 		if err != nil {
 			return true, httpx.DigestInvalid("invalid digest: %v", err)
 		}
-		return true, s.serveImage(w, r, d)
+		return true, h.serveImage(w, r, d)
 	case p == "/api/v1/robots" || strings.HasPrefix(p, "/api/v1/robots/"):
-		return true, s.auth.ServeRobots(w, r)
+		return true, h.auth.ServeRobots(w, r)
 	case p == "/api/v1/gc":
 		if r.Method != http.MethodPost {
 			return true, httpx.Unsupported("POST to run gc (?dry_run=true to see what it would remove)")
 		}
-		res, err := s.GC(r.Context(), r.URL.Query().Get("dry_run") == "true")
+		res, err := h.gc.Collect(r.Context(), r.URL.Query().Get("dry_run") == "true")
 		if err != nil {
 			return true, err
 		}
@@ -82,17 +82,17 @@ func (s *Server) serveAPI(w http.ResponseWriter, r *http.Request) (bool, error) 
 		if r.Method != http.MethodPost {
 			return true, httpx.Unsupported("POST to update the vulnerability DB")
 		}
-		if s.dbUpdate == nil {
+		if h.dbUpdate == nil {
 			return true, httpx.Unsupported("this proxy cannot update its DB")
 		}
-		res, err := s.dbUpdate(r.Context())
+		res, err := h.dbUpdate(r.Context())
 		if err != nil {
 			return true, httpx.Upstream("DB update failed: %v", err)
 		}
 		w.Header().Set("Content-Type", "application/json")
 		return true, json.NewEncoder(w).Encode(res)
 	case p == "/api/v1/db":
-		rep, ok := s.scanReporter()
+		rep, ok := h.scanReporter()
 		if !ok {
 			return true, httpx.Unsupported("no vulnerability DB: scanning is off")
 		}
@@ -108,7 +108,7 @@ func (s *Server) serveAPI(w http.ResponseWriter, r *http.Request) (bool, error) 
 		if err != nil {
 			return true, httpx.DigestInvalid("invalid digest: %v", err)
 		}
-		det, err := s.imageDetail(r, d)
+		det, err := h.imageDetail(r, d)
 		if err != nil {
 			return true, err
 		}
@@ -127,7 +127,7 @@ func (s *Server) serveAPI(w http.ResponseWriter, r *http.Request) (bool, error) 
 		if err != nil {
 			return true, httpx.DigestInvalid("invalid digest: %v", err)
 		}
-		return true, s.serveReport(w, r, d)
+		return true, h.serveReport(w, r, d)
 	}
 	return false, nil
 }
@@ -139,8 +139,8 @@ type ReportFormatter interface {
 }
 
 // serveReport answers /api/v1/images/<digest>/report?format=json|sarif|md|cyclonedx.
-func (s *Server) serveReport(w http.ResponseWriter, r *http.Request, d digest.Digest) error {
-	report, err := s.store.Report(d)
+func (h *Handler) serveReport(w http.ResponseWriter, r *http.Request, d digest.Digest) error {
+	report, err := h.store.Report(d)
 	if errors.Is(err, storage.ErrNotFound) {
 		return httpx.ManifestUnknown("no scan report for %s", d)
 	}
@@ -161,7 +161,7 @@ func (s *Server) serveReport(w http.ResponseWriter, r *http.Request, d digest.Di
 		_, err = w.Write(report)
 		return err
 	case "md", "markdown":
-		det, err := s.imageDetail(r, d)
+		det, err := h.imageDetail(r, d)
 		if err != nil || det.Facts == nil || det.Facts.Input == nil || det.Verdict == nil {
 			return httpx.ManifestUnknown("no verdict for %s", d)
 		}
@@ -172,8 +172,8 @@ func (s *Server) serveReport(w http.ResponseWriter, r *http.Request, d digest.Di
 		return err
 	case "sarif", "cyclonedx":
 		var f ReportFormatter
-		if s.gate != nil {
-			f, _ = s.gate.Scanner().(ReportFormatter)
+		if h.gate != nil {
+			f, _ = h.gate.Scanner().(ReportFormatter)
 		}
 		if f == nil {
 			return httpx.Unsupported("this proxy cannot render %s reports", format)
@@ -230,25 +230,25 @@ type DBReporter interface {
 	DBStatus() (any, error)
 }
 
-func (s *Server) scanReporter() (DBReporter, bool) {
-	if s.gate == nil {
+func (h *Handler) scanReporter() (DBReporter, bool) {
+	if h.gate == nil {
 		return nil, false
 	}
-	r, ok := s.gate.Scanner().(DBReporter)
+	r, ok := h.gate.Scanner().(DBReporter)
 	return r, ok
 }
 
-func (s *Server) serveReady(w http.ResponseWriter) error {
+func (h *Handler) serveReady(w http.ResponseWriter) error {
 	checks := map[string]string{}
 	ok := true
-	if err := s.store.Writable(); err != nil {
+	if err := h.store.Writable(); err != nil {
 		checks["store"], ok = err.Error(), false
 	} else {
 		checks["store"] = "ok"
 	}
-	if s.gate != nil {
+	if h.gate != nil {
 		checks["scanner"] = "ok"
-		if rd, is := s.gate.Scanner().(gate.Readiness); is {
+		if rd, is := h.gate.Scanner().(gate.Readiness); is {
 			if err := rd.Ready(); err != nil {
 				checks["scanner"], ok = err.Error(), false
 			}
