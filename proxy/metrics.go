@@ -11,7 +11,6 @@ import (
 type metrics struct {
 	requests        *prometheus.CounterVec
 	requestDuration *prometheus.HistogramVec
-	servedBytes     *prometheus.CounterVec
 }
 
 func newMetrics(reg prometheus.Registerer) *metrics {
@@ -20,10 +19,8 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Help: "HTTP requests by route, method and status code."}, []string{"route", "method", "code"}),
 		requestDuration: prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "goldproxy_http_request_duration_seconds",
 			Help: "HTTP request durations by route and method.", Buckets: prometheus.ExponentialBuckets(0.0005, 4, 10)}, []string{"route", "method"}),
-		servedBytes: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "goldproxy_served_bytes_total",
-			Help: "Blob and manifest bytes sent to clients, by upstream."}, []string{"upstream"}),
 	}
-	reg.MustRegister(m.requests, m.requestDuration, m.servedBytes)
+	reg.MustRegister(m.requests, m.requestDuration)
 	return m
 }
 

@@ -21,9 +21,9 @@ import (
 	"github.com/goldproxy/goldproxy/proxy/gate"
 	"github.com/goldproxy/goldproxy/proxy/gc"
 	"github.com/goldproxy/goldproxy/proxy/mirror"
+	"github.com/goldproxy/goldproxy/proxy/registry"
 	"github.com/goldproxy/goldproxy/proxy/registry/httpx"
 
-	"github.com/opencontainers/go-digest"
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/goldproxy/goldproxy/storage"
@@ -42,6 +42,7 @@ type Server struct {
 	life   *lifetime
 	gc     *gc.Collector
 	admin  *admin.Handler
+	api    *registry.Registry // the OCI pull API
 
 	scanner gate.Scanner
 	policy  *policy.Set
@@ -135,6 +136,9 @@ func New(cfg *config.Config, store *storage.Store, opts ...Option) (*Server, err
 	s.gc = gc.New(gd)
 	s.admin = admin.New(store, s.gate, s.auth, s.gc, s.dbUpdate, s.now)
 	if err := s.registry.Register(s.admin.Collector()); err != nil {
+		return nil, err
+	}
+	if s.api, err = registry.New(s.mirror, s.check, s.auth, allow, s.gc.Pulls(), s.now, s.registry); err != nil {
 		return nil, err
 	}
 	s.goBackground(s.gc.FlushLoop)
@@ -275,7 +279,7 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	log := s.log.With("request_id", id)
 	defer func() {
 		d := time.Since(start)
-		route := routeLabel(r.URL.Path)
+		route := registry.RouteLabel(r.URL.Path)
 		s.metrics.requests.WithLabelValues(route, r.Method, strconv.Itoa(rw.Status())).Inc()
 		s.metrics.requestDuration.WithLabelValues(route, r.Method).Observe(d.Seconds())
 		log.Info("request", "method", r.Method, "path", r.URL.Path, "ns", r.URL.Query().Get("ns"),
@@ -297,6 +301,7 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	httpx.WriteError(rw, r, err)
 }
 
+// serve dispatches: the token endpoint, the admin endpoints, the registry API.
 func (s *Server) serve(w http.ResponseWriter, r *http.Request) error {
 	if r.URL.Path == "/token" {
 		return s.auth.ServeToken(w, r)
@@ -311,69 +316,7 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request) error {
 			return err
 		}
 	}
-	w.Header().Set("Docker-Distribution-API-Version", "registry/2.0")
-	rt, ok := parseRoute(r)
-	if !ok {
-		return &httpx.Error{Status: http.StatusNotFound, Code: "UNSUPPORTED", Message: fmt.Sprintf("no such endpoint: %s", r.URL.Path)}
-	}
-	if rt.Kind == mirror.KindUpload {
-		return httpx.Unsupported("goldproxy is a read-only mirror: uploads are not supported")
-	}
-	if r.Method != http.MethodGet && r.Method != http.MethodHead {
-		return httpx.Unsupported("goldproxy is a read-only mirror: %s is not supported", r.Method)
-	}
-	if rt.Kind == mirror.KindBase {
-		if err := s.auth.Authorize(r, ""); err != nil {
-			return err
-		}
-		w.Header().Set("Content-Type", "application/json")
-		_, _ = w.Write([]byte("{}"))
-		return nil
-	}
-	if err := s.mirror.Resolve(rt); err != nil {
-		if aerr := s.auth.Authorize(r, ""); aerr != nil {
-			return aerr // say nothing about names to a client that has not logged in
-		}
-		return err
-	}
-	if err := s.auth.Authorize(r, rt.Key); err != nil {
-		return err
-	}
-	if !s.allow.Allowed(rt.Key) {
-		return httpx.Denied("%s", gate.NotAllowedMessage(rt.Key))
-	}
-	if rw, ok := w.(*httpx.ResponseWriter); ok && (rt.Kind == mirror.KindManifest || rt.Kind == mirror.KindBlob) {
-		before := rw.Bytes()
-		defer func() { s.metrics.servedBytes.WithLabelValues(rt.Upstream()).Add(float64(rw.Bytes() - before)) }()
-	}
-	switch rt.Kind {
-	case mirror.KindManifest:
-		return s.serveManifest(w, r, rt)
-	case mirror.KindBlob:
-		return s.serveBlob(w, r, rt)
-	case mirror.KindTags:
-		return s.serveTags(w, r, rt)
-	case mirror.KindReferrers:
-		return s.serveReferrers(w, r, rt)
-	}
-	return httpx.Unsupported("unsupported request")
-}
-
-// routeLabel names a request's route for metrics (bounded cardinality).
-func routeLabel(path string) string {
-	switch {
-	case path == "/token":
-		return "token"
-	case path == "/healthz" || path == "/readyz":
-		return "health"
-	case strings.HasPrefix(path, "/api/"):
-		return "api"
-	}
-	kind, _, _, ok := parsePath(path)
-	if !ok {
-		return "other"
-	}
-	return kind
+	return s.api.Serve(w, r)
 }
 
 // AddRobot creates a pull-only robot and returns its token, which is shown only now.
@@ -386,15 +329,6 @@ func (s *Server) Robots() ([]storage.Robot, error) { return s.auth.Robots() }
 
 // RevokeRobot deletes a robot: its password and its tokens stop working at once.
 func (s *Server) RevokeRobot(name string) error { return s.auth.RevokeRobot(name) }
-
-// serveBlob answers GET/HEAD /v2/<name>/blobs/<digest> from the mirror.
-func (s *Server) serveBlob(w http.ResponseWriter, r *http.Request, rt *mirror.Route) error {
-	dgst, err := digest.Parse(rt.Ref)
-	if err != nil {
-		return httpx.DigestInvalid("invalid digest %q: %v", rt.Ref, err)
-	}
-	return s.mirror.ServeBlob(w, r, rt, dgst)
-}
 
 // UpstreamRef maps a reference to a configured upstream to where that upstream really
 // is, with its transport and credentials (for the vulnerability DB fetch).

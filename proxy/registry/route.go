@@ -1,8 +1,9 @@
-package proxy
+package registry
 
 import (
 	"net/http"
 	"regexp"
+	"strings"
 
 	"github.com/goldproxy/goldproxy/proxy/mirror"
 )
@@ -37,4 +38,21 @@ func parseRoute(r *http.Request) (*mirror.Route, bool) {
 		return nil, false
 	}
 	return &mirror.Route{Kind: kind, Name: name, Ref: ref, NS: r.URL.Query().Get("ns")}, true
+}
+
+// RouteLabel names a request's route for metrics (bounded cardinality).
+func RouteLabel(path string) string {
+	switch {
+	case path == "/token":
+		return "token"
+	case path == "/healthz" || path == "/readyz":
+		return "health"
+	case strings.HasPrefix(path, "/api/"):
+		return "api"
+	}
+	kind, _, _, ok := parsePath(path)
+	if !ok {
+		return "other"
+	}
+	return kind
 }

@@ -1,4 +1,4 @@
-package proxy
+package registry
 
 import (
 	"encoding/json"
@@ -12,7 +12,7 @@ import (
 )
 
 // serveTags answers GET /v2/<name>/tags/list with n/last pagination over the mirror's list.
-func (s *Server) serveTags(w http.ResponseWriter, r *http.Request, rt *mirror.Route) error {
+func (reg *Registry) serveTags(w http.ResponseWriter, r *http.Request, rt *mirror.Route) error {
 	q := r.URL.Query()
 	n := -1
 	if v := q.Get("n"); v != "" {
@@ -23,7 +23,7 @@ func (s *Server) serveTags(w http.ResponseWriter, r *http.Request, rt *mirror.Ro
 		n = i
 	}
 	last := q.Get("last")
-	tags, err := s.mirror.Tags(r.Context(), rt)
+	tags, err := reg.mirror.Tags(r.Context(), rt)
 	if err != nil {
 		return err
 	}

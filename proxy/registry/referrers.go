@@ -1,4 +1,4 @@
-package proxy
+package registry
 
 import (
 	"encoding/json"
@@ -15,12 +15,12 @@ import (
 
 // serveReferrers answers GET /v2/<name>/referrers/<digest>: the mirror's list, filtered
 // by artifactType when asked.
-func (s *Server) serveReferrers(w http.ResponseWriter, r *http.Request, rt *mirror.Route) error {
+func (reg *Registry) serveReferrers(w http.ResponseWriter, r *http.Request, rt *mirror.Route) error {
 	dgst, err := digest.Parse(rt.Ref)
 	if err != nil {
 		return httpx.DigestInvalid("invalid digest %q: %v", rt.Ref, err)
 	}
-	list, err := s.mirror.Referrers(r.Context(), rt, dgst)
+	list, err := reg.mirror.Referrers(r.Context(), rt, dgst)
 	if err != nil {
 		return err
 	}

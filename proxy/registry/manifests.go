@@ -1,4 +1,4 @@
-package proxy
+package registry
 
 import (
 	"encoding/json"
@@ -18,7 +18,7 @@ var reTag = regexp.MustCompile(`^[a-zA-Z0-9_][a-zA-Z0-9._-]{0,127}$`)
 
 // serveManifest answers GET/HEAD /v2/<name>/manifests/<ref>: resolve a tag, load the
 // manifest from the store or ingest it, ask the gate, then serve the exact bytes.
-func (s *Server) serveManifest(w http.ResponseWriter, r *http.Request, rt *mirror.Route) error {
+func (reg *Registry) serveManifest(w http.ResponseWriter, r *http.Request, rt *mirror.Route) error {
 	ctx := r.Context()
 	var dgst digest.Digest
 	tag := ""
@@ -31,7 +31,7 @@ func (s *Server) serveManifest(w http.ResponseWriter, r *http.Request, rt *mirro
 		dgst = d
 	case reTag.MatchString(rt.Ref):
 		tag = rt.Ref
-		d, err := s.mirror.ResolveTag(ctx, rt, tag)
+		d, err := reg.mirror.ResolveTag(ctx, rt, tag)
 		if err != nil {
 			return err
 		}
@@ -39,7 +39,7 @@ func (s *Server) serveManifest(w http.ResponseWriter, r *http.Request, rt *mirro
 	default:
 		return httpx.ManifestUnknown("invalid tag %q", rt.Ref)
 	}
-	rec, raw, err := s.mirror.Manifest(ctx, rt, dgst)
+	rec, raw, err := reg.mirror.Manifest(ctx, rt, dgst)
 	if err != nil {
 		return err
 	}
@@ -50,12 +50,12 @@ func (s *Server) serveManifest(w http.ResponseWriter, r *http.Request, rt *mirro
 		if !ok {
 			return httpx.ManifestUnknown("%s:%s is an image index with no linux/amd64 manifest and the client does not accept indexes", rt.Key, tag)
 		}
-		if rec, raw, err = s.mirror.Manifest(ctx, rt, child); err != nil {
+		if rec, raw, err = reg.mirror.Manifest(ctx, rt, child); err != nil {
 			return err
 		}
 	}
-	s.mirror.CountManifest(rt)
-	verdict, err := s.check.Check(ctx, gate.Manifest{
+	reg.mirror.CountManifest(rt)
+	verdict, err := reg.gate.Check(ctx, gate.Manifest{
 		Repository: rt.Key,
 		Tag:        tag,
 		Descriptor: mirror.DescriptorOf(rec),
@@ -69,7 +69,7 @@ func (s *Server) serveManifest(w http.ResponseWriter, r *http.Request, rt *mirro
 			"report": gate.ReportPath(rt.Key, rec.Digest.String())}
 		return e
 	}
-	s.gc.Pulls().Mark(rt.Key, rec.Digest, s.now())
+	reg.pulls.Mark(rt.Key, rec.Digest, reg.now())
 	h := w.Header()
 	h.Set("Content-Type", rec.MediaType)
 	h.Set("Docker-Content-Digest", rec.Digest.String())

@@ -1,0 +1,130 @@
+// Package registry is goldproxy's only OCI distribution HTTP server: it parses registry
+// API paths, answers manifest, blob, tag-list and referrers requests, and refuses
+// everything that would change the store (push, delete, uploads). Every name is routed
+// to an upstream repository by the mirror, every repository is checked against the
+// requester and the allowlist, and every manifest is judged by the gate for this
+// request before a byte of it is sent.
+//
+// It never fetches from an upstream itself (the mirror does) and never judges (the gate
+// does); it only serves what they produced, with the status codes the spec defines.
+package registry
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+	"time"
+
+	"github.com/opencontainers/go-digest"
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/goldproxy/goldproxy/proxy/gate"
+	"github.com/goldproxy/goldproxy/proxy/mirror"
+	"github.com/goldproxy/goldproxy/proxy/registry/httpx"
+	"github.com/goldproxy/goldproxy/storage"
+)
+
+// Mirror is where content comes from: the store, or the upstream through it.
+type Mirror interface {
+	Resolve(rt *mirror.Route) error
+	ResolveTag(ctx context.Context, rt *mirror.Route, tag string) (digest.Digest, error)
+	Manifest(ctx context.Context, rt *mirror.Route, d digest.Digest) (storage.ManifestRecord, []byte, error)
+	CountManifest(rt *mirror.Route)
+	ServeBlob(w http.ResponseWriter, r *http.Request, rt *mirror.Route, d digest.Digest) error
+	Tags(ctx context.Context, rt *mirror.Route) ([]string, error)
+	Referrers(ctx context.Context, rt *mirror.Route, d digest.Digest) ([]storage.Descriptor, error)
+}
+
+// Gate decides whether a manifest may be served, for one request.
+type Gate interface {
+	Check(ctx context.Context, m gate.Manifest) (gate.Verdict, error)
+}
+
+// Authorizer decides whether a request may read a repository ("" for the /v2/ base).
+type Authorizer interface {
+	Authorize(r *http.Request, repo string) error
+}
+
+// Allowlist admits the repositories this proxy mirrors at all.
+type Allowlist interface {
+	Allowed(repo string) bool
+}
+
+// PullMarker records that a manifest was served (the collector's LRU).
+type PullMarker interface {
+	Mark(repo string, d digest.Digest, t time.Time)
+}
+
+// Registry serves the pull API.
+type Registry struct {
+	mirror      Mirror
+	gate        Gate
+	auth        Authorizer
+	allow       Allowlist
+	pulls       PullMarker
+	now         func() time.Time
+	servedBytes *prometheus.CounterVec
+}
+
+// New returns the registry server; its metrics are registered on reg.
+func New(m Mirror, g Gate, a Authorizer, allow Allowlist, pulls PullMarker, now func() time.Time, reg prometheus.Registerer) (*Registry, error) {
+	r := &Registry{mirror: m, gate: g, auth: a, allow: allow, pulls: pulls, now: now,
+		servedBytes: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "goldproxy_served_bytes_total",
+			Help: "Blob and manifest bytes sent to clients, by upstream."}, []string{"upstream"})}
+	if err := reg.Register(r.servedBytes); err != nil {
+		return nil, err
+	}
+	return r, nil
+}
+
+// Serve answers the registry API (/v2/…): read-only, every name routed to an upstream,
+// every repository checked against the requester and the allowlist, every manifest
+// judged by the gate.
+func (reg *Registry) Serve(w http.ResponseWriter, r *http.Request) error {
+	w.Header().Set("Docker-Distribution-API-Version", "registry/2.0")
+	rt, ok := parseRoute(r)
+	if !ok {
+		return &httpx.Error{Status: http.StatusNotFound, Code: "UNSUPPORTED", Message: fmt.Sprintf("no such endpoint: %s", r.URL.Path)}
+	}
+	if rt.Kind == mirror.KindUpload {
+		return httpx.Unsupported("goldproxy is a read-only mirror: uploads are not supported")
+	}
+	if r.Method != http.MethodGet && r.Method != http.MethodHead {
+		return httpx.Unsupported("goldproxy is a read-only mirror: %s is not supported", r.Method)
+	}
+	if rt.Kind == mirror.KindBase {
+		if err := reg.auth.Authorize(r, ""); err != nil {
+			return err
+		}
+		w.Header().Set("Content-Type", "application/json")
+		_, _ = w.Write([]byte("{}"))
+		return nil
+	}
+	if err := reg.mirror.Resolve(rt); err != nil {
+		if aerr := reg.auth.Authorize(r, ""); aerr != nil {
+			return aerr // say nothing about names to a client that has not logged in
+		}
+		return err
+	}
+	if err := reg.auth.Authorize(r, rt.Key); err != nil {
+		return err
+	}
+	if !reg.allow.Allowed(rt.Key) {
+		return httpx.Denied("%s", gate.NotAllowedMessage(rt.Key))
+	}
+	if rw, ok := w.(*httpx.ResponseWriter); ok && (rt.Kind == mirror.KindManifest || rt.Kind == mirror.KindBlob) {
+		before := rw.Bytes()
+		defer func() { reg.servedBytes.WithLabelValues(rt.Upstream()).Add(float64(rw.Bytes() - before)) }()
+	}
+	switch rt.Kind {
+	case mirror.KindManifest:
+		return reg.serveManifest(w, r, rt)
+	case mirror.KindBlob:
+		return reg.serveBlob(w, r, rt)
+	case mirror.KindTags:
+		return reg.serveTags(w, r, rt)
+	case mirror.KindReferrers:
+		return reg.serveReferrers(w, r, rt)
+	}
+	return httpx.Unsupported("unsupported request")
+}
