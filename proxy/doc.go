@@ -1,10 +1,11 @@
-// Package proxy is goldproxy's HTTP front: the only package that speaks the OCI
-// distribution protocol. It routes a client's request to an upstream registry and
-// repository, resolves tags, ingests content from the upstream into the store on a miss
-// (verifying every digest before anything is committed or served), and asks a Gate
-// whether a manifest may be served.
+// Package proxy composes goldproxy's server from its parts and is the one http.Handler
+// clients talk to: registry/ answers the OCI pull API, mirror/ fetches from the
+// upstreams into the store, gate/ scans once per digest and judges every request,
+// auth/ says who is asking, admin/ serves the API and dashboard, gc/ bounds the store.
+// Server adds request ids, the access log and request metrics around them, renders
+// every error through registry/httpx, warms prefetch lists, and owns the lifetime all
+// background work runs in: Close cancels it and waits.
 //
-// It must never serve a manifest the Gate has not allowed, never serve bytes that did not
-// match their digest, and never write to an upstream: push, delete and uploads are
-// refused with UNSUPPORTED.
+// It holds no logic of its own about content or verdicts; it must never let a request
+// reach content by a path that skips the registry's checks.
 package proxy

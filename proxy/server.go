@@ -13,6 +13,7 @@ import (
 
 	"github.com/google/go-containerregistry/pkg/name"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/goldproxy/goldproxy/policy"
 	"github.com/goldproxy/goldproxy/proxy/admin"
@@ -23,9 +24,6 @@ import (
 	"github.com/goldproxy/goldproxy/proxy/mirror"
 	"github.com/goldproxy/goldproxy/proxy/registry"
 	"github.com/goldproxy/goldproxy/proxy/registry/httpx"
-
-	"github.com/prometheus/client_golang/prometheus"
-
 	"github.com/goldproxy/goldproxy/storage"
 )
 

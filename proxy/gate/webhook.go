@@ -9,9 +9,8 @@ import (
 	"net/http"
 	"time"
 
-	"github.com/goldproxy/goldproxy/proxy/config"
-
 	"github.com/goldproxy/goldproxy/policy"
+	"github.com/goldproxy/goldproxy/proxy/config"
 )
 
 // VerdictChange is the JSON body POSTed to webhooks.

@@ -12,12 +12,12 @@ import (
 	"sync"
 	"time"
 
-	"github.com/goldproxy/goldproxy/proxy/config"
-
 	"github.com/google/go-containerregistry/pkg/authn"
 	"github.com/google/go-containerregistry/pkg/name"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 	"github.com/google/go-containerregistry/pkg/v1/remote/transport"
+
+	"github.com/goldproxy/goldproxy/proxy/config"
 )
 
 // upstream is one registry goldproxy pulls from, with its credentials and transports.
