@@ -4,16 +4,12 @@ import (
 	"context"
 	"crypto/sha256"
 	"fmt"
-	"io"
 	"log/slog"
 	"net/http"
 	"os"
 	"path/filepath"
-	"sync"
 	"time"
 
-	"github.com/google/go-containerregistry/pkg/name"
-	"github.com/google/go-containerregistry/pkg/v1/remote"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
@@ -28,7 +24,6 @@ import (
 
 // app is a wired goldproxy: store, scanner and DB, and the registry server.
 type app struct {
-	dbMu    sync.Mutex // one refresh at a time
 	reg     *prometheus.Registry
 	cfg     *config.Config
 	log     *slog.Logger
@@ -36,10 +31,11 @@ type app struct {
 	db      *scanner.DB
 	scanner *scanner.Scanner
 	srv     *proxy.Server
+	dbs     *scanner.Updater
 }
 
 // newApp opens the store and the scanner and builds the server. The vulnerability DB is
-// loaded by loadDB; until then every new image is denied and /readyz says why.
+// loaded by a.dbs.Load; until then every new image is denied and /readyz says why.
 func newApp(ctx context.Context, cfg *config.Config, log *slog.Logger) (*app, error) {
 	store, err := storage.Open(ctx, cfg.DataDir)
 	if err != nil {
@@ -66,6 +62,15 @@ func newApp(ctx context.Context, cfg *config.Config, log *slog.Logger) (*app, er
 		return nil, err
 	}
 	a.srv = srv
+	src := scanner.Source{Root: filepath.Join(cfg.DataDir, "trivy-db"), Repository: cfg.DB.Repository, JavaRepository: cfg.DB.JavaRepository,
+		Upstream: srv.UpstreamRef, Log: log}
+	if cfg.DB.Dir != "" {
+		src.Dir = cfg.Resolve(cfg.DB.Dir)
+	}
+	if cfg.DB.JavaDir != "" {
+		src.JavaDir = cfg.Resolve(cfg.DB.JavaDir)
+	}
+	a.dbs = scanner.NewUpdater(db, src)
 	return a, nil
 }
 
@@ -76,209 +81,16 @@ func (a *app) Close() {
 	a.store.Close()
 }
 
-// dbRoot is where fetched DBs live: one directory per download; "current" names the
-// one in use and the digest it was downloaded as.
-func (a *app) dbRoot() string { return filepath.Join(a.cfg.DataDir, "trivy-db") }
-
-func (a *app) readCurrent() (dir, digest string) { return cli.ReadPointer(a.dbRoot(), "current") }
-
-// loadDB loads the vulnerability DB at start: the configured local directory
-// (air-gapped), else the last downloaded one, else a fresh download.
-func (a *app) loadDB(ctx context.Context) error {
-	if a.cfg.DB.Dir != "" {
-		_, err := a.refreshDB(ctx)
-		a.loadJavaDB(ctx)
-		return err
-	}
-	if dir, _ := a.readCurrent(); dir != "" {
-		if info, err := a.db.Load(dir, a.cfg.DB.Repository); err == nil {
-			a.log.Info("vulnerability DB loaded", "dir", dir, "updated_at", info.UpdatedAt)
-			a.loadJavaDB(ctx)
-			return nil
-		}
-	}
-	_, err := a.refreshDB(ctx)
-	a.loadJavaDB(ctx)
-	return err
-}
-
-// loadJavaDB loads the Java DB (db.java_dir, the last download, or a fresh one). Without
-// it JAR files are not analysed; that is logged, not fatal.
-func (a *app) loadJavaDB(ctx context.Context) {
-	if err := a.refreshJavaDB(ctx, false); err != nil {
-		a.log.Warn("no Java DB: JAR files in images are not analysed", "err", err)
-	}
-}
-
-// refreshJavaDB loads the Java DB; with check, it also looks for a newer one upstream.
-func (a *app) refreshJavaDB(ctx context.Context, check bool) error {
-	if a.cfg.DB.JavaDir != "" {
-		return a.db.LoadJava(a.cfg.Resolve(a.cfg.DB.JavaDir))
-	}
-	curDir, curDigest := cli.ReadPointer(a.dbRoot(), "java-current")
-	if curDir != "" && !check {
-		if err := a.db.LoadJava(curDir); err == nil {
-			return nil
-		}
-	}
-	ref, err := name.ParseReference(a.cfg.DB.JavaRepository)
-	if err != nil {
-		return fmt.Errorf("db.java_repository: %w", err)
-	}
-	at, opts, err := a.srv.UpstreamRef(ref)
-	if err != nil {
-		return err
-	}
-	desc, err := remote.Head(at, append(opts, remote.WithContext(ctx))...)
-	if err != nil {
-		return fmt.Errorf("check %s: %w", ref, err)
-	}
-	if curDigest == desc.Digest.String() {
-		return a.db.LoadJava(curDir)
-	}
-	dir, err := scanner.FetchJava(ctx, at.Context().Digest(desc.Digest.String()), a.dbRoot(), opts...)
-	if err != nil {
-		return err
-	}
-	if err := a.db.LoadJava(dir); err != nil {
-		os.RemoveAll(dir)
-		return err
-	}
-	if err := cli.WritePointer(a.dbRoot(), "java-current", dir, desc.Digest.String()); err != nil {
-		return err
-	}
-	if curDir != "" && curDir != dir {
-		os.RemoveAll(curDir)
-	}
-	a.log.Info("Java DB downloaded", "repository", ref.String(), "digest", desc.Digest)
-	return nil
-}
-
-// refreshDB checks the DB source and swaps in a newer DB if there is one (validated
-// first: a broken download never replaces a good DB). It reports whether it swapped.
-func (a *app) refreshDB(ctx context.Context) (bool, error) {
-	a.dbMu.Lock()
-	defer a.dbMu.Unlock()
-	cur, curErr := a.db.Info()
-	if a.cfg.DB.Dir != "" {
-		// Air-gapped: the site updates db.dir; a newer metadata.json means a new DB. It is
-		// copied into a directory of our own first, so the site may rewrite its files at any
-		// time without touching the DB scans are using.
-		src := a.cfg.Resolve(a.cfg.DB.Dir)
-		next, err := scanner.ValidateDir(src)
-		if err != nil {
-			return false, err
-		}
-		if curErr == nil && !next.UpdatedAt.After(cur.UpdatedAt) {
-			return false, nil
-		}
-		dir, err := copyDB(src, a.dbRoot())
-		if err != nil {
-			return false, err
-		}
-		info, err := a.db.Load(dir, "dir:"+src)
-		if err != nil {
-			os.RemoveAll(dir)
-			return false, err
-		}
-		olds, _ := filepath.Glob(filepath.Join(a.dbRoot(), "local-*"))
-		for _, o := range olds {
-			if o != dir {
-				os.RemoveAll(o)
-			}
-		}
-		a.log.Info("vulnerability DB swapped", "from", src, "dir", dir, "updated_at", info.UpdatedAt)
-		return true, nil
-	}
-	ref, err := name.ParseReference(a.cfg.DB.Repository)
-	if err != nil {
-		return false, fmt.Errorf("db.repository: %w", err)
-	}
-	at, opts, err := a.srv.UpstreamRef(ref)
-	if err != nil {
-		return false, err
-	}
-	desc, err := remote.Head(at, append(opts, remote.WithContext(ctx))...)
-	if err != nil {
-		return false, fmt.Errorf("check %s: %w", ref, err)
-	}
-	_, curDigest := a.readCurrent()
-	if curErr == nil && curDigest == desc.Digest.String() {
-		return false, nil
-	}
-	dir, err := scanner.Fetch(ctx, at.Context().Digest(desc.Digest.String()), a.dbRoot(), opts...)
-	if err != nil {
-		return false, err
-	}
-	info, err := a.db.Load(dir, ref.String())
-	if err != nil {
-		os.RemoveAll(dir)
-		return false, err
-	}
-	if err := cli.WritePointer(a.dbRoot(), "current", dir, desc.Digest.String()); err != nil {
-		return false, err
-	}
-	// The previous DBs are no longer open: only now are they removed.
-	olds, _ := filepath.Glob(filepath.Join(a.dbRoot(), "db-*"))
-	for _, o := range olds {
-		if o != dir {
-			os.RemoveAll(o)
-		}
-	}
-	a.log.Info("vulnerability DB downloaded and swapped", "repository", ref.String(), "digest", desc.Digest, "updated_at", info.UpdatedAt)
-	return true, nil
-}
-
-// copyDB copies a DB directory (trivy.db, metadata.json) into a new directory under
-// parent and validates the copy.
-func copyDB(src, parent string) (string, error) {
-	if err := os.MkdirAll(parent, 0o755); err != nil {
-		return "", err
-	}
-	dir, err := os.MkdirTemp(parent, "local-")
-	if err != nil {
-		return "", err
-	}
-	for _, f := range []string{"trivy.db", "metadata.json"} {
-		if err := copyFile(filepath.Join(src, f), filepath.Join(dir, f)); err != nil {
-			os.RemoveAll(dir)
-			return "", err
-		}
-	}
-	if _, err := scanner.ValidateDir(dir); err != nil {
-		os.RemoveAll(dir)
-		return "", err
-	}
-	return dir, nil
-}
-
-func copyFile(from, to string) error {
-	in, err := os.Open(from)
-	if err != nil {
-		return err
-	}
-	defer in.Close()
-	out, err := os.Create(to)
-	if err != nil {
-		return err
-	}
-	if _, err := io.Copy(out, in); err != nil {
-		out.Close()
-		return err
-	}
-	return out.Close()
-}
-
 // updateDB refreshes the DB and brings every stored digest's facts to the loaded DB:
 // after a swap, and also after a re-evaluation an earlier refresh or start did not
 // finish (facts still name an older DB).
 func (a *app) updateDB(ctx context.Context) (any, error) {
-	swapped, err := a.refreshDB(ctx)
+	swapped, err := a.dbs.Refresh(ctx)
 	if err != nil {
 		return nil, err
 	}
 	out := map[string]any{"swapped": swapped}
-	if err := a.refreshJavaDB(ctx, true); err != nil {
+	if err := a.dbs.RefreshJava(ctx, true); err != nil {
 		a.log.Warn("Java DB refresh failed; JAR analysis keeps the loaded one (if any)", "err", err)
 	}
 	st, err := a.srv.Reevaluate(ctx)

@@ -67,7 +67,7 @@ func benchGated(b *testing.B) (*proxytest.Upstream, *app, string) {
 		b.Fatal(err)
 	}
 	b.Cleanup(a.Close)
-	if err := a.loadDB(context.Background()); err != nil {
+	if err := a.dbs.Load(context.Background()); err != nil {
 		b.Fatal(err)
 	}
 	srv := httptest.NewServer(a.srv)
@@ -214,7 +214,7 @@ func BenchmarkReevaluate1000(b *testing.B) {
 		b.Fatal(err)
 	}
 	defer a.Close()
-	if err := a.loadDB(context.Background()); err != nil {
+	if err := a.dbs.Load(context.Background()); err != nil {
 		b.Fatal(err)
 	}
 	for _, r := range a.srv.WarmAll(context.Background(), refs) {

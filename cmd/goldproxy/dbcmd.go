@@ -62,7 +62,7 @@ Example:
 			}
 			return withLocalApp(configPath, func(a *app) error {
 				ctx := context.Background()
-				_ = a.loadDB(ctx)
+				_ = a.dbs.Load(ctx)
 				res, err := a.updateDB(ctx)
 				if err != nil {
 					return err

@@ -131,7 +131,7 @@ func TestCorruptDBIsRejected(t *testing.T) {
 	if err := g.pull(t, up.Name+"/team/alpine:3.19"); err != nil {
 		t.Fatalf("pulls after a rejected update: %v", err)
 	}
-	dirs, _ := filepath.Glob(filepath.Join(g.app.dbRoot(), "db-*"))
+	dirs, _ := filepath.Glob(filepath.Join(filepath.Join(g.app.cfg.DataDir, "trivy-db"), "db-*"))
 	if len(dirs) != 1 {
 		t.Fatalf("the broken download was left behind: %v", dirs)
 	}
@@ -253,7 +253,7 @@ func TestAirGappedDBDirRefresh(t *testing.T) {
 		t.Fatalf("site update: %+v %v", res, err)
 	}
 	info, _ := g.app.db.Info()
-	if !strings.HasPrefix(info.Dir, g.app.dbRoot()) {
+	if !strings.HasPrefix(info.Dir, filepath.Join(g.app.cfg.DataDir, "trivy-db")) {
 		t.Fatalf("the DB is used from the site's own directory %s, not a copy", info.Dir)
 	}
 	if resp, _ := g.get(t, "/v2/"+up.Name+"/team/alpine/manifests/3.19"); resp.StatusCode != http.StatusForbidden {

@@ -39,7 +39,7 @@ func startGated(t *testing.T, cfg *config.Config, up *proxytest.Upstream, loadDB
 	}
 	t.Cleanup(a.Close)
 	if loadDB {
-		if err := a.loadDB(context.Background()); err != nil {
+		if err := a.dbs.Load(context.Background()); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -154,7 +154,7 @@ func TestNoDBDeniesEverything(t *testing.T) {
 	cfg := proxytest.Config(t, up)
 	cfg.DB.Repository = up.Name + "/aquasecurity/trivy-db:2" // not there
 	g := startGated(t, cfg, up, false)
-	if err := g.app.loadDB(context.Background()); err == nil {
+	if err := g.app.dbs.Load(context.Background()); err == nil {
 		t.Fatal("loadDB found a DB that does not exist")
 	}
 	resp, body := g.get(t, "/v2/"+up.Name+"/team/alpine/manifests/fixed")
@@ -195,7 +195,7 @@ func TestDBFetchedThroughUpstream(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer a2.Close()
-	if err := a2.loadDB(context.Background()); err != nil {
+	if err := a2.dbs.Load(context.Background()); err != nil {
 		t.Fatal(err)
 	}
 	if n := up.Total(); n != 0 {

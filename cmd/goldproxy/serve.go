@@ -87,7 +87,7 @@ func serve(ctx context.Context, cfg *config.Config) error {
 	go func() {
 		// Without a DB every new image is denied: retry soon rather than at the next refresh.
 		for wait := 30 * time.Second; ; wait = min(2*wait, cfg.DB.Refresh) {
-			err := a.loadDB(ctx)
+			err := a.dbs.Load(ctx)
 			if err == nil {
 				// Facts made with another DB (a swap the last run did not finish re-evaluating)
 				// are brought up to this one; judgements made under another policy follow.

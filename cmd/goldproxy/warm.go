@@ -66,7 +66,7 @@ Example:
 					return &exitError{Code: 2, Err: err}
 				}
 				defer a.Close()
-				if err := a.loadDB(ctx); err != nil {
+				if err := a.dbs.Load(ctx); err != nil {
 					return &exitError{Code: 2, Err: err}
 				}
 				warm = func(r string) proxy.WarmResult { return a.srv.Warm(ctx, r) }

@@ -3,9 +3,6 @@ package cli
 import (
 	"encoding/json"
 	"fmt"
-	"os"
-	"path/filepath"
-	"strings"
 
 	"github.com/aquasecurity/trivy/pkg/types"
 
@@ -86,30 +83,4 @@ func vulnerabilities(r types.Report) []policy.Vulnerability {
 		}
 	}
 	return out
-}
-
-// ReadPointer reads a pointer file under root ("current", "java-current"): the directory
-// in use and the digest it was downloaded as ("" when unknown). The proxy writes them
-// under <data_dir>/trivy-db.
-func ReadPointer(root, name string) (dir, digest string) {
-	b, err := os.ReadFile(filepath.Join(root, name))
-	if err != nil {
-		return "", ""
-	}
-	f := strings.Fields(string(b))
-	if len(f) > 0 {
-		dir = filepath.Join(root, f[0])
-	}
-	if len(f) > 1 && f[1] != "-" {
-		digest = f[1]
-	}
-	return dir, digest
-}
-
-// WritePointer records dir (under root) as the one in use.
-func WritePointer(root, name, dir, digest string) error {
-	if digest == "" {
-		digest = "-"
-	}
-	return os.WriteFile(filepath.Join(root, name), []byte(filepath.Base(dir)+" "+digest+"\n"), 0o644)
 }

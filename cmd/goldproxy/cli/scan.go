@@ -362,7 +362,7 @@ func LoadDBLocal(cfg *config.Config, db *scanner.DB) error {
 		return err
 	}
 	root := filepath.Join(cfg.DataDir, "trivy-db")
-	dir, _ := ReadPointer(root, "current")
+	dir, _ := scanner.ReadPointer(root, "current")
 	if dir == "" {
 		return fmt.Errorf("no vulnerability DB under %s (run goldproxy db update)", root)
 	}
@@ -387,7 +387,7 @@ func LoadDB(ctx context.Context, cfg *config.Config, db *scanner.DB) error {
 	}
 	_, err = db.Load(dir, ref.String())
 	if err == nil {
-		err = WritePointer(root, "current", dir, "")
+		err = scanner.WritePointer(root, "current", dir, "")
 	}
 	return err
 }
