@@ -113,8 +113,17 @@ func (s *Store) PutBaseline(at time.Time, b []byte) error {
 		if err := bk.Put([]byte(at.UTC().Format(time.RFC3339Nano)), b); err != nil {
 			return err
 		}
-		for bk.Stats().KeyN > 10 {
-			k, _ := bk.Cursor().First()
+		// Count with a cursor: Stats does not see deletes of the same transaction.
+		n := 0
+		c := bk.Cursor()
+		for k, _ := c.First(); k != nil; k, _ = c.Next() {
+			n++
+		}
+		var drop [][]byte
+		for k, _ := c.First(); k != nil && n-len(drop) > 10; k, _ = c.Next() {
+			drop = append(drop, bytes.Clone(k))
+		}
+		for _, k := range drop {
 			if err := bk.Delete(k); err != nil {
 				return err
 			}

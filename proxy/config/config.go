@@ -1,3 +1,9 @@
+// Package config is goldproxy's configuration tree: one struct, decoded strictly (an
+// unknown key is an error naming its line), defaults filled in one place, validated by
+// Validate with errors that name the key, secrets only by environment variable or file
+// reference, and the TLS key pair reloaded when it is renewed.
+//
+// It never holds a secret written inline in the file, and never starts anything.
 package config
 
 import (

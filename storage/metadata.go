@@ -1,0 +1,52 @@
+package storage
+
+import (
+	"time"
+
+	"github.com/opencontainers/go-digest"
+)
+
+// Metadata is everything the store keeps beside blob content: manifests and their
+// exact bytes, tags with fetch times, links (which repository may see which digest),
+// referrers, scan facts and reports by digest, judgements by repository and digest,
+// last pulls, robots and baselines. bbolt implements it embedded (Store); a shared
+// implementation must pass storagetest.Conformance, as Store does.
+type Metadata interface {
+	Tag(repo, tag string) (TagRecord, error)
+	SetTag(repo, tag string, dgst digest.Digest, fetchedAt time.Time) error
+	Tags(repo string) ([]string, error)
+	TagsOf(repo string, dgst digest.Digest) ([]string, error)
+
+	Link(repo string, dgst digest.Digest) error
+	Linked(repo string, dgst digest.Digest) bool
+
+	PutManifest(repo string, rec ManifestRecord, raw []byte, refs ...digest.Digest) error
+	PutTaggedManifest(repo, tag string, fetchedAt time.Time, rec ManifestRecord, raw []byte, refs ...digest.Digest) error
+	Manifest(repo string, dgst digest.Digest) (ManifestRecord, []byte, error)
+	HasManifest(repo string, dgst digest.Digest) (ManifestRecord, bool)
+	Referrers(repo string, subject digest.Digest) ([]Descriptor, error)
+	DeleteManifest(repo string, dgst digest.Digest) (orphaned bool, err error)
+	Images() ([]Image, error)
+	MarkPulled(pulls map[string]time.Time) error
+
+	PutVerdict(dgst digest.Digest, rec []byte) error
+	PutVerdictAndReport(dgst digest.Digest, rec, report []byte) error
+	Verdict(dgst digest.Digest) ([]byte, error)
+	Report(dgst digest.Digest) ([]byte, error)
+	Verdicts(fn func(dgst digest.Digest, rec []byte) error) error
+
+	PutJudgement(repo string, dgst digest.Digest, rec []byte) error
+	PutJudgements(recs map[string][]byte) error
+	Judgement(repo string, dgst digest.Digest) ([]byte, error)
+	Judgements(fn func(repo string, dgst digest.Digest, rec []byte) error) error
+
+	PutRobot(r Robot) error
+	Robot(name string) (Robot, error)
+	Robots() ([]Robot, error)
+	DeleteRobot(name string) error
+
+	PutBaseline(at time.Time, b []byte) error
+	LatestBaseline() (time.Time, []byte, error)
+}
+
+var _ Metadata = (*Store)(nil)
