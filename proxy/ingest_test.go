@@ -188,6 +188,9 @@ func TestFaultyUpstream(t *testing.T) {
 			})
 			p := proxytest.Start(t, proxytest.Config(t, up))
 			url := p.URL + "/v2/" + up.Name + "/test/app/blobs/" + ld.String()
+			if resp, mb := get(t, http.MethodGet, p.URL+"/v2/"+up.Name+"/test/app/manifests/1", nil); resp.StatusCode != http.StatusOK {
+				t.Fatalf("manifest: %d %s", resp.StatusCode, mb)
+			}
 
 			// The client streaming the blob sees a failed transfer, never a complete bad blob.
 			resp, err := http.Get(url)

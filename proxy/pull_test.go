@@ -223,6 +223,10 @@ func TestBlobRange(t *testing.T) {
 	full, _ := io.ReadAll(rc)
 	p := proxytest.Start(t, proxytest.Config(t, up))
 	url := p.URL + "/v2/" + up.Name + "/test/app/blobs/" + ld.String()
+	// As a client does: the manifest first (a blob is served only for an allowed one).
+	if resp, body := get(t, http.MethodGet, p.URL+"/v2/"+up.Name+"/test/app/manifests/1", nil); resp.StatusCode != http.StatusOK {
+		t.Fatalf("manifest: %d %s", resp.StatusCode, body)
+	}
 
 	// A ranged request on a cold blob ingests it whole, then answers the range.
 	for _, tc := range []struct {

@@ -98,6 +98,9 @@ func (s *Store) DeleteManifest(repo string, dgst digest.Digest) (orphaned bool, 
 		if v := tx.Bucket(bucketManifests).Get(k); v != nil {
 			_ = json.Unmarshal(v, &rec)
 		}
+		if err := deleteOwners(tx, repo, dgst, tx.Bucket(bucketManifestContent).Get([]byte(dgst.String()))); err != nil {
+			return err
+		}
 		for _, b := range [][]byte{bucketManifests, bucketLinks, bucketJudgements} {
 			if err := tx.Bucket(b).Delete(k); err != nil {
 				return err

@@ -25,7 +25,7 @@ var (
 
 func initBuckets(db *bolt.DB) error {
 	return db.Update(func(tx *bolt.Tx) error {
-		for _, b := range [][]byte{bucketManifests, bucketTags, bucketLinks, bucketReferrers, bucketManifestContent, bucketVerdicts, bucketReports, bucketJudgements, bucketPulled, bucketRobots, bucketBaselines} {
+		for _, b := range [][]byte{bucketManifests, bucketTags, bucketLinks, bucketReferrers, bucketManifestContent, bucketVerdicts, bucketReports, bucketJudgements, bucketOwners, bucketPulled, bucketRobots, bucketBaselines} {
 			if _, err := tx.CreateBucketIfNotExists(b); err != nil {
 				return fmt.Errorf("storage: create bucket %s: %w", b, err)
 			}
@@ -168,6 +168,9 @@ func (s *Store) PutTaggedManifest(repo, tag string, fetchedAt time.Time, rec Man
 			return err
 		}
 		if err := tx.Bucket(bucketManifests).Put(key(repo, rec.Digest.String()), b); err != nil {
+			return err
+		}
+		if err := putOwners(tx, repo, rec.Digest, raw); err != nil {
 			return err
 		}
 		links := tx.Bucket(bucketLinks)

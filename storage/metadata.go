@@ -25,6 +25,7 @@ type Metadata interface {
 	Manifest(repo string, dgst digest.Digest) (ManifestRecord, []byte, error)
 	HasManifest(repo string, dgst digest.Digest) (ManifestRecord, bool)
 	Referrers(repo string, subject digest.Digest) ([]Descriptor, error)
+	Owners(repo string, blob digest.Digest) ([]digest.Digest, error)
 	DeleteManifest(repo string, dgst digest.Digest) (orphaned bool, err error)
 	Images() ([]Image, error)
 	MarkPulled(pulls map[string]time.Time) error

@@ -77,6 +77,10 @@ func Open(ctx context.Context, dir string) (*Store, error) {
 		db.Close()
 		return nil, err
 	}
+	if err := backfillOwners(db); err != nil {
+		db.Close()
+		return nil, fmt.Errorf("storage: %w", err)
+	}
 	s := &Store{driver: drv, blobs: repo.Blobs(bg), db: db}
 	s.purgeUploads(ctx)
 	return s, nil

@@ -94,6 +94,12 @@ func (a *Allowlist) Check(_ context.Context, m Manifest) (Verdict, error) {
 	return Verdict{Policy: "allowlist", Rule: "allowlist", Message: NotAllowedMessage(m.Repository)}, nil
 }
 
+// Judged is Check: the allowlist always knows.
+func (a *Allowlist) Judged(ctx context.Context, m Manifest) (Verdict, bool) {
+	v, _ := a.Check(ctx, m)
+	return v, true
+}
+
 // NotAllowedMessage is the denial of a repository no allowlist admits.
 func NotAllowedMessage(repo string) string {
 	return fmt.Sprintf("repository %s is not on the allowlist of this proxy; ask the platform team to add it (allow.repositories or an allow list file) or use an approved hardened image", repo)

@@ -278,6 +278,27 @@ func (g *Gate) Check(ctx context.Context, m Manifest) (Verdict, error) {
 	return v.verdict, nil
 }
 
+// Judged is Check without a scan: the verdict of a manifest whose facts are known, for
+// requests that must not start one (a blob's owners). known is false for a digest
+// never scanned, or whose scan has not finished or failed.
+func (g *Gate) Judged(ctx context.Context, m Manifest) (Verdict, bool) {
+	if m.Descriptor.MediaType.IsIndex() {
+		return Verdict{Allowed: true, Rule: "index"}, true
+	}
+	dgst := digest.Digest(m.Descriptor.Digest.String())
+	pol, now := g.policy.Load(), g.now()
+	if v, ok := g.memo.get(dgst, m.Repository, m.Tag, pol, now); ok {
+		return v.verdict, true
+	}
+	f, err := g.load(dgst)
+	if err != nil || !f.Final() {
+		return Verdict{}, false
+	}
+	v := g.verdictOf(g.judge(f, m.Repository, m.Tag, pol, now), m)
+	g.memo.put(dgst, m.Repository, m.Tag, pol, v)
+	return v.verdict, true
+}
+
 // scanShared waits for the one scan of dgst (starting it if none runs), up to scan.wait.
 func (g *Gate) scanShared(ctx context.Context, m Manifest, dgst digest.Digest) (*Facts, error) {
 	ch := g.sf.DoChan("scan\x00"+dgst.String(), func() (any, error) {

@@ -107,6 +107,11 @@ func (m *Mirror) EnsureBlob(ctx context.Context, repo string, d digest.Digest) e
 	return m.ensureBlob(ctx, rt, d)
 }
 
+// Owners are the manifests of repo ("<upstream>/<repository>") that reference blob.
+func (m *Mirror) Owners(repo string, blob digest.Digest) ([]digest.Digest, error) {
+	return m.store.Owners(repo, blob)
+}
+
 // Hold keeps blob d from being collected until the returned func is called.
 func (m *Mirror) Hold(d digest.Digest) func() { return m.leases.Hold(d) }
 

@@ -37,6 +37,8 @@ type Mirror interface {
 	ServeBlob(w http.ResponseWriter, r *http.Request, rt *mirror.Route, d digest.Digest) error
 	Tags(ctx context.Context, rt *mirror.Route) ([]string, error)
 	Referrers(ctx context.Context, rt *mirror.Route, d digest.Digest) ([]storage.Descriptor, error)
+	// Owners are the manifests of repo that reference blob.
+	Owners(repo string, blob digest.Digest) ([]digest.Digest, error)
 }
 
 // Gate decides whether a manifest may be served, for one request.

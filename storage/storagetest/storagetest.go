@@ -24,6 +24,7 @@ func Conformance(t *testing.T, open func(t *testing.T) storage.Metadata) {
 		{"manifests and links", manifests},
 		{"tags", tags},
 		{"referrers", referrers},
+		{"blob owners", owners},
 		{"facts and judgements", factsAndJudgements},
 		{"delete manifest", deleteManifest},
 		{"robots", robots},
@@ -65,6 +66,29 @@ func manifests(t *testing.T, m storage.Metadata) {
 	}
 	if _, ok := m.HasManifest("r.test/app", rec.Digest); !ok {
 		t.Fatal("HasManifest")
+	}
+}
+
+func owners(t *testing.T, m storage.Metadata) {
+	cfg, layer := digest.FromString("config"), digest.FromString("layer")
+	raw := []byte(`{"schemaVersion":2,"config":{"digest":"` + cfg.String() + `"},"layers":[{"digest":"` + layer.String() + `"}]}`)
+	rec := storage.ManifestRecord{Descriptor: storage.Descriptor{MediaType: "application/vnd.oci.image.manifest.v1+json", Digest: digest.FromBytes(raw)}}
+	if err := m.PutManifest("r.test/app", rec, raw, cfg, layer); err != nil {
+		t.Fatal(err)
+	}
+	for _, b := range []digest.Digest{cfg, layer} {
+		if os, err := m.Owners("r.test/app", b); err != nil || len(os) != 1 || os[0] != rec.Digest {
+			t.Fatalf("owners of %s: %v %v", b, os, err)
+		}
+		if os, _ := m.Owners("r.test/other", b); len(os) != 0 {
+			t.Fatalf("owners leak to another repository: %v", os)
+		}
+	}
+	if _, err := m.DeleteManifest("r.test/app", rec.Digest); err != nil {
+		t.Fatal(err)
+	}
+	if os, _ := m.Owners("r.test/app", layer); len(os) != 0 {
+		t.Fatalf("owners after delete: %v", os)
 	}
 }
 
