@@ -30,6 +30,13 @@ func (s *Set) policy(name string) *Policy {
 	return s.Policies[0] // Validate guarantees names resolve
 }
 
+// ServesArtifact reports whether the policy chosen for repository serves artifacts of
+// type artifactType on their own (with no subject), and names that policy.
+func (s *Set) ServesArtifact(repository, artifactType string) (bool, string) {
+	p, _ := s.Choose(repository)
+	return slices.ContainsFunc(p.Artifacts, func(g string) bool { return Match(g, artifactType) }), p.Name
+}
+
 // Evaluate judges an image at time now (exceptions expire, images age).
 func (s *Set) Evaluate(in Input, now time.Time) Verdict {
 	p, scope := s.Choose(in.Repository)

@@ -58,6 +58,10 @@ type Policy struct {
 	Pinned bool `yaml:"pinned" json:"pinned,omitempty"`
 	// DenyEOSL denies end-of-life OS releases.
 	DenyEOSL bool `yaml:"deny_eosl" json:"denyEOSL,omitempty"`
+	// Artifacts are the artifact types (globs, e.g. "application/spdx+json") served on
+	// their own. Signatures, attestations and SBOMs of an image are served with it, when
+	// the image is allowed; an artifact with no subject only when its type is listed.
+	Artifacts []string `yaml:"artifacts" json:"artifacts,omitempty"`
 }
 
 // VulnerabilityRule denies on findings.
@@ -163,6 +167,11 @@ func (s *Set) Validate() error {
 			return fmt.Errorf("policy: %s.name: %q is defined twice", key, p.Name)
 		}
 		names[p.Name] = true
+		for j, g := range p.Artifacts {
+			if _, err := CompileGlob(g); err != nil {
+				return fmt.Errorf("policy: %s.artifacts[%d]: %w", key, j, err)
+			}
+		}
 		switch p.Mode {
 		case "":
 			p.Mode = "enforce"

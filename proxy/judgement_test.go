@@ -465,35 +465,90 @@ func TestGCDuringScanKeepsWhatTheScanReads(t *testing.T) {
 	}
 }
 
-// The classification of manifests the gate does not scan: only real artifacts.
-func TestArtifactsAreRecognisedFromTheWholeManifest(t *testing.T) {
+// The classification of manifests the gate does not scan, and how artifacts are served:
+// with the image they belong to, when it is allowed in that repository.
+func TestArtifactsAreServedWithTheirSubject(t *testing.T) {
 	up := proxytest.NewUpstream(t)
 	sc := &fakeScanner{}
-	p := proxytest.Start(t, proxytest.Config(t, up), proxy.WithScanner(sc, policy.DefaultSet()))
-	sig := mutate.MediaType(randomImage(t, 0), types.OCIManifestSchema1)
-	sig, _ = mutate.Append(sig, mutate.Addendum{Layer: staticLayer(t, `{"critical":{}}`, "application/vnd.dev.cosign.simplesigning.v1+json")})
-	bundle := mutate.ConfigMediaType(mutate.MediaType(randomImage(t, 0), types.OCIManifestSchema1), "application/vnd.oci.empty.v1+json")
-	bundle, _ = mutate.Append(bundle, mutate.Addendum{Layer: staticLayer(t, `{}`, "application/vnd.dev.sigstore.bundle.v0.3+json")})
+	p := proxytest.Start(t, proxytest.Config(t, up), proxy.WithScanner(sc,
+		mustSet(t, strictYAML+"    artifacts: [\"application/vnd.cyclonedx+json\"]\n")))
+	good, bad := randomImage(t, 1), vulnImage(t, sc)
+	goodD := up.Push(t, "team/app:good", good)
+	badD := up.Push(t, "team/app:bad", bad)
+	for _, tag := range []string{"good", "bad"} { // the images are pulled (and judged) first
+		_, _ = status(t, p, up.Name+"/team/app/manifests/"+tag)
+	}
+	subjectOf := func(img v1.Image) v1.Descriptor {
+		d, _ := img.Digest()
+		mt, _ := img.MediaType()
+		sz, _ := img.Size()
+		return v1.Descriptor{MediaType: mt, Digest: d, Size: sz}
+	}
+	n := 0
+	unique := func() string { n++; return fmt.Sprintf(`{"n":%d}`, n) }
+	sig := func(subject *v1.Descriptor) v1.Image { // cosign's simple signing payload
+		s := mutate.MediaType(randomImage(t, 0), types.OCIManifestSchema1)
+		s, _ = mutate.Append(s, mutate.Addendum{Layer: staticLayer(t, unique(), "application/vnd.dev.cosign.simplesigning.v1+json")})
+		if subject != nil {
+			s = mutate.Subject(s, *subject).(v1.Image)
+		}
+		return s
+	}
+	bundle := func(subject v1.Descriptor) v1.Image { // a Sigstore bundle stored as a referrer
+		b := mutate.ConfigMediaType(mutate.MediaType(randomImage(t, 0), types.OCIManifestSchema1), "application/vnd.oci.empty.v1+json")
+		b, _ = mutate.Append(b, mutate.Addendum{Layer: staticLayer(t, unique(), "application/vnd.dev.sigstore.bundle.v0.3+json")})
+		return mutate.Subject(b, subject).(v1.Image)
+	}
+	standalone := func(artifactType string) v1.Image {
+		a := mutate.ConfigMediaType(mutate.MediaType(randomImage(t, 0), types.OCIManifestSchema1), types.MediaType(artifactType))
+		a, _ = mutate.Append(a, mutate.Addendum{Layer: staticLayer(t, unique(), artifactType)})
+		return a
+	}
+	gs, bs := subjectOf(good), subjectOf(bad)
 	// A filesystem layer under an SBOM config type is still an image.
 	disguised := mutate.ConfigMediaType(mutate.MediaType(randomImage(t, 1), types.OCIManifestSchema1), "application/spdx+json")
 	for _, tc := range []struct {
-		repo    string
-		img     v1.Image
-		scanned bool
+		name, tag string
+		img       v1.Image
+		status    int
+		scanned   bool
 	}{
-		{"sig", sig, false},
-		{"bundle", bundle, false},
-		{"disguised", disguised, true},
+		{"signature referrer of an allowed image", "sig-good", sig(&gs), http.StatusOK, false},
+		{"bundle referrer of an allowed image", "bundle-good", bundle(gs), http.StatusOK, false},
+		{"legacy .sig tag of an allowed image", "sha256-" + goodD.Hex + ".sig", sig(nil), http.StatusOK, false},
+		{"signature referrer of a denied image", "sig-bad", sig(&bs), http.StatusForbidden, false},
+		{"legacy .sig tag of a denied image", "sha256-" + badD.Hex + ".sig", sig(nil), http.StatusForbidden, false},
+		{"signature of an image never pulled", "sig-none", sig(&v1.Descriptor{MediaType: types.OCIManifestSchema1, Digest: v1.Hash{Algorithm: "sha256", Hex: strings.Repeat("1", 64)}, Size: 10}), http.StatusForbidden, false},
+		{"standalone artifact the policy does not list", "sbom-alone", standalone("application/spdx+json"), http.StatusForbidden, false},
+		{"standalone artifact the policy lists", "listed-alone", standalone("application/vnd.cyclonedx+json"), http.StatusOK, false},
+		{"disguised image", "disguised", disguised, http.StatusOK, true},
 	} {
 		before := sc.calls.Load()
-		d := up.Push(t, "team/"+tc.repo+":1", tc.img)
-		code, body := status(t, p, up.Name+"/team/"+tc.repo+"/manifests/"+d.String())
-		if code != http.StatusOK {
-			t.Fatalf("%s: %d %s", tc.repo, code, body)
+		d := up.Push(t, "team/app:"+tc.tag, tc.img)
+		code, body := status(t, p, up.Name+"/team/app/manifests/"+tc.tag)
+		if code != tc.status {
+			t.Errorf("%s: %d, want %d: %s", tc.name, code, tc.status, body)
+		}
+		if tc.status == http.StatusForbidden && !strings.Contains(body, "artifact-subject") {
+			t.Errorf("%s: the denial does not name the rule: %s", tc.name, body)
 		}
 		if scanned := sc.calls.Load() > before; scanned != tc.scanned {
-			t.Errorf("%s: scanned %v, want %v (facts %+v)", tc.repo, scanned, tc.scanned, factsOf(t, p, d))
+			t.Errorf("%s: scanned %v, want %v (facts %+v)", tc.name, scanned, tc.scanned, factsOf(t, p, d))
 		}
+		// The artifact's blobs follow its manifest's verdict.
+		ls, _ := tc.img.Layers()
+		ld, _ := ls[0].Digest()
+		resp, _ := get(t, http.MethodGet, p.URL+"/v2/"+up.Name+"/team/app/blobs/"+ld.String(), nil)
+		if (resp.StatusCode == http.StatusOK) != (tc.status == http.StatusOK) {
+			t.Errorf("%s: its layer: %d", tc.name, resp.StatusCode)
+		}
+	}
+	// The referrers of a denied image are not listed; an allowed one's are.
+	if resp, body := get(t, http.MethodGet, p.URL+"/v2/"+up.Name+"/team/app/referrers/"+badD.String(), nil); resp.StatusCode != http.StatusForbidden {
+		t.Errorf("referrers of the denied image: %d %s", resp.StatusCode, body)
+	}
+	if resp, body := get(t, http.MethodGet, p.URL+"/v2/"+up.Name+"/team/app/referrers/"+goodD.String(), nil); resp.StatusCode != http.StatusOK || !strings.Contains(string(body), "sigstore") && !strings.Contains(string(body), "manifests") {
+		t.Errorf("referrers of the allowed image: %d %s", resp.StatusCode, body)
 	}
 }
 

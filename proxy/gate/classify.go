@@ -24,6 +24,9 @@ type classification struct {
 	kind string
 	// blobs are the config and the layers, config first.
 	blobs []digest.Digest
+	// subject is the manifest's subject, artifactType its artifactType or config type.
+	subject      digest.Digest
+	artifactType string
 }
 
 // Layer media types that hold a filesystem (docker and OCI, every compression).
@@ -93,7 +96,10 @@ var imageConfigs = map[string]bool{
 func classify(raw []byte) classification {
 	var m struct {
 		ArtifactType string `json:"artifactType"`
-		Config       *struct {
+		Subject      *struct {
+			Digest digest.Digest `json:"digest"`
+		} `json:"subject"`
+		Config *struct {
 			MediaType string        `json:"mediaType"`
 			Digest    digest.Digest `json:"digest"`
 		} `json:"config"`
@@ -135,7 +141,10 @@ func classify(raw []byte) classification {
 		if artifactKind == "" || artifactKind == "empty" {
 			artifactKind = "artifact " + firstNonEmpty(at, cfg)
 		}
-		c.what, c.kind = classArtifact, artifactKind
+		c.what, c.kind, c.artifactType = classArtifact, artifactKind, firstNonEmpty(m.ArtifactType, m.Config.MediaType)
+		if m.Subject != nil && m.Subject.Digest.Validate() == nil {
+			c.subject = m.Subject.Digest
+		}
 		return c
 	}
 	if !imageConfigs[cfg] && c.kind == "image" {

@@ -1,13 +1,17 @@
 package gate
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"net/url"
+	"regexp"
 	"strings"
 	"sync"
 	"time"
 
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"github.com/google/go-containerregistry/pkg/v1/types"
 	"github.com/opencontainers/go-digest"
 
 	"github.com/goldproxy/goldproxy/policy"
@@ -37,8 +41,6 @@ func (g *Gate) judge(f *Facts, repo, tag string, pol *policy.Set, now time.Time)
 	j := &Judgement{Repository: repo, Digest: f.Digest, Tag: tag, DBVersion: f.DBVersion, ScannedAt: f.ScannedAt,
 		PolicyHash: pol.Hash(), JudgedAt: now.UTC()}
 	switch f.State {
-	case stateArtifact:
-		j.State, j.Verdict = stateAllowed, policy.Verdict{Allowed: true, Policy: "artifact"}
 	case stateScanned:
 		in := *f.Input
 		in.Repository, in.Tag, in.Digest = repo, tag, f.Digest
@@ -54,6 +56,14 @@ func (g *Gate) judge(f *Facts, repo, tag string, pol *policy.Set, now time.Time)
 		}
 	}
 	return j
+}
+
+// judgeFacts is judge for images and judgeArtifact for artifacts.
+func (g *Gate) judgeFacts(ctx context.Context, f *Facts, repo, tag string, pol *policy.Set, now time.Time, depth int) *Judgement {
+	if f.State == stateArtifact {
+		return g.judgeArtifact(ctx, f, repo, tag, pol, now, depth)
+	}
+	return g.judge(f, repo, tag, pol, now)
 }
 
 // record keeps a judgement when it differs from the stored one, and logs, counts and
@@ -155,7 +165,7 @@ func (g *Gate) rejudge(only map[digest.Digest]bool) (total, flipped int, err err
 			continue
 		}
 		total++
-		next := g.judge(f, old.Repository, old.Tag, pol, now)
+		next := g.judgeFacts(context.Background(), f, old.Repository, old.Tag, pol, now, 0)
 		if old.State == next.State && old.PolicyHash == next.PolicyHash && old.DBVersion == next.DBVersion && old.Verdict.Until.Equal(next.Verdict.Until) {
 			continue
 		}
@@ -262,6 +272,10 @@ func (g *Gate) verdictOf(j *Judgement, m Manifest) judged {
 		}
 		return judged{verdict: Verdict{Policy: "scan", Rule: "scan-error", Message: fmt.Sprintf(
 			"image %s could not be scanned, and goldproxy does not serve what it has not scanned: %s. Retry the pull; if it keeps failing, tell the platform team", image, j.Error)}}
+	}
+	if j.Verdict.Rule() == "artifact-subject" {
+		return judged{verdict: Verdict{Policy: j.Verdict.Policy, Rule: j.Verdict.Rule(), Message: fmt.Sprintf(
+			"artifact %s is not served: %s. Pull (and pass) the image it belongs to first", image, denialText(j.Verdict))}}
 	}
 	var b strings.Builder
 	fmt.Fprintf(&b, "image %s is denied by policy %q: %s", image, j.Verdict.Policy, denialText(j.Verdict))
@@ -406,4 +420,101 @@ func (s *judgementStates) counts() map[string]int {
 		out[st]++
 	}
 	return out
+}
+
+// reLegacyArtifactTag is cosign's tag for the signature, attestation or SBOM of a digest.
+var reLegacyArtifactTag = regexp.MustCompile(`^sha256-([0-9a-f]{64})\.(sig|att|sbom)$`)
+
+// judgeArtifact judges an artifact for repo: a signature, attestation or SBOM is served
+// with its subject — when the image it is for is allowed in repo; one with no subject
+// only when the policy lists its type. depth bounds artifacts of artifacts.
+func (g *Gate) judgeArtifact(ctx context.Context, f *Facts, repo, tag string, pol *policy.Set, now time.Time, depth int) *Judgement {
+	j := &Judgement{Repository: repo, Digest: f.Digest, Tag: tag, State: stateAllowed, PolicyHash: pol.Hash(), ScannedAt: f.ScannedAt, JudgedAt: now.UTC()}
+	var subjects []string
+	if f.Subject != "" {
+		subjects = append(subjects, f.Subject)
+	}
+	// A legacy tag names the image it is for: the one asked by, else (a pull by digest,
+	// a blob) any that points at the artifact in this repository.
+	tags := []string{tag}
+	if tag == "" {
+		tags, _ = g.store.TagsOf(repo, digest.Digest(f.Digest))
+	}
+	for _, t := range tags {
+		if m := reLegacyArtifactTag.FindStringSubmatch(t); m != nil {
+			subjects = append(subjects, "sha256:"+m[1])
+		}
+	}
+	if len(subjects) == 0 {
+		ok, name := pol.ServesArtifact(repo, f.ArtifactType)
+		j.Verdict = policy.Verdict{Allowed: ok, Policy: name}
+		if !ok {
+			j.State = stateDenied
+			j.Verdict.Reasons = []policy.Reason{{Rule: "artifact-subject", Message: fmt.Sprintf(
+				"artifact %s of type %s names no image it belongs to; policy %q serves such artifacts only when their type is listed under artifacts:",
+				f.Digest, orNone(f.ArtifactType), name)}}
+		}
+		return j
+	}
+	var why []string
+	for _, s := range subjects {
+		ok, reason := g.subjectAllowed(ctx, repo, digest.Digest(s), depth)
+		if ok {
+			j.Verdict = policy.Verdict{Allowed: true, Policy: "artifact"}
+			return j
+		}
+		why = append(why, reason)
+	}
+	j.State = stateDenied
+	j.Verdict = policy.Verdict{Policy: "artifact", Reasons: []policy.Reason{{Rule: "artifact-subject",
+		Message: fmt.Sprintf("%s %s is served only with the image it belongs to", orNone(f.Kind), f.Digest), Details: why}}}
+	return j
+}
+
+// Subject says whether the image subject is allowed in repo, for its referrers: known
+// is false when it was never pulled or judged there.
+func (g *Gate) Subject(ctx context.Context, repo string, subject digest.Digest) (allowed, known bool, reason string) {
+	rec, ok := g.store.HasManifest(repo, subject)
+	if !ok {
+		return false, false, ""
+	}
+	if types.MediaType(rec.MediaType).IsIndex() {
+		return true, true, ""
+	}
+	v, known := g.judged(ctx, Manifest{Repository: repo, Descriptor: v1.Descriptor{MediaType: types.MediaType(rec.MediaType), Digest: toHash(subject)}}, 1)
+	return known && v.Allowed, known, v.Message
+}
+
+// subjectAllowed reports whether the image subject is allowed in repo (an index: when
+// it is stored there; each platform is judged on its own), or says why not.
+func (g *Gate) subjectAllowed(ctx context.Context, repo string, subject digest.Digest, depth int) (bool, string) {
+	rec, ok := g.store.HasManifest(repo, subject)
+	if !ok {
+		return false, fmt.Sprintf("%s@%s has not been pulled through this proxy: pull the image first", repo, subject)
+	}
+	if types.MediaType(rec.MediaType).IsIndex() {
+		return true, ""
+	}
+	if depth > 3 {
+		return false, "artifacts nest too deep"
+	}
+	v, known := g.judged(ctx, Manifest{Repository: repo, Descriptor: v1.Descriptor{MediaType: types.MediaType(rec.MediaType), Digest: toHash(subject)}}, depth+1)
+	switch {
+	case !known:
+		return false, fmt.Sprintf("%s@%s has not been judged yet: pull the image first", repo, subject)
+	case !v.Allowed:
+		return false, fmt.Sprintf("%s@%s is denied (%s)", repo, subject, v.Rule)
+	}
+	return true, ""
+}
+
+func toHash(d digest.Digest) v1.Hash {
+	return v1.Hash{Algorithm: d.Algorithm().String(), Hex: d.Encoded()}
+}
+
+func orNone(s string) string {
+	if s == "" {
+		return "(none)"
+	}
+	return s
 }

@@ -89,8 +89,11 @@ type Facts struct {
 	// Input is the scan's findings and image facts; its Repository and Tag are empty.
 	Input *policy.Input `json:"input,omitempty"`
 	// Kind says what an artifact was recognised as, or why an image was scanned.
-	Kind  string `json:"kind,omitempty"`
-	Error string `json:"error,omitempty"`
+	Kind string `json:"kind,omitempty"`
+	// An artifact's type and subject (the image it is a signature, attestation or SBOM of).
+	ArtifactType string `json:"artifactType,omitempty"`
+	Subject      string `json:"subject,omitempty"`
+	Error        string `json:"error,omitempty"`
 	// ScanKey finds the stored analysis again (see Redetector).
 	ScanKey json.RawMessage `json:"scanKey,omitempty"`
 	// Source is the repository the content was fetched through, where a rescan after a
@@ -268,10 +271,10 @@ func (g *Gate) Check(ctx context.Context, m Manifest) (Verdict, error) {
 			return Verdict{}, err
 		}
 	}
-	j := g.judge(f, m.Repository, m.Tag, pol, now)
+	j := g.judgeFacts(ctx, f, m.Repository, m.Tag, pol, now, 0)
 	g.record(j, true)
 	v := g.verdictOf(j, m)
-	if f.Final() {
+	if f.State == stateScanned { // an artifact's verdict follows its subject's: not memoised
 		g.memo.put(dgst, m.Repository, m.Tag, pol, v)
 	}
 	g.counted(v, m)
@@ -281,7 +284,9 @@ func (g *Gate) Check(ctx context.Context, m Manifest) (Verdict, error) {
 // Judged is Check without a scan: the verdict of a manifest whose facts are known, for
 // requests that must not start one (a blob's owners). known is false for a digest
 // never scanned, or whose scan has not finished or failed.
-func (g *Gate) Judged(ctx context.Context, m Manifest) (Verdict, bool) {
+func (g *Gate) Judged(ctx context.Context, m Manifest) (Verdict, bool) { return g.judged(ctx, m, 0) }
+
+func (g *Gate) judged(ctx context.Context, m Manifest, depth int) (Verdict, bool) {
 	if m.Descriptor.MediaType.IsIndex() {
 		return Verdict{Allowed: true, Rule: "index"}, true
 	}
@@ -294,8 +299,10 @@ func (g *Gate) Judged(ctx context.Context, m Manifest) (Verdict, bool) {
 	if err != nil || !f.Final() {
 		return Verdict{}, false
 	}
-	v := g.verdictOf(g.judge(f, m.Repository, m.Tag, pol, now), m)
-	g.memo.put(dgst, m.Repository, m.Tag, pol, v)
+	v := g.verdictOf(g.judgeFacts(ctx, f, m.Repository, m.Tag, pol, now, depth), m)
+	if f.State == stateScanned {
+		g.memo.put(dgst, m.Repository, m.Tag, pol, v)
+	}
 	return v.verdict, true
 }
 
@@ -394,8 +401,11 @@ func (g *Gate) scanFacts(ctx context.Context, source string, dgst digest.Digest,
 	sctx, cancel := context.WithTimeout(ctx, g.cfg.Timeout)
 	defer cancel()
 	start := time.Now()
-	res, kind, err := g.scanOne(sctx, source, dgst)
-	f.ScannedAt, f.Kind = time.Now().UTC(), kind
+	res, c, err := g.scanOne(sctx, source, dgst)
+	f.ScannedAt, f.Kind, f.ArtifactType = time.Now().UTC(), c.kind, c.artifactType
+	if c.subject != "" {
+		f.Subject = c.subject.String()
+	}
 	if err := <-pendingSaved; err != nil {
 		g.log.Warn("could not record a pending scan", "digest", dgst, "err", err)
 	}
@@ -409,7 +419,7 @@ func (g *Gate) scanFacts(ctx context.Context, source string, dgst digest.Digest,
 	switch {
 	case err == nil && res == nil:
 		f.State = stateArtifact
-		log.Info("scan skipped: not a container image", "kind", kind)
+		log.Info("scan skipped: not a container image", "kind", c.kind, "subject", f.Subject)
 		g.metrics.scans.WithLabelValues("artifact").Inc()
 		return f, g.save(f, nil)
 	case err != nil:
@@ -433,19 +443,19 @@ func (g *Gate) scanFacts(ctx context.Context, source string, dgst digest.Digest,
 // scanOne ingests every blob of the manifest into the store and scans the stored image.
 // A manifest recognised as an artifact (signature, attestation, SBOM) returns no result
 // and no error; kind says what it was taken for.
-func (g *Gate) scanOne(ctx context.Context, source string, dgst digest.Digest) (res *ScanResult, kind string, err error) {
+func (g *Gate) scanOne(ctx context.Context, source string, dgst digest.Digest) (res *ScanResult, c classification, err error) {
 	g.scans.Add(1)
 	start := time.Now()
 	mrec, raw, err := g.store.Manifest(source, dgst)
 	if err != nil {
-		return nil, "", fmt.Errorf("manifest not in the store: %w", err)
+		return nil, c, fmt.Errorf("manifest not in the store: %w", err)
 	}
-	c := classify(raw)
+	c = classify(raw)
 	switch c.what {
 	case classArtifact:
-		return nil, c.kind, nil
+		return nil, c, nil
 	case classInvalid:
-		return nil, c.kind, fmt.Errorf("cannot scan %s: %s", dgst, c.kind)
+		return nil, c, fmt.Errorf("cannot scan %s: %s", dgst, c.kind)
 	}
 	blobs := c.blobs
 	// A collection does not delete what this scan reads, nor the manifest it judges.
@@ -461,18 +471,18 @@ func (g *Gate) scanOne(ctx context.Context, source string, dgst digest.Digest) (
 	})
 	defer fetches.wg.Wait() // nothing of this scan runs on after it returned
 	if err := fetches.wait(ctx, blobs[0]); err != nil {
-		return nil, c.kind, err
+		return nil, c, err
 	}
 	img, err := storedImage(ctx, g.store, mrec.MediaType, raw, fetches.wait)
 	if err != nil {
-		return nil, c.kind, err
+		return nil, c, err
 	}
 	res, err = g.scanner.Scan(ctx, img, source+"@"+dgst.String())
 	if ferr := fetches.all(ctx); ferr != nil {
-		return nil, c.kind, ferr
+		return nil, c, ferr
 	}
 	g.log.Debug("scan timings", "repository", source, "digest", dgst, "total", time.Since(start).Round(time.Millisecond))
-	return res, c.kind, err
+	return res, c, err
 }
 
 // fetchSet runs the fetches of an image's blobs concurrently and lets the scan wait for
