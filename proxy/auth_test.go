@@ -212,6 +212,7 @@ func TestAnonymousAndAPIAuth(t *testing.T) {
 	}
 	post := func(user, pw string) int {
 		req, _ := http.NewRequest(http.MethodPost, p.URL+"/api/v1/robots", strings.NewReader(`{"name":"deploy","scopes":["**"],"expires":"30d"}`))
+		req.Header.Set("Content-Type", "application/json")
 		if user != "" {
 			req.SetBasicAuth(user, pw)
 		}

@@ -110,12 +110,12 @@ func New(cfg *config.Config, store *storage.Store, opts ...Option) (*Server, err
 	if s.mirror, err = mirror.New(cfg, store, s.life, s.log, s.registry, s.now); err != nil {
 		return nil, err
 	}
-	if s.auth, err = auth.New(cfg.Auth, cfg.Resolve, store, s.now, s.log, s.registry, s.mirror.Canonical); err != nil {
+	if s.auth, err = auth.New(cfg.Auth, cfg.Resolve, store, s.now, s.log, s.registry, s.mirror.Candidates, cfg.External()); err != nil {
 		return nil, err
 	}
 	if s.scanner != nil {
 		s.gate, err = gate.New(gate.Deps{Store: store, Scanner: s.scanner, Policy: s.policy, Scan: cfg.Scan, Webhooks: cfg.Webhooks,
-			Fetch: s.mirror, Life: s.life, Leases: s.mirror, Log: s.log, Registry: s.registry})
+			Fetch: s.mirror, Life: s.life, Leases: s.mirror, Log: s.log, Registry: s.registry, External: cfg.External()})
 		if err != nil {
 			return nil, err
 		}
@@ -306,7 +306,8 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request) error {
 	}
 	if !strings.HasPrefix(r.URL.Path, "/v2") {
 		if r.URL.Path != "/healthz" && r.URL.Path != "/readyz" {
-			if err := s.auth.AuthorizeAPI(r); err != nil {
+			var err error
+			if r, err = s.auth.AuthorizeAPI(r); err != nil {
 				return err
 			}
 		}

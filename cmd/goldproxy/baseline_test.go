@@ -9,6 +9,8 @@ import (
 	"testing"
 	"time"
 
+	"golang.org/x/crypto/bcrypt"
+
 	"github.com/goldproxy/goldproxy/cmd/goldproxy/cli"
 	"github.com/goldproxy/goldproxy/proxy/proxytest"
 	"github.com/goldproxy/goldproxy/scanner/scannertest"
@@ -113,6 +115,13 @@ func TestBaselineThroughProxy(t *testing.T) {
 	up, standard, hardened, db := baselineSetup(t)
 	cfg := proxytest.Config(t, up)
 	cfg.DB.Dir = db
+	// Storing the comparison changes the proxy: an admin does it; pulls stay anonymous.
+	hash, _ := bcrypt.GenerateFromPassword([]byte("ops-pw"), bcrypt.MinCost)
+	cfg.Auth.Htpasswd = write(t, t.TempDir(), "htpasswd", "ops:"+string(hash)+"\n")
+	cfg.Auth.Admins = []string{"ops"}
+	anonymous := true
+	cfg.Auth.Anonymous = &anonymous
+	t.Setenv("GOLDPROXY_PASSWORD", "ops-pw")
 	g := startGated(t, cfg, up, true)
 	// Lists name the images as clients do through the proxy: the upstream by its name.
 	rename := func(path string) string {
@@ -120,7 +129,7 @@ func TestBaselineThroughProxy(t *testing.T) {
 		return write(t, t.TempDir(), filepath.Base(path), strings.ReplaceAll(string(b), up.Host, up.Name))
 	}
 	out := t.TempDir()
-	o := cli.BaselineOptions{Images: rename(standard), Hardened: rename(hardened), OutDir: out, ProxyURL: g.url,
+	o := cli.BaselineOptions{Images: rename(standard), Hardened: rename(hardened), OutDir: out, ProxyURL: g.url, User: "ops",
 		Now: func() time.Time { return time.Date(2026, 11, 24, 12, 0, 0, 0, time.UTC) }}
 	var stdout strings.Builder
 	err := cli.RunBaseline(context.Background(), &stdout, o)

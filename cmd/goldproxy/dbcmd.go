@@ -4,9 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"io"
 	"net/http"
-	"strings"
 
 	"github.com/spf13/cobra"
 
@@ -15,13 +13,14 @@ import (
 )
 
 func newDBCmd() *cobra.Command {
-	var configPath, proxyURL string
+	var configPath, proxyURL, user string
 	cmd := &cobra.Command{
 		Use:   "db",
 		Short: "Show or update the vulnerability DB",
 		Long: `Show the vulnerability DB (version, build time, age, source) or update it now.
 With --proxy the running goldproxy answers (GET /api/v1/db, POST /api/v1/db/update, which
-also re-evaluates every stored verdict); without, the config's data directory is used.
+also re-evaluates every stored verdict; an update needs an admin: --user, with the
+password in GOLDPROXY_PASSWORD); without, the config's data directory is used.
 
 Example:
   goldproxy db status --proxy http://localhost:5000
@@ -34,7 +33,7 @@ Example:
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if proxyURL != "" {
-				return apiCall(cmd.OutOrStdout(), http.MethodGet, proxyURL, "/api/v1/db")
+				return cli.AdminCall(cmd.OutOrStdout(), http.MethodGet, proxyURL, "/api/v1/db", user, nil)
 			}
 			cfg, err := cli.LoadConfig(configPath)
 			if err != nil {
@@ -58,7 +57,7 @@ Example:
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if proxyURL != "" {
-				return apiCall(cmd.OutOrStdout(), http.MethodPost, proxyURL, "/api/v1/db/update")
+				return cli.AdminCall(cmd.OutOrStdout(), http.MethodPost, proxyURL, "/api/v1/db/update", user, nil)
 			}
 			return withLocalApp(configPath, func(a *app) error {
 				ctx := context.Background()
@@ -75,24 +74,7 @@ Example:
 	}
 	cmd.PersistentFlags().StringVar(&configPath, "config", "", "config file (db and data_dir keys)")
 	cmd.PersistentFlags().StringVar(&proxyURL, "proxy", "", "ask this running goldproxy (e.g. http://localhost:5000)")
+	cmd.PersistentFlags().StringVar(&user, "user", "", "admin user for --proxy (password from GOLDPROXY_PASSWORD)")
 	cmd.AddCommand(status, update)
 	return cmd
-}
-
-func apiCall(out io.Writer, method, base, path string) error {
-	req, err := http.NewRequest(method, strings.TrimRight(base, "/")+path, nil)
-	if err != nil {
-		return &exitError{Code: 2, Err: err}
-	}
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		return &exitError{Code: 1, Err: err}
-	}
-	defer resp.Body.Close()
-	b, _ := io.ReadAll(resp.Body)
-	fmt.Fprintln(out, strings.TrimSpace(string(b)))
-	if resp.StatusCode >= 300 {
-		return &exitError{Code: 1, Err: fmt.Errorf("%s %s: %s", method, path, resp.Status)}
-	}
-	return nil
 }

@@ -7,10 +7,12 @@ import (
 	"net/http"
 
 	"github.com/spf13/cobra"
+
+	"github.com/goldproxy/goldproxy/cmd/goldproxy/cli"
 )
 
 func newGCCmd() *cobra.Command {
-	var configPath, proxyURL string
+	var configPath, proxyURL, user string
 	var dryRun bool
 	cmd := &cobra.Command{
 		Use:   "gc [--dry-run]",
@@ -19,7 +21,7 @@ func newGCCmd() *cobra.Command {
 nothing is older than storage.gc.max_age: manifests, then blobs no kept manifest
 references, with their verdicts and cached analysis. Images pulled within
 storage.gc.grace and blobs in use are kept. With --proxy the running goldproxy does it
-(POST /api/v1/gc); without, the config's data directory is used (stop the proxy first).
+(POST /api/v1/gc, as an admin: --user, password in GOLDPROXY_PASSWORD); without, the config's data directory is used (stop the proxy first).
 
 Example:
   goldproxy gc --dry-run --proxy http://localhost:5000
@@ -31,7 +33,7 @@ Example:
 				if dryRun {
 					path += "?dry_run=true"
 				}
-				return apiCall(cmd.OutOrStdout(), http.MethodPost, proxyURL, path)
+				return cli.AdminCall(cmd.OutOrStdout(), http.MethodPost, proxyURL, path, user, nil)
 			}
 			return withLocalApp(configPath, func(a *app) error {
 				res, err := a.srv.GC(context.Background(), dryRun)
@@ -47,5 +49,6 @@ Example:
 	cmd.Flags().BoolVar(&dryRun, "dry-run", false, "say what would be removed, remove nothing")
 	cmd.Flags().StringVar(&configPath, "config", "", "config file (storage.gc keys)")
 	cmd.Flags().StringVar(&proxyURL, "proxy", "", "ask this running goldproxy (e.g. http://localhost:5000)")
+	cmd.Flags().StringVar(&user, "user", "", "admin user for --proxy (password from GOLDPROXY_PASSWORD)")
 	return cmd
 }

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"slices"
 	"strings"
 
 	"github.com/opencontainers/go-digest"
@@ -140,6 +141,13 @@ type ReportFormatter interface {
 
 // serveReport answers /api/v1/images/<digest>/report?format=json|sarif|md|cyclonedx.
 func (h *Handler) serveReport(w http.ResponseWriter, r *http.Request, d digest.Digest) error {
+	det, err := h.imageDetail(r, d) // only a digest the reader may see
+	if err != nil {
+		return err
+	}
+	if want := r.URL.Query().Get("repository"); want != "" && !slices.ContainsFunc(det.Repositories, func(s ImageSummary) bool { return s.Repository == want }) {
+		return httpx.ManifestUnknown("no stored image %s in %s", d, want)
+	}
 	report, err := h.store.Report(d)
 	if errors.Is(err, storage.ErrNotFound) {
 		return httpx.ManifestUnknown("no scan report for %s", d)

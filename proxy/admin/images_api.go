@@ -14,6 +14,7 @@ import (
 	"github.com/opencontainers/go-digest"
 
 	"github.com/goldproxy/goldproxy/policy"
+	"github.com/goldproxy/goldproxy/proxy/auth"
 	"github.com/goldproxy/goldproxy/proxy/gate"
 	"github.com/goldproxy/goldproxy/proxy/registry/httpx"
 	"github.com/goldproxy/goldproxy/storage"
@@ -73,7 +74,7 @@ func writePage(w http.ResponseWriter, r *http.Request, key string, items any, ne
 // summaries lists every stored image manifest with its verdict, sorted by repository
 // and digest; filters: denied=true, repository=<glob>, severity=<at least one finding
 // of this severity or worse>.
-func (h *Handler) summaries(q url.Values) ([]ImageSummary, error) {
+func (h *Handler) summaries(p *auth.Principal, q url.Values) ([]ImageSummary, error) {
 	images, err := h.store.Images()
 	if err != nil {
 		return nil, err
@@ -81,6 +82,9 @@ func (h *Handler) summaries(q url.Values) ([]ImageSummary, error) {
 	recent := h.gc.Pulls().Snapshot() // pulls not yet flushed to the store
 	var out []ImageSummary
 	for _, img := range images {
+		if p != nil && !p.May(img.Repository) {
+			continue // a scoped reader sees only its repositories
+		}
 		sum := ImageSummary{Repository: img.Repository, Digest: img.Digest.String(), LastPulled: img.LastPulled, StoredAt: img.StoredAt, Verdict: "none"}
 		if t, ok := recent[storage.PullKey(img.Repository, img.Digest)]; ok && t.After(sum.LastPulled) {
 			sum.LastPulled = t
@@ -133,7 +137,7 @@ func (h *Handler) serveImages(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	all, err := h.summaries(r.URL.Query())
+	all, err := h.summaries(auth.PrincipalOf(r.Context()), r.URL.Query())
 	if err != nil {
 		return err
 	}
@@ -191,7 +195,7 @@ func (h *Handler) serveImage(w http.ResponseWriter, r *http.Request, d digest.Di
 
 // imageDetail gathers what is known about one digest.
 func (h *Handler) imageDetail(r *http.Request, d digest.Digest) (*ImageDetail, error) {
-	all, err := h.summaries(nil) // every repository holding it, whatever the list filters
+	all, err := h.summaries(auth.PrincipalOf(r.Context()), nil) // every repository holding it (that the reader may see)
 	if err != nil {
 		return nil, err
 	}
@@ -249,6 +253,9 @@ func (h *Handler) serveVerdicts(w http.ResponseWriter, r *http.Request) error {
 	next := ""
 	err = h.store.Judgements(func(repo string, d digest.Digest, b []byte) error {
 		if k := repo + "\x00" + d.String(); cursor != "" && k <= cursor {
+			return nil
+		}
+		if p := auth.PrincipalOf(r.Context()); p != nil && !p.May(repo) {
 			return nil
 		}
 		var j gate.Judgement

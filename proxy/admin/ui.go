@@ -14,6 +14,7 @@ import (
 	"github.com/opencontainers/go-digest"
 
 	"github.com/goldproxy/goldproxy/policy"
+	"github.com/goldproxy/goldproxy/proxy/auth"
 	"github.com/goldproxy/goldproxy/proxy/registry/httpx"
 )
 
@@ -74,7 +75,7 @@ func (h *Handler) serveUI(w http.ResponseWriter, r *http.Request) error {
 		http.StripPrefix("/ui", http.FileServerFS(sub)).ServeHTTP(w, r)
 		return nil
 	case p == "" || p == "/":
-		images, err := h.summaries(r.URL.Query())
+		images, err := h.summaries(auth.PrincipalOf(r.Context()), r.URL.Query())
 		if err != nil {
 			return err
 		}

@@ -2,20 +2,22 @@
 // users, pull-only robots, the registry token flow and the failed-login limiter, ending
 // in a Principal. It answers only "who, and may they"; it never looks at images,
 // verdicts or upstreams, and never serves content.
+//
+// It never compares a secret in variable time, never lets an unknown user cost less
+// than a known one, and never trusts the Host or X-Forwarded-For headers of a client it
+// was not told to trust.
 package auth
 
 import (
 	"bufio"
 	"crypto/rand"
 	"crypto/sha256"
-	"crypto/subtle"
 	"encoding/base64"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
-	"net"
 	"net/http"
 	"os"
 	"regexp"
@@ -25,10 +27,8 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/golang-jwt/jwt/v5"
 	"github.com/prometheus/client_golang/prometheus"
 	"golang.org/x/crypto/bcrypt"
-	"golang.org/x/time/rate"
 
 	"github.com/goldproxy/goldproxy/policy"
 	"github.com/goldproxy/goldproxy/proxy/config"
@@ -42,19 +42,46 @@ const tokenService = "goldproxy"
 // distribution spec defines it, so "robot$<name>" is unambiguous.
 var reRobotName = regexp.MustCompile(`^[a-z0-9]+((\.|_|__|-+)[a-z0-9]+)*$`)
 
-// Principal is an authenticated user or robot.
+// Principal is an authenticated user or robot, or the anonymous client.
 type Principal struct {
-	Name   string
-	scopes []string // empty: everything the allowlist admits
+	Name string
+	// scopes are the repository globs it may pull; empty: everything the allowlist admits.
+	scopes []string
+	// access, for a bearer token, are the repositories the token was issued for: what it
+	// may pull is their intersection with scopes.
+	access []string
+	token  bool
+	a      *Authenticator
 }
 
-// May reports whether p may pull repository repo.
-func (p *Principal) May(repo string) bool {
+// May reports whether p may pull (or read about) repository repo, as "<upstream>/<repo>";
+// name is the repository as the client wrote it (a token's scope may name it so).
+func (p *Principal) May(repo string) bool { return p.MayName(repo, repo) }
+
+// MayName is May for a request that named the repository name (e.g. "library/alpine"
+// with ?ns=docker.io) and resolved to repo.
+func (p *Principal) MayName(name, repo string) bool {
 	if p == nil {
 		return false
 	}
-	return len(p.scopes) == 0 || slices.ContainsFunc(p.scopes, func(g string) bool { return policy.Match(g, repo) })
+	if p.token && !slices.Contains(p.access, repo) && !slices.Contains(p.access, name) {
+		return false
+	}
+	return p.inScope(repo)
 }
+
+// inScope reports whether p's scopes (whatever a token was issued for) cover repo.
+func (p *Principal) inScope(repo string) bool {
+	return len(p.scopes) == 0 || slices.ContainsFunc(p.scopes, func(g string) bool { return p.a.match(g, repo) })
+}
+
+// Admin reports whether p may change state through the API.
+func (p *Principal) Admin() bool {
+	return p != nil && p.Name != "anonymous" && slices.Contains(p.a.cfg.Admins, p.Name)
+}
+
+// Scoped reports whether p sees only part of the store (a robot or user with scopes).
+func (p *Principal) Scoped() bool { return p != nil && (len(p.scopes) > 0 || p.token) }
 
 // Authenticator checks credentials: htpasswd users, robots, bearer tokens.
 type Authenticator struct {
@@ -63,30 +90,46 @@ type Authenticator struct {
 	store  *storage.Store
 	key    []byte
 	users  map[string][]byte // name → bcrypt hash
+	dummy  []byte            // a hash of the users' cost, checked for unknown names
 	now    func() time.Time
-	mu     sync.Mutex
-	limits map[string]*rate.Limiter
 	log    *slog.Logger
-	// failures counts rejected credentials by how they were presented.
-	failures *prometheus.CounterVec
-	// canonical maps a repository name as a client writes it (in a token scope) to the
-	// "<upstream>/<repository>" name scopes are written in.
-	canonical func(name string) (string, error)
+	realm  string // the token endpoint, from the external URL
+	logins *limiter
+	// candidates maps a repository name as a client writes it (in a token scope) to the
+	// "<upstream>/<repository>" names it may stand for.
+	candidates func(name string) []string
+	robotMu    sync.Mutex // robot add and revoke, one at a time
+
+	globMu sync.Mutex
+	globs  map[string]*regexp.Regexp
+
+	failures       *prometheus.CounterVec
+	passwordChecks prometheus.Counter
 }
 
-// New builds the authenticator of cfg; resolve makes config paths absolute, canonical
-// names repositories as scopes do. Its metrics are registered on reg.
+// New builds the authenticator of cfg; resolve makes config paths absolute, candidates
+// names repositories as scopes do, external is the URL clients reach the proxy at. Its
+// metrics are registered on reg.
 func New(cfg config.ClientAuthConfig, resolve func(string) string, store *storage.Store, now func() time.Time, log *slog.Logger,
-	reg prometheus.Registerer, canonical func(string) (string, error)) (*Authenticator, error) {
-	a := &Authenticator{cfg: cfg, store: store, users: map[string][]byte{}, now: now, limits: map[string]*rate.Limiter{},
-		log: log, canonical: canonical,
+	reg prometheus.Registerer, candidates func(string) []string, external string) (*Authenticator, error) {
+	a := &Authenticator{cfg: cfg, store: store, users: map[string][]byte{}, now: now, log: log, candidates: candidates,
+		realm: external + "/token", globs: map[string]*regexp.Regexp{},
 		failures: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "goldproxy_auth_failures_total",
-			Help: "Rejected client credentials, by how they were presented."}, []string{"method"})}
+			Help: "Rejected client credentials, by how they were presented."}, []string{"method"}),
+		passwordChecks: prometheus.NewCounter(prometheus.CounterOpts{Name: "goldproxy_auth_password_checks_total",
+			Help: "Passwords and robot tokens checked (bcrypt for users): what the login limiter lets through."}),
+	}
+	var err error
+	if a.logins, err = newLimiter(cfg, now); err != nil {
+		return nil, err
+	}
 	for _, method := range []string{"basic", "token", "token_request", "rate_limited"} {
 		a.failures.WithLabelValues(method)
 	}
-	if err := reg.Register(a.failures); err != nil {
-		return nil, err
+	for _, c := range []prometheus.Collector{a.failures, a.passwordChecks} {
+		if err := reg.Register(c); err != nil {
+			return nil, err
+		}
 	}
 	rs, err := store.Robots()
 	if err != nil {
@@ -97,6 +140,16 @@ func New(cfg config.ClientAuthConfig, resolve func(string) string, store *storag
 		if err := a.loadHtpasswd(resolve(cfg.Htpasswd)); err != nil {
 			return nil, err
 		}
+	}
+	cost := bcrypt.DefaultCost
+	for _, h := range a.users {
+		if c, err := bcrypt.Cost(h); err == nil {
+			cost = c
+			break
+		}
+	}
+	if a.dummy, err = bcrypt.GenerateFromPassword([]byte("goldproxy: no such user"), cost); err != nil {
+		return nil, err
 	}
 	if cfg.TokenKeyFile != "" {
 		k, err := os.ReadFile(resolve(cfg.TokenKeyFile))
@@ -112,6 +165,20 @@ func New(cfg config.ClientAuthConfig, resolve func(string) string, store *storag
 		_, _ = rand.Read(a.key)
 	}
 	return a, nil
+}
+
+// match is policy.Match with each glob compiled once.
+func (a *Authenticator) match(g, s string) bool {
+	a.globMu.Lock()
+	re, ok := a.globs[g]
+	if !ok {
+		re, _ = policy.CompileGlob(g)
+		if len(a.globs) < 10_000 { // scopes come from config and robots: few
+			a.globs[g] = re
+		}
+	}
+	a.globMu.Unlock()
+	return re != nil && re.MatchString(s)
 }
 
 func (a *Authenticator) loadHtpasswd(path string) error {
@@ -152,223 +219,6 @@ func (a *Authenticator) anonymous() bool {
 
 func (a *Authenticator) robotsExist() bool { return a.robots.Load() > 0 }
 
-// limited reports whether addr has used up its failed logins.
-func (a *Authenticator) limited(addr string) bool {
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	l, ok := a.limits[addr]
-	return ok && l.Tokens() < 1
-}
-
-func (a *Authenticator) failed(addr string) {
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	l, ok := a.limits[addr]
-	if !ok {
-		per := a.cfg.FailedLogins
-		if per <= 0 {
-			per = 10
-		}
-		l = rate.NewLimiter(rate.Every(time.Minute/time.Duration(per)), per)
-		a.limits[addr] = l
-	}
-	l.Allow()
-}
-
-// checkPassword authenticates a user or robot by name and secret.
-func (a *Authenticator) checkPassword(name, secret string) (*Principal, error) {
-	if hash, ok := a.users[name]; ok {
-		if bcrypt.CompareHashAndPassword(hash, []byte(secret)) == nil {
-			return &Principal{Name: name, scopes: a.cfg.Scopes[name]}, nil
-		}
-		return nil, errors.New("wrong password")
-	}
-	if strings.HasPrefix(name, "robot$") {
-		r, err := a.store.Robot(strings.TrimPrefix(name, "robot$"))
-		if err != nil {
-			return nil, errors.New("no such robot")
-		}
-		if !r.Expires.IsZero() && a.now().After(r.Expires) {
-			return nil, errors.New("robot expired")
-		}
-		sum := sha256.Sum256([]byte(secret))
-		if subtle.ConstantTimeCompare([]byte(hex.EncodeToString(sum[:])), []byte(r.Hash)) != 1 {
-			return nil, errors.New("wrong token")
-		}
-		return &Principal{Name: name, scopes: r.Scopes}, nil
-	}
-	return nil, errors.New("no such user")
-}
-
-type tokenClaims struct {
-	jwt.RegisteredClaims
-	Access []tokenAccess `json:"access"`
-	Scopes []string      `json:"scopes,omitempty"`
-}
-
-type tokenAccess struct {
-	Type    string   `json:"type"`
-	Name    string   `json:"name"`
-	Actions []string `json:"actions"`
-}
-
-// issue signs a token granting p pull on the requested repositories it may pull.
-func (a *Authenticator) issue(p *Principal, repos []string) (string, time.Duration, error) {
-	ttl := a.cfg.TokenTTL
-	now := a.now()
-	c := tokenClaims{RegisteredClaims: jwt.RegisteredClaims{
-		Issuer: tokenService, Subject: p.Name, Audience: jwt.ClaimStrings{tokenService},
-		IssuedAt: jwt.NewNumericDate(now), NotBefore: jwt.NewNumericDate(now.Add(-time.Minute)), ExpiresAt: jwt.NewNumericDate(now.Add(ttl)),
-	}, Scopes: p.scopes}
-	for _, r := range repos {
-		if p.May(r) {
-			c.Access = append(c.Access, tokenAccess{Type: "repository", Name: r, Actions: []string{"pull"}})
-		}
-	}
-	s, err := jwt.NewWithClaims(jwt.SigningMethodHS256, c).SignedString(a.key)
-	return s, ttl, err
-}
-
-// verify checks a bearer token and returns its claims.
-func (a *Authenticator) verify(tok string) (*tokenClaims, error) {
-	var c tokenClaims
-	_, err := jwt.ParseWithClaims(tok, &c, func(*jwt.Token) (any, error) { return a.key, nil },
-		jwt.WithValidMethods([]string{"HS256"}), jwt.WithAudience(tokenService), jwt.WithIssuer(tokenService), jwt.WithTimeFunc(a.now))
-	if err != nil {
-		return nil, err
-	}
-	return &c, nil
-}
-
-func clientAddr(r *http.Request) string {
-	host, _, err := net.SplitHostPort(r.RemoteAddr)
-	if err != nil {
-		return r.RemoteAddr
-	}
-	return host
-}
-
-// challenge is the 401 that starts docker's token flow.
-func (a *Authenticator) challenge(r *http.Request, scope, msg string) *httpx.Error {
-	scheme := "http"
-	if r.TLS != nil {
-		scheme = "https"
-	}
-	h := fmt.Sprintf(`Bearer realm="%s://%s/token",service="%s"`, scheme, r.Host, tokenService)
-	if scope != "" {
-		h += fmt.Sprintf(`,scope="%s"`, scope)
-	}
-	return &httpx.Error{Status: http.StatusUnauthorized, Code: "UNAUTHORIZED", Message: msg, Header: map[string]string{"WWW-Authenticate": h}}
-}
-
-// Authorize decides whether r may read repository key (empty: the /v2/ base).
-func (a *Authenticator) Authorize(r *http.Request, key string) error {
-	if !a.Enabled() {
-		return nil
-	}
-	scope := ""
-	if key != "" {
-		scope = "repository:" + key + ":pull"
-	}
-	h := r.Header.Get("Authorization")
-	switch {
-	case h == "":
-		if a.anonymous() {
-			return nil
-		}
-		return a.challenge(r, scope, "authentication required: docker login "+r.Host)
-	case strings.HasPrefix(h, "Basic "):
-		addr := clientAddr(r)
-		if a.limited(addr) {
-			a.failures.WithLabelValues("rate_limited").Inc()
-			return httpx.TooManyRequests("too many failed logins from %s; wait a minute", addr)
-		}
-		user, pass, ok := r.BasicAuth()
-		p, err := a.checkPassword(user, pass)
-		if !ok || err != nil {
-			a.failed(addr)
-			a.failures.WithLabelValues("basic").Inc()
-			a.log.Warn("authentication failed", "user", user, "client", addr)
-			return a.challenge(r, scope, "invalid username or password")
-		}
-		if key != "" && !p.May(key) {
-			return httpx.Denied("%s may not pull %s", p.Name, key)
-		}
-		return nil
-	case strings.HasPrefix(h, "Bearer "):
-		c, err := a.verify(strings.TrimPrefix(h, "Bearer "))
-		if err != nil {
-			a.failures.WithLabelValues("token").Inc()
-			return a.challenge(r, scope, "invalid or expired token: log in again")
-		}
-		if strings.HasPrefix(c.Subject, "robot$") {
-			// A revoked robot's tokens die with it.
-			if _, err := a.store.Robot(strings.TrimPrefix(c.Subject, "robot$")); err != nil {
-				a.failures.WithLabelValues("token").Inc()
-				return a.challenge(r, scope, "robot "+c.Subject+" was revoked")
-			}
-		}
-		// The token authenticates its subject; what it may pull is the subject's scopes,
-		// carried in the token (containerd asks for scopes without the upstream host).
-		if p := (&Principal{Name: c.Subject, scopes: c.Scopes}); key != "" && !p.May(key) {
-			return httpx.Denied("%s may not pull %s", c.Subject, key)
-		}
-		return nil
-	}
-	return a.challenge(r, scope, "unsupported authorization scheme")
-}
-
-// ServeToken is the registry token endpoint: GET /token?service=goldproxy&scope=... with
-// Basic credentials (or none, when anonymous pulls are allowed).
-func (a *Authenticator) ServeToken(w http.ResponseWriter, r *http.Request) error {
-	if !a.Enabled() {
-		return httpx.Unsupported("authentication is off on this proxy")
-	}
-	var p *Principal
-	user, pass, ok := r.BasicAuth()
-	addr := clientAddr(r)
-	switch {
-	case ok:
-		if a.limited(addr) {
-			a.failures.WithLabelValues("rate_limited").Inc()
-			return httpx.TooManyRequests("too many failed logins from %s; wait a minute", addr)
-		}
-		var err error
-		if p, err = a.checkPassword(user, pass); err != nil {
-			a.failed(addr)
-			a.failures.WithLabelValues("token_request").Inc()
-			a.log.Warn("authentication failed", "user", user, "client", addr)
-			return &httpx.Error{Status: http.StatusUnauthorized, Code: "UNAUTHORIZED", Message: "invalid username or password",
-				Header: map[string]string{"WWW-Authenticate": `Basic realm="goldproxy"`}}
-		}
-	case a.anonymous():
-		p = &Principal{Name: "anonymous"}
-	default:
-		return &httpx.Error{Status: http.StatusUnauthorized, Code: "UNAUTHORIZED", Message: "credentials required",
-			Header: map[string]string{"WWW-Authenticate": `Basic realm="goldproxy"`}}
-	}
-	var repos []string
-	for _, sc := range r.URL.Query()["scope"] {
-		for _, one := range strings.Split(sc, " ") {
-			parts := strings.Split(one, ":")
-			if len(parts) >= 3 && parts[0] == "repository" {
-				name := strings.Join(parts[1:len(parts)-1], ":")
-				if key, err := a.canonical(name); err == nil {
-					repos = append(repos, key)
-				}
-			}
-		}
-	}
-	tok, ttl, err := a.issue(p, repos)
-	if err != nil {
-		return err
-	}
-	w.Header().Set("Content-Type", "application/json")
-	return json.NewEncoder(w).Encode(map[string]any{
-		"token": tok, "access_token": tok, "expires_in": int(ttl.Seconds()), "issued_at": a.now().UTC().Format(time.RFC3339),
-	})
-}
-
 // NewRobotToken returns a new random robot token (shown once) and the hash to store.
 func NewRobotToken() (token, hash string) {
 	b := make([]byte, 32)
@@ -378,57 +228,8 @@ func NewRobotToken() (token, hash string) {
 	return token, hex.EncodeToString(sum[:])
 }
 
-// Whoami authenticates r's credentials (Basic or Bearer) without a repository.
-func (a *Authenticator) Whoami(r *http.Request) (*Principal, error) {
-	h := r.Header.Get("Authorization")
-	switch {
-	case strings.HasPrefix(h, "Basic "):
-		addr := clientAddr(r)
-		if a.limited(addr) {
-			return nil, httpx.TooManyRequests("too many failed logins from %s; wait a minute", addr)
-		}
-		user, pass, _ := r.BasicAuth()
-		p, err := a.checkPassword(user, pass)
-		if err != nil {
-			a.failed(addr)
-			a.failures.WithLabelValues("basic").Inc()
-			return nil, &httpx.Error{Status: http.StatusUnauthorized, Code: "UNAUTHORIZED", Message: "invalid username or password",
-				Header: map[string]string{"WWW-Authenticate": `Basic realm="goldproxy"`}}
-		}
-		return p, nil
-	case strings.HasPrefix(h, "Bearer "):
-		c, err := a.verify(strings.TrimPrefix(h, "Bearer "))
-		if err != nil {
-			a.failures.WithLabelValues("token").Inc()
-			return nil, &httpx.Error{Status: http.StatusUnauthorized, Code: "UNAUTHORIZED", Message: "invalid or expired token"}
-		}
-		return &Principal{Name: c.Subject, scopes: c.Scopes}, nil
-	}
-	return nil, &httpx.Error{Status: http.StatusUnauthorized, Code: "UNAUTHORIZED", Message: "credentials required",
-		Header: map[string]string{"WWW-Authenticate": `Basic realm="goldproxy"`}}
-}
-
-// AuthorizeAPI guards /api/v1/: reading needs what pulling needs; changing anything
-// (gc, DB update, robots) needs an admin.
-func (a *Authenticator) AuthorizeAPI(r *http.Request) error {
-	if !a.Enabled() {
-		return nil
-	}
-	readOnly := r.Method == http.MethodGet || r.Method == http.MethodHead
-	if readOnly && a.anonymous() && r.Header.Get("Authorization") == "" {
-		return nil
-	}
-	p, err := a.Whoami(r)
-	if err != nil {
-		return err
-	}
-	if !readOnly && !slices.Contains(a.cfg.Admins, p.Name) {
-		return httpx.Denied("%s is not an admin of this proxy (auth.admins)", p.Name)
-	}
-	return nil
-}
-
 // AddRobot creates a pull-only robot and returns its token, which is shown only now.
+// Two adds of one name never both succeed.
 func (a *Authenticator) AddRobot(name string, scopes []string, ttl time.Duration) (string, error) {
 	if !reRobotName.MatchString(name) {
 		return "", fmt.Errorf("robot name %q: use lower-case letters, digits, '.', '_' or '-'", name)
@@ -438,6 +239,8 @@ func (a *Authenticator) AddRobot(name string, scopes []string, ttl time.Duration
 			return "", fmt.Errorf("scope %d: %w", i, err)
 		}
 	}
+	a.robotMu.Lock()
+	defer a.robotMu.Unlock()
 	if _, err := a.store.Robot(name); err == nil {
 		return "", fmt.Errorf("robot %q exists: revoke it first", name)
 	}
@@ -464,6 +267,11 @@ func (a *Authenticator) Robots() ([]storage.Robot, error) {
 
 // RevokeRobot deletes a robot: its password and its tokens stop working at once.
 func (a *Authenticator) RevokeRobot(name string) error {
+	a.robotMu.Lock()
+	defer a.robotMu.Unlock()
+	if _, err := a.store.Robot(name); err != nil {
+		return err
+	}
 	if err := a.store.DeleteRobot(name); err != nil {
 		return err
 	}
@@ -471,10 +279,13 @@ func (a *Authenticator) RevokeRobot(name string) error {
 	return nil
 }
 
-// ServeRobots is /api/v1/robots: GET lists, POST {name, scopes, expires} adds, DELETE
-// /api/v1/robots/<name> revokes.
+// ServeRobots is /api/v1/robots (admins only): GET lists, POST {name, scopes, expires}
+// adds, DELETE /api/v1/robots/<name> revokes.
 func (a *Authenticator) ServeRobots(w http.ResponseWriter, r *http.Request) error {
 	name := strings.TrimPrefix(strings.TrimPrefix(r.URL.Path, "/api/v1/robots"), "/")
+	if p := PrincipalOf(r.Context()); !p.Admin() {
+		return httpx.Denied("robots are managed by admins of this proxy (auth.admins)")
+	}
 	w.Header().Set("Content-Type", "application/json")
 	switch {
 	case r.Method == http.MethodGet && name == "":
@@ -489,7 +300,7 @@ func (a *Authenticator) ServeRobots(w http.ResponseWriter, r *http.Request) erro
 			Scopes  []string `json:"scopes"`
 			Expires string   `json:"expires"`
 		}
-		if err := json.NewDecoder(r.Body).Decode(&req); err != nil {
+		if err := json.NewDecoder(http.MaxBytesReader(w, r.Body, 64<<10)).Decode(&req); err != nil {
 			return &httpx.Error{Status: http.StatusBadRequest, Code: "UNSUPPORTED", Message: "body must be JSON {name, scopes, expires}"}
 		}
 		var ttl time.Duration

@@ -29,7 +29,9 @@ import (
 // Config is the whole configuration tree of a goldproxy server. It is decoded strictly
 // (unknown keys are errors) and checked by Validate, which names the offending key.
 type Config struct {
-	Listen          string            `yaml:"listen"`
+	Listen string `yaml:"listen"`
+	// ExternalURL is the URL clients reach the proxy at: the token realm and report links.
+	ExternalURL     string            `yaml:"external_url"`
 	DataDir         string            `yaml:"data_dir"`
 	Log             LogConfig         `yaml:"log"`
 	Storage         StorageConfig     `yaml:"storage"`
@@ -363,6 +365,18 @@ func (c *Config) Validate() error {
 			return fmt.Errorf("config: auth.htpasswd: %w", err)
 		}
 	}
+	for i, cidr := range c.Auth.TrustedProxies {
+		if _, _, err := net.ParseCIDR(cidr); err != nil {
+			return fmt.Errorf("config: auth.trusted_proxies[%d]: %q is not a CIDR (e.g. 10.0.0.0/8)", i, cidr)
+		}
+	}
+	if c.ExternalURL != "" {
+		u, err := url.Parse(c.ExternalURL)
+		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || (u.Path != "" && u.Path != "/") {
+			return fmt.Errorf("config: external_url: %q is not an http(s)://host[:port] URL", c.ExternalURL)
+		}
+		c.ExternalURL = strings.TrimSuffix(c.ExternalURL, "/")
+	}
 	if c.Auth.TokenTTL < time.Second || c.Auth.FailedLogins < 0 {
 		return fmt.Errorf("config: auth: token_ttl must be at least 1s and failed_logins_per_minute positive")
 	}
@@ -402,6 +416,27 @@ func (c *Config) Validate() error {
 		}
 	}
 	return nil
+}
+
+// External is the URL clients reach the proxy at: external_url, else
+// http(s)://localhost:<listen port>. The token realm and report links use it; a request's
+// Host header never does.
+func (c *Config) External() string {
+	if c.ExternalURL != "" {
+		return c.ExternalURL
+	}
+	scheme := "http"
+	if c.TLS.Cert != "" {
+		scheme = "https"
+	}
+	host, port, err := net.SplitHostPort(c.Listen)
+	if err != nil {
+		return scheme + "://localhost"
+	}
+	if host == "" || host == "0.0.0.0" || host == "::" {
+		host = "localhost"
+	}
+	return scheme + "://" + net.JoinHostPort(host, port)
 }
 
 // Resolve makes a path from the config relative to the config file's directory.

@@ -25,6 +25,9 @@ type WebhookConfig struct {
 	Timeout time.Duration `yaml:"timeout"`
 	// Retries is how many more times a failed delivery is tried, with doubling backoff.
 	Retries int `yaml:"retries"`
+	// SecretEnv or SecretFile hold the key bodies are signed with (HMAC-SHA256).
+	SecretEnv  string `yaml:"secret_env"`
+	SecretFile string `yaml:"secret_file"`
 }
 
 // GCConfig bounds the store. Least recently pulled images go first.
@@ -54,8 +57,11 @@ type ClientAuthConfig struct {
 	// TokenKeyFile holds the key tokens are signed with (share it between replicas);
 	// empty: a random key per process.
 	TokenKeyFile string `yaml:"token_key_file"`
-	// FailedLogins is how many failed logins a client address may make per minute.
+	// FailedLogins is how many failed logins a client address, and a user name, may make
+	// per minute.
 	FailedLogins int `yaml:"failed_logins_per_minute"`
+	// TrustedProxies are the CIDRs of load balancers whose X-Forwarded-For is believed.
+	TrustedProxies []string `yaml:"trusted_proxies"`
 	// Admins may manage robots through the API.
 	Admins []string `yaml:"admins"`
 }

@@ -35,6 +35,8 @@ type Verdict struct {
 	Rule string
 	// Message is written for the developer who was denied: what, why, what next.
 	Message string
+	// Report is where the full report of a denied image is read (an absolute URL).
+	Report string
 }
 
 // Allowlist admits repositories matching configured globs or named in list files.

@@ -277,15 +277,16 @@ func (g *Gate) verdictOf(j *Judgement, m Manifest) judged {
 		return judged{verdict: Verdict{Policy: j.Verdict.Policy, Rule: j.Verdict.Rule(), Message: fmt.Sprintf(
 			"artifact %s is not served: %s. Pull (and pass) the image it belongs to first", image, denialText(j.Verdict))}}
 	}
+	report := g.external + ReportPath(m.Repository, j.Digest)
 	var b strings.Builder
 	fmt.Fprintf(&b, "image %s is denied by policy %q: %s", image, j.Verdict.Policy, denialText(j.Verdict))
-	fmt.Fprintf(&b, ". Full report: %s", ReportPath(m.Repository, j.Digest))
+	fmt.Fprintf(&b, ". Full report: %s", report)
 	if j.Verdict.Contact != "" {
 		fmt.Fprintf(&b, ". %s", j.Verdict.Contact)
 	} else {
 		b.WriteString(". Use a rebuilt image with the fixes (a newer tag or a hardened base) or ask the platform team for an exception")
 	}
-	return judged{verdict: Verdict{Policy: j.Verdict.Policy, Rule: j.Verdict.Rule(), Message: b.String()}, until: j.Verdict.Until}
+	return judged{verdict: Verdict{Policy: j.Verdict.Policy, Rule: j.Verdict.Rule(), Message: b.String(), Report: report}, until: j.Verdict.Until}
 }
 
 // denialText lists every failed rule with its evidence: up to five findings per rule and

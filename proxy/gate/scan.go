@@ -140,6 +140,8 @@ type Deps struct {
 	Leases   Leaser
 	Log      *slog.Logger
 	Registry prometheus.Registerer
+	// External is the URL clients reach the proxy at: report links in denials use it.
+	External string
 }
 
 // Gate scans every new image manifest once, keeps the facts, and judges them for every
@@ -152,6 +154,7 @@ type Gate struct {
 	life    Lifetime
 	leases  Leaser
 	log     *slog.Logger
+	external string
 	metrics *metrics
 	notify  *notifier
 	sf      singleflight.Group // one scan per digest
@@ -170,14 +173,19 @@ type Gate struct {
 // New builds the gate and starts what it does in the background: rescans of what a
 // restart interrupted, webhook deliveries.
 func New(d Deps) (*Gate, error) {
-	g := &Gate{store: d.Store, scanner: d.Scanner, cfg: d.Scan, fetch: d.Fetch, life: d.Life, leases: d.Leases, log: d.Log, now: time.Now}
+	g := &Gate{store: d.Store, scanner: d.Scanner, cfg: d.Scan, fetch: d.Fetch, life: d.Life, leases: d.Leases, log: d.Log, now: time.Now, external: d.External}
 	g.policy.Store(d.Policy)
 	var err error
 	if g.metrics, err = newMetrics(d.Registry, g); err != nil {
 		return nil, err
 	}
 	ctx, done := d.Life.Background(context.Background())
-	g.notify = newNotifier(d.Webhooks, g.log, g.metrics.webhookErrors.Inc)
+	secret, err := config.Secret(d.Webhooks.SecretEnv, d.Webhooks.SecretFile)
+	if err != nil {
+		done()
+		return nil, fmt.Errorf("webhooks.secret: %w", err)
+	}
+	g.notify = newNotifier(d.Webhooks, secret, g.log, g.metrics.webhookErrors.Inc)
 	go func() {
 		defer done()
 		g.notify.run(ctx)

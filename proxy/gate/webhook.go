@@ -3,10 +3,15 @@ package gate
 import (
 	"bytes"
 	"context"
+	"crypto/hmac"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"log/slog"
 	"net/http"
+	"net/url"
+	"strings"
 	"time"
 
 	"github.com/goldproxy/goldproxy/policy"
@@ -28,6 +33,7 @@ type VerdictChange struct {
 
 // notifier delivers verdict changes in the background: serving never waits on it.
 type notifier struct {
+	secret  []byte
 	cfg     config.WebhookConfig
 	client  *http.Client
 	queue   chan VerdictChange
@@ -36,8 +42,30 @@ type notifier struct {
 	backoff time.Duration
 }
 
-func newNotifier(cfg config.WebhookConfig, log *slog.Logger, failed func()) *notifier {
-	return &notifier{cfg: cfg, client: &http.Client{Timeout: cfg.Timeout}, queue: make(chan VerdictChange, 1024), log: log, failed: failed, backoff: time.Second}
+func newNotifier(cfg config.WebhookConfig, secret string, log *slog.Logger, failed func()) *notifier {
+	return &notifier{cfg: cfg, secret: []byte(secret), client: &http.Client{Timeout: cfg.Timeout}, queue: make(chan VerdictChange, 1024), log: log, failed: failed, backoff: time.Second}
+}
+
+// SignatureHeader carries the HMAC-SHA256 of a webhook body, keyed with the webhook
+// secret: "sha256=<hex>". Receivers check it before trusting a body.
+const SignatureHeader = "X-Goldproxy-Signature"
+
+// Sign is the SignatureHeader value of body under secret.
+func Sign(secret, body []byte) string {
+	m := hmac.New(sha256.New, secret)
+	m.Write(body)
+	return "sha256=" + hex.EncodeToString(m.Sum(nil))
+}
+
+// redact is a webhook URL as it may be logged: without credentials or query, which
+// often carry tokens.
+func redact(raw string) string {
+	u, err := url.Parse(raw)
+	if err != nil {
+		return "(unparsable URL)"
+	}
+	u.User, u.RawQuery, u.Fragment = nil, "", ""
+	return u.String()
 }
 
 // send queues a change; when the queue is full the change is logged and dropped.
@@ -77,7 +105,7 @@ func (n *notifier) deliver(ctx context.Context, url string, body []byte) {
 		if err == nil {
 			return
 		}
-		n.log.Warn("webhook delivery failed", "url", url, "attempt", attempt+1, "err", err)
+		n.log.Warn("webhook delivery failed", "url", redact(url), "attempt", attempt+1, "err", redactErr(err, url))
 		select {
 		case <-time.After(wait):
 		case <-ctx.Done():
@@ -95,6 +123,9 @@ func (n *notifier) post(ctx context.Context, url string, body []byte) error {
 	}
 	req.Header.Set("Content-Type", "application/json")
 	req.Header.Set("User-Agent", "goldproxy")
+	if len(n.secret) > 0 {
+		req.Header.Set(SignatureHeader, Sign(n.secret, body))
+	}
 	resp, err := n.client.Do(req)
 	if err != nil {
 		return err
@@ -104,4 +135,9 @@ func (n *notifier) post(ctx context.Context, url string, body []byte) error {
 		return fmt.Errorf("status %s", resp.Status)
 	}
 	return nil
+}
+
+// redactErr keeps a URL's secrets out of an error's text (net/http quotes the URL).
+func redactErr(err error, raw string) string {
+	return strings.ReplaceAll(err.Error(), raw, redact(raw))
 }

@@ -14,6 +14,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -87,14 +88,33 @@ func (m *Mirror) RouteFor(key string) (*Route, error) {
 	return &Route{Kind: KindManifest, Name: key, up: up, Repo: repo, Key: key}, nil
 }
 
-// Canonical names a repository as a client writes it the way scopes and the store do:
-// "<upstream>/<repository>".
-func (m *Mirror) Canonical(name string) (string, error) {
+// Candidates are the "<upstream>/<repository>" names a repository name as a client
+// writes it may stand for: one when it names its host (or an alias); without one (as
+// containerd writes it, the host in ?ns=) Docker Hub's and each upstream's.
+func (m *Mirror) Candidates(name string) []string {
+	var out []string
 	rt := &Route{Kind: KindManifest, Name: name}
-	if err := m.Resolve(rt); err != nil {
-		return "", err
+	if m.Resolve(rt) == nil {
+		out = append(out, rt.Key)
 	}
-	return rt.Key, nil
+	if first, _, _ := strings.Cut(name, "/"); looksLikeHost(first) || !reValidName(name) {
+		return out
+	}
+	for host, up := range m.router.byHost {
+		if k := up.name + "/" + name; host == up.name && !slices.Contains(out, k) {
+			out = append(out, k)
+		}
+	}
+	return out
+}
+
+func reValidName(name string) bool {
+	for _, c := range strings.Split(name, "/") {
+		if !reComponent.MatchString(c) {
+			return false
+		}
+	}
+	return true
 }
 
 // EnsureBlob makes sure blob d of repository repo ("<upstream>/<repository>") is in the

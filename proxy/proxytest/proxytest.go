@@ -197,20 +197,24 @@ func Start(t testing.TB, cfg *config.Config, opts ...proxy.Option) *Proxy {
 	if err != nil {
 		t.Fatal(err)
 	}
-	opts = append([]proxy.Option{proxy.WithLogger(slog.New(slog.DiscardHandler))}, opts...)
-	srv, err := proxy.New(cfg, store, opts...)
-	if err != nil {
-		store.Close()
-		t.Fatal(err)
-	}
-	p := &Proxy{Store: store, Gold: srv}
-	p.Server = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	p := &Proxy{Store: store}
+	p.Server = httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		p.mu.Lock()
 		p.seen = append(p.seen, r.Method+" "+r.URL.RequestURI())
 		p.mu.Unlock()
-		srv.ServeHTTP(w, r)
+		p.Gold.ServeHTTP(w, r)
 	}))
-	p.Host = strings.TrimPrefix(p.URL, "http://")
+	p.Host = p.Listener.Addr().String()
+	if cfg.ExternalURL == "" {
+		cfg.ExternalURL = "http://" + p.Host // where clients reach it: the token realm, report links
+	}
+	opts = append([]proxy.Option{proxy.WithLogger(slog.New(slog.DiscardHandler))}, opts...)
+	if p.Gold, err = proxy.New(cfg, store, opts...); err != nil {
+		store.Close()
+		p.Listener.Close()
+		t.Fatal(err)
+	}
+	p.Start()
 	t.Cleanup(p.Close)
 	return p
 }

@@ -46,9 +46,10 @@ type Gate interface {
 	Check(ctx context.Context, m gate.Manifest) (gate.Verdict, error)
 }
 
-// Authorizer decides whether a request may read a repository ("" for the /v2/ base).
+// Authorizer decides whether a request may read repository repo, which the client
+// named name (both "" for the /v2/ base).
 type Authorizer interface {
-	Authorize(r *http.Request, repo string) error
+	Authorize(r *http.Request, name, repo string) error
 }
 
 // Allowlist admits the repositories this proxy mirrors at all.
@@ -99,7 +100,7 @@ func (reg *Registry) Serve(w http.ResponseWriter, r *http.Request) error {
 		return httpx.Unsupported("goldproxy is a read-only mirror: %s is not supported", r.Method)
 	}
 	if rt.Kind == mirror.KindBase {
-		if err := reg.auth.Authorize(r, ""); err != nil {
+		if err := reg.auth.Authorize(r, "", ""); err != nil {
 			return err
 		}
 		w.Header().Set("Content-Type", "application/json")
@@ -107,12 +108,12 @@ func (reg *Registry) Serve(w http.ResponseWriter, r *http.Request) error {
 		return nil
 	}
 	if err := reg.mirror.Resolve(rt); err != nil {
-		if aerr := reg.auth.Authorize(r, ""); aerr != nil {
+		if aerr := reg.auth.Authorize(r, "", ""); aerr != nil {
 			return aerr // say nothing about names to a client that has not logged in
 		}
 		return err
 	}
-	if err := reg.auth.Authorize(r, rt.Key); err != nil {
+	if err := reg.auth.Authorize(r, rt.Name, rt.Key); err != nil {
 		return err
 	}
 	if !reg.allow.Allowed(rt.Key) {
@@ -187,7 +188,7 @@ func (reg *Registry) serveManifest(w http.ResponseWriter, r *http.Request, rt *m
 	if !verdict.Allowed {
 		e := httpx.Denied("%s", verdict.Message)
 		e.Detail = map[string]string{"repository": rt.Key, "reference": rt.Ref, "digest": rec.Digest.String(), "rule": verdict.Rule,
-			"report": gate.ReportPath(rt.Key, rec.Digest.String())}
+			"report": verdict.Report}
 		return e
 	}
 	reg.pulls.Mark(rt.Key, rec.Digest, reg.now())

@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"io"
 	"net/http"
+	"regexp"
 	"sync"
 )
 
@@ -85,11 +86,14 @@ type ctxKey int
 
 const requestIDKey ctxKey = 0
 
+// reRequestID is what a client's X-Request-Id may be to be kept (and logged and echoed).
+var reRequestID = regexp.MustCompile(`^[A-Za-z0-9._:-]{1,64}$`)
+
 // WithRequestID returns r's context carrying the request id: the client's X-Request-Id
-// or a new random one.
+// when it is short and plain, else a new random one.
 func WithRequestID(r *http.Request) (context.Context, string) {
 	id := r.Header.Get("X-Request-Id")
-	if id == "" {
+	if !reRequestID.MatchString(id) {
 		var b [8]byte
 		_, _ = rand.Read(b[:])
 		id = hex.EncodeToString(b[:])
