@@ -147,23 +147,23 @@ type Deps struct {
 // Gate scans every new image manifest once, keeps the facts, and judges them for every
 // request.
 type Gate struct {
-	store   *storage.Store
-	scanner Scanner
-	cfg     config.ScanConfig
-	fetch   Fetcher
-	life    Lifetime
-	leases  Leaser
-	log     *slog.Logger
+	store    *storage.Store
+	scanner  Scanner
+	cfg      config.ScanConfig
+	fetch    Fetcher
+	life     Lifetime
+	leases   Leaser
+	log      *slog.Logger
 	external string
-	metrics *metrics
-	notify  *notifier
-	sf      singleflight.Group // one scan per digest
-	policy  atomic.Pointer[policy.Set]
-	now     func() time.Time
-	slots   chan struct{}
-	scans   atomic.Int64
-	memo    memo
-	states  judgementStates
+	metrics  *metrics
+	notify   *notifier
+	sf       singleflight.Group // one scan per digest
+	policy   atomic.Pointer[policy.Set]
+	now      func() time.Time
+	slots    chan struct{}
+	scans    atomic.Int64
+	memo     memo
+	states   judgementStates
 	// auditDenials counts images served that an audit-mode policy would have denied.
 	auditDenials atomic.Int64
 	queued       atomic.Int64
