@@ -14,7 +14,6 @@ import (
 
 	lru "github.com/hashicorp/golang-lru/v2"
 	"golang.org/x/crypto/bcrypt"
-	"golang.org/x/time/rate"
 
 	"github.com/goldproxy/goldproxy/proxy/config"
 )
@@ -23,15 +22,21 @@ import (
 // user names are forgotten first.
 const limiterSize = 10_000
 
-// limiter bounds failed logins per client address and per user name. A login reserves
-// a try from both before its password is checked — so however many arrive at once, no
-// more than the limit reach bcrypt — and a login that succeeds gives its try back.
+// limiter bounds failed logins per client address and per user name: a bucket of
+// FailedLogins tries each, refilled at FailedLogins a minute. A login takes a try from
+// both before its password is checked — so however many arrive at once, no more than the
+// tries reach bcrypt — and one that succeeds gives them back: only failures count.
 type limiter struct {
 	per     int
 	now     func() time.Time
 	mu      sync.Mutex
-	keys    *lru.Cache[string, *rate.Limiter]
+	keys    *lru.Cache[string, *bucket]
 	trusted []*net.IPNet
+}
+
+type bucket struct {
+	tokens float64
+	last   time.Time
 }
 
 func newLimiter(cfg config.ClientAuthConfig, now func() time.Time) (*limiter, error) {
@@ -39,7 +44,7 @@ func newLimiter(cfg config.ClientAuthConfig, now func() time.Time) (*limiter, er
 	if per <= 0 {
 		per = 10
 	}
-	keys, err := lru.New[string, *rate.Limiter](limiterSize)
+	keys, err := lru.New[string, *bucket](limiterSize)
 	if err != nil {
 		return nil, err
 	}
@@ -54,42 +59,51 @@ func newLimiter(cfg config.ClientAuthConfig, now func() time.Time) (*limiter, er
 	return l, nil
 }
 
-func (l *limiter) of(key string) *rate.Limiter {
-	if r, ok := l.keys.Get(key); ok {
-		return r
+// of is key's bucket, refilled up to now.
+func (l *limiter) of(key string, now time.Time) *bucket {
+	b, ok := l.keys.Get(key)
+	if !ok {
+		b = &bucket{tokens: float64(l.per), last: now}
+		l.keys.Add(key, b)
 	}
-	r := rate.NewLimiter(rate.Every(time.Minute/time.Duration(l.per)), l.per)
-	l.keys.Add(key, r)
-	return r
+	if now.After(b.last) {
+		b.tokens = min(float64(l.per), b.tokens+now.Sub(b.last).Minutes()*float64(l.per))
+		b.last = now
+	}
+	return b
 }
 
 // reservation is a login attempt's hold on a try of its address and of its user.
-type reservation struct{ rs []*rate.Reservation }
+type reservation struct {
+	l    *limiter
+	keys []string
+}
 
 // reserve takes a try for addr and user, or reports false when either has none left.
 func (l *limiter) reserve(addr, user string) (*reservation, bool) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	now := l.now()
-	res := &reservation{}
-	for _, k := range []string{"addr:" + addr, "user:" + user} {
-		r := l.of(k).ReserveN(now, 1)
-		if !r.OK() || r.DelayFrom(now) > 0 {
-			r.CancelAt(now)
-			res.cancel(now)
+	keys := []string{"addr:" + addr, "user:" + user}
+	for _, k := range keys {
+		if l.of(k, now).tokens < 1 {
 			return nil, false
 		}
-		res.rs = append(res.rs, r)
 	}
-	return res, true
+	for _, k := range keys {
+		l.of(k, now).tokens--
+	}
+	return &reservation{l: l, keys: keys}, true
 }
 
 // succeeded gives the tries back: only failures count.
-func (r *reservation) succeeded(now time.Time) { r.cancel(now) }
-
-func (r *reservation) cancel(now time.Time) {
-	for _, x := range r.rs {
-		x.CancelAt(now)
+func (r *reservation) succeeded() {
+	r.l.mu.Lock()
+	defer r.l.mu.Unlock()
+	now := r.l.now()
+	for _, k := range r.keys {
+		b := r.l.of(k, now)
+		b.tokens = min(float64(r.l.per), b.tokens+1)
 	}
 }
 
@@ -137,7 +151,7 @@ func (a *Authenticator) login(addr, name, secret string) (*Principal, error) {
 	}
 	p, err := a.checkPassword(name, secret)
 	if err == nil {
-		res.succeeded(a.now())
+		res.succeeded()
 		return p, nil
 	}
 	a.log.Warn("authentication failed", "user", name, "client", addr)
