@@ -13,6 +13,8 @@ import (
 
 	"github.com/opencontainers/go-digest"
 
+	"github.com/goldproxy/goldproxy/policy"
+	"github.com/goldproxy/goldproxy/proxy"
 	"github.com/goldproxy/goldproxy/proxy/proxytest"
 )
 
@@ -188,5 +190,34 @@ func TestSkopeoCopiesWithCredentials(t *testing.T) {
 	}
 	if _, err := os.Stat(filepath.Join(dest, "app", "index.json")); err != nil {
 		t.Fatalf("no OCI layout written: %v", err)
+	}
+}
+
+// containerd resolves with HEAD, whose answer has no body: the reason of a denial
+// reaches `ctr images pull` through the status line.
+func TestContainerdShowsWhyItWasDenied(t *testing.T) {
+	requireE2E(t, "containerd", "ctr")
+	up := proxytest.NewUpstream(t)
+	sc := &fakeScanner{}
+	img := vulnImage(t, sc)
+	up.Push(t, "test/vuln:1", img)
+	p := proxytest.Start(t, proxytest.Config(t, up), proxy.WithScanner(sc, policy.DefaultSet()))
+	c := startContainerd(t)
+	// Fail closed: server and [host] are both goldproxy. (With the real registry as
+	// server, containerd would fetch the denied image from it after goldproxy's 403 —
+	// the upstream here is reachable, as the real one would be.)
+	out, err := c.ctr("images", "pull", "--hosts-dir", hostsDirServer(t, up.Host, p.Host, p.Host), "--plain-http",
+		"--snapshotter", "native", up.Host+"/test/vuln:1")
+	if err == nil {
+		t.Fatalf("a denied image was pulled:\n%s", out)
+	}
+	if list, _ := c.ctr("images", "ls", "-q"); strings.Contains(list, "test/vuln") {
+		t.Fatalf("the denied image is in containerd: %s", list)
+	}
+	t.Logf("ctr:\n%s", out)
+	for _, want := range []string{"403", "CVE-2023-5363", "libcrypto3", "/ui/images/"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("ctr's output lacks %q:\n%s", want, out)
+		}
 	}
 }

@@ -37,6 +37,8 @@ type Verdict struct {
 	Message string
 	// Report is where the full report of a denied image is read (an absolute URL).
 	Report string
+	// Short is the denial in one line, for clients that show only a status line.
+	Short string
 }
 
 // Allowlist admits repositories matching configured globs or named in list files.
@@ -93,7 +95,8 @@ func (a *Allowlist) Check(_ context.Context, m Manifest) (Verdict, error) {
 	if a.Allowed(m.Repository) {
 		return Verdict{Allowed: true, Policy: "allowlist", Rule: "allowlist"}, nil
 	}
-	return Verdict{Policy: "allowlist", Rule: "allowlist", Message: NotAllowedMessage(m.Repository)}, nil
+	return Verdict{Policy: "allowlist", Rule: "allowlist", Message: NotAllowedMessage(m.Repository),
+		Short: "denied: repository " + m.Repository + " is not on the allowlist of this proxy"}, nil
 }
 
 // Judged is Check: the allowlist always knows.

@@ -271,11 +271,14 @@ func (g *Gate) verdictOf(j *Judgement, m Manifest) judged {
 			return judged{verdict: Verdict{Allowed: true, Rule: "on_scan_error"}}
 		}
 		return judged{verdict: Verdict{Policy: "scan", Rule: "scan-error", Message: fmt.Sprintf(
-			"image %s could not be scanned, and goldproxy does not serve what it has not scanned: %s. Retry the pull; if it keeps failing, tell the platform team", image, j.Error)}}
+			"image %s could not be scanned, and goldproxy does not serve what it has not scanned: %s. Retry the pull; if it keeps failing, tell the platform team", image, j.Error),
+			Short: "denied: the image could not be scanned (" + firstLine(j.Error) + "); retry the pull"}}
 	}
+	page := fmt.Sprintf("%s/ui/images/%s?repository=%s", g.external, j.Digest, url.QueryEscape(m.Repository))
 	if j.Verdict.Rule() == "artifact-subject" {
 		return judged{verdict: Verdict{Policy: j.Verdict.Policy, Rule: j.Verdict.Rule(), Message: fmt.Sprintf(
-			"artifact %s is not served: %s. Pull (and pass) the image it belongs to first", image, denialText(j.Verdict))}}
+			"artifact %s is not served: %s. Pull (and pass) the image it belongs to first", image, denialText(j.Verdict)),
+			Short: "denied: an artifact is served only with an allowed image it belongs to, see " + page}}
 	}
 	report := g.external + ReportPath(m.Repository, j.Digest)
 	var b strings.Builder
@@ -286,7 +289,33 @@ func (g *Gate) verdictOf(j *Judgement, m Manifest) judged {
 	} else {
 		b.WriteString(". Use a rebuilt image with the fixes (a newer tag or a hardened base) or ask the platform team for an exception")
 	}
-	return judged{verdict: Verdict{Policy: j.Verdict.Policy, Rule: j.Verdict.Rule(), Message: b.String(), Report: report}, until: j.Verdict.Until}
+	return judged{verdict: Verdict{Policy: j.Verdict.Policy, Rule: j.Verdict.Rule(), Message: b.String(), Report: report,
+		Short: fmt.Sprintf("denied by policy %s: %s, see %s", j.Verdict.Policy, firstEvidence(j.Verdict), page)}, until: j.Verdict.Until}
+}
+
+// firstEvidence is the one thing a status line can say about a denial: the worst
+// finding of the first failed rule, else its first detail, else its message.
+func firstEvidence(v policy.Verdict) string {
+	if len(v.Reasons) == 0 {
+		return "denied"
+	}
+	r := v.Reasons[0]
+	switch {
+	case len(r.Evidence) > 0:
+		e := r.Evidence[0]
+		return fmt.Sprintf("%s in %s (%s)", e.ID, e.Package, e.Severity)
+	case len(r.Details) > 0:
+		return r.Rule + ": " + r.Details[0]
+	}
+	return r.Rule + ": " + r.Message
+}
+
+func firstLine(s string) string {
+	s, _, _ = strings.Cut(s, "\n")
+	if len(s) > 120 {
+		s = s[:120] + "…"
+	}
+	return s
 }
 
 // denialText lists every failed rule with its evidence: up to five findings per rule and

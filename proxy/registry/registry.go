@@ -117,7 +117,9 @@ func (reg *Registry) Serve(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	if !reg.allow.Allowed(rt.Key) {
-		return httpx.Denied("%s", gate.NotAllowedMessage(rt.Key))
+		e := httpx.Denied("%s", gate.NotAllowedMessage(rt.Key))
+		e.Reason = "denied: repository " + rt.Key + " is not on the allowlist of this proxy"
+		return e
 	}
 	if rw, ok := w.(*httpx.ResponseWriter); ok && (rt.Kind == mirror.KindManifest || rt.Kind == mirror.KindBlob) {
 		before := rw.Bytes()
@@ -189,6 +191,8 @@ func (reg *Registry) serveManifest(w http.ResponseWriter, r *http.Request, rt *m
 		e := httpx.Denied("%s", verdict.Message)
 		e.Detail = map[string]string{"repository": rt.Key, "reference": rt.Ref, "digest": rec.Digest.String(), "rule": verdict.Rule,
 			"report": verdict.Report}
+		e.Reason = verdict.Short
+		e.Header = map[string]string{"X-Goldproxy-Denied": verdict.Message}
 		return e
 	}
 	reg.pulls.Mark(rt.Key, rec.Digest, reg.now())

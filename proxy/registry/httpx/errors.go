@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"net/http"
 	"strconv"
+	"strings"
 )
 
 // Error is an error a registry client sees: an HTTP status and an OCI error code.
@@ -23,6 +24,9 @@ type Error struct {
 	RetryAfter int
 	// Header are extra response headers (WWW-Authenticate).
 	Header map[string]string
+	// Reason, when set, replaces the status line's reason phrase of a HEAD answer:
+	// clients that resolve with HEAD (containerd, CRI, ctr) print only the status line.
+	Reason string
 }
 
 func (e *Error) Error() string { return fmt.Sprintf("%s: %s", e.Code, e.Message) }
@@ -109,9 +113,51 @@ func WriteError(w http.ResponseWriter, r *http.Request, err error) {
 	if re.RetryAfter > 0 {
 		h.Set("Retry-After", strconv.Itoa(re.RetryAfter))
 	}
+	if r.Method == http.MethodHead && re.Reason != "" && writeStatusLine(w, r, re.Status, re.Reason) {
+		return
+	}
 	w.WriteHeader(re.Status)
 	if r.Method == http.MethodHead {
 		return
 	}
 	_ = json.NewEncoder(w).Encode(errorEnvelope{Errors: []errorEntry{{Code: re.Code, Message: re.Message, Detail: re.Detail}}})
+}
+
+// writeStatusLine answers an HTTP/1.x HEAD itself, with reason as the status line's
+// reason phrase and the headers already set; it reports false when it cannot (HTTP/2,
+// or the connection cannot be taken over), and the caller answers as usual.
+func writeStatusLine(w http.ResponseWriter, r *http.Request, status int, reason string) bool {
+	if r.ProtoMajor != 1 {
+		return false
+	}
+	conn, buf, err := http.NewResponseController(w).Hijack()
+	if err != nil {
+		return false
+	}
+	defer conn.Close()
+	var b strings.Builder
+	fmt.Fprintf(&b, "HTTP/1.1 %d %s\r\n", status, phrase(reason))
+	h := w.Header().Clone()
+	h.Set("Content-Length", "0")
+	h.Set("Connection", "close")
+	_ = h.Write(&b)
+	b.WriteString("\r\n")
+	_, _ = buf.WriteString(b.String())
+	_ = buf.Flush()
+	return true
+}
+
+// phrase makes s a reason phrase: printable ASCII on one line, bounded.
+func phrase(s string) string {
+	out := make([]byte, 0, len(s))
+	for i := 0; i < len(s) && len(out) < 300; i++ {
+		c := s[i]
+		switch {
+		case c == '\t' || (c >= 0x20 && c < 0x7f):
+			out = append(out, c)
+		case c >= 0x80 && (i == 0 || s[i-1] < 0x80):
+			out = append(out, '?')
+		}
+	}
+	return string(out)
 }
