@@ -45,7 +45,20 @@ type containerd struct {
 	sock string
 }
 
-func startContainerd(t *testing.T) *containerd {
+func startContainerd(t *testing.T) *containerd { return startContainerdWith(t, "") }
+
+// startContainerdCRI starts containerd with its CRI plugin (what kubelet and crictl talk
+// to), resolving registries through the hosts.toml files under hostsDir.
+func startContainerdCRI(t *testing.T, hostsDir string) *containerd {
+	return startContainerdWith(t, fmt.Sprintf(`[plugins."io.containerd.grpc.v1.cri"]
+  [plugins."io.containerd.grpc.v1.cri".containerd]
+    snapshotter = "native"
+  [plugins."io.containerd.grpc.v1.cri".registry]
+    config_path = %q
+`, hostsDir))
+}
+
+func startContainerdWith(t *testing.T, cri string) *containerd {
 	t.Helper()
 	dir, err := os.MkdirTemp("", "ctd")
 	if err != nil {
@@ -53,15 +66,19 @@ func startContainerd(t *testing.T) *containerd {
 	}
 	t.Cleanup(func() { os.RemoveAll(dir) })
 	c := &containerd{sock: filepath.Join(dir, "c.sock")}
+	disabled := `disabled_plugins = ["io.containerd.grpc.v1.cri"]`
+	if cri != "" {
+		disabled = ""
+	}
 	cfg := fmt.Sprintf(`version = 2
 root = %q
 state = %q
-disabled_plugins = ["io.containerd.grpc.v1.cri"]
+%s
 [grpc]
   address = %q
 [ttrpc]
   address = %q
-`, filepath.Join(dir, "root"), filepath.Join(dir, "state"), c.sock, c.sock+".ttrpc")
+%s`, filepath.Join(dir, "root"), filepath.Join(dir, "state"), disabled, c.sock, c.sock+".ttrpc", cri)
 	if err := os.WriteFile(filepath.Join(dir, "config.toml"), []byte(cfg), 0o644); err != nil {
 		t.Fatal(err)
 	}
@@ -218,6 +235,36 @@ func TestContainerdShowsWhyItWasDenied(t *testing.T) {
 	for _, want := range []string{"403", "CVE-2023-5363", "libcrypto3", "/ui/images/"} {
 		if !strings.Contains(out, want) {
 			t.Errorf("ctr's output lacks %q:\n%s", want, out)
+		}
+	}
+}
+
+// kubelet pulls through CRI, which also resolves with HEAD: `crictl pull` shows the reason.
+func TestCRIPullShowsWhyItWasDenied(t *testing.T) {
+	requireE2E(t, "containerd", "crictl")
+	up := proxytest.NewUpstream(t)
+	sc := &fakeScanner{}
+	up.Push(t, "test/vuln:1", vulnImage(t, sc))
+	up.Push(t, "test/ok:1", randomImage(t, 1))
+	p := proxytest.Start(t, proxytest.Config(t, up), proxy.WithScanner(sc, policy.DefaultSet()))
+	c := startContainerdCRI(t, hostsDirServer(t, up.Host, p.Host, p.Host))
+	crictl := func(args ...string) (string, error) {
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+		defer cancel()
+		out, err := exec.CommandContext(ctx, "crictl", append([]string{"--runtime-endpoint", "unix://" + c.sock, "--image-endpoint", "unix://" + c.sock, "--timeout", "60s"}, args...)...).CombinedOutput()
+		return string(out), err
+	}
+	if out, err := crictl("pull", up.Host+"/test/ok:1"); err != nil {
+		t.Fatalf("crictl pull of an allowed image: %v\n%s", err, out)
+	}
+	out, err := crictl("pull", up.Host+"/test/vuln:1")
+	if err == nil {
+		t.Fatalf("crictl pulled a denied image:\n%s", out)
+	}
+	t.Logf("crictl:\n%s", out)
+	for _, want := range []string{"403", "CVE-2023-5363", "libcrypto3"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("crictl's output lacks %q:\n%s", want, out)
 		}
 	}
 }
