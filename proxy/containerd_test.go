@@ -220,10 +220,11 @@ func TestContainerdShowsWhyItWasDenied(t *testing.T) {
 	up.Push(t, "test/vuln:1", img)
 	p := proxytest.Start(t, proxytest.Config(t, up), proxy.WithScanner(sc, policy.DefaultSet()))
 	c := startContainerd(t)
-	// Fail closed: server and [host] are both goldproxy. (With the real registry as
-	// server, containerd would fetch the denied image from it after goldproxy's 403 —
-	// the upstream here is reachable, as the real one would be.)
-	out, err := c.ctr("images", "pull", "--hosts-dir", hostsDirServer(t, up.Host, p.Host, p.Host), "--plain-http",
+	// The configs goldproxy node-config writes fail closed: server and [host] are both
+	// goldproxy. (With the real registry as server, containerd would fetch the denied
+	// image from it after goldproxy's 403 — the upstream here is reachable, as the real
+	// one would be.)
+	out, err := c.ctr("images", "pull", "--hosts-dir", nodeHostsDir(t, p), "--plain-http",
 		"--snapshotter", "native", up.Host+"/test/vuln:1")
 	if err == nil {
 		t.Fatalf("a denied image was pulled:\n%s", out)
@@ -247,7 +248,7 @@ func TestCRIPullShowsWhyItWasDenied(t *testing.T) {
 	up.Push(t, "test/vuln:1", vulnImage(t, sc))
 	up.Push(t, "test/ok:1", randomImage(t, 1))
 	p := proxytest.Start(t, proxytest.Config(t, up), proxy.WithScanner(sc, policy.DefaultSet()))
-	c := startContainerdCRI(t, hostsDirServer(t, up.Host, p.Host, p.Host))
+	c := startContainerdCRI(t, nodeHostsDir(t, p))
 	crictl := func(args ...string) (string, error) {
 		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 		defer cancel()
@@ -267,4 +268,25 @@ func TestCRIPullShowsWhyItWasDenied(t *testing.T) {
 			t.Errorf("crictl's output lacks %q:\n%s", want, out)
 		}
 	}
+}
+
+// nodeHostsDir writes the containerd hosts.toml files `goldproxy node-config` makes for
+// p's config and returns their certs.d directory.
+func nodeHostsDir(t *testing.T, p *proxytest.Proxy) string {
+	t.Helper()
+	files, err := p.Config.NodeFiles(p.URL, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	for name, body := range files {
+		full := filepath.Join(dir, name)
+		if err := os.MkdirAll(filepath.Dir(full), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(full, []byte(body), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return filepath.Join(dir, "containerd", "certs.d")
 }

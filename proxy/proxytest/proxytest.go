@@ -167,10 +167,11 @@ func Config(t testing.TB, ups ...*Upstream) *config.Config {
 // Proxy is a running goldproxy in a test.
 type Proxy struct {
 	*httptest.Server
-	Host  string
-	Store *storage.Store
-	Gold  *proxy.Server
-	once  sync.Once
+	Host   string
+	Store  *storage.Store
+	Gold   *proxy.Server
+	Config *config.Config
+	once   sync.Once
 
 	mu   sync.Mutex
 	seen []string // "METHOD /path?query" of every request, in order
@@ -197,7 +198,7 @@ func Start(t testing.TB, cfg *config.Config, opts ...proxy.Option) *Proxy {
 	if err != nil {
 		t.Fatal(err)
 	}
-	p := &Proxy{Store: store}
+	p := &Proxy{Store: store, Config: cfg}
 	p.Server = httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		p.mu.Lock()
 		p.seen = append(p.seen, r.Method+" "+r.URL.RequestURI())
