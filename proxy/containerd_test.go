@@ -290,3 +290,39 @@ func nodeHostsDir(t *testing.T, p *proxytest.Proxy) string {
 	}
 	return filepath.Join(dir, "containerd", "certs.d")
 }
+
+// podman with the registries.conf node-config writes refuses a denied image, and says
+// why, while the registry it would otherwise fall back to is reachable.
+func TestPodmanFailsClosed(t *testing.T) {
+	requireE2E(t, "podman")
+	up := proxytest.NewUpstream(t)
+	sc := &fakeScanner{}
+	up.Push(t, "test/vuln:1", vulnImage(t, sc))
+	up.Push(t, "test/ok:1", randomImage(t, 1))
+	p := proxytest.Start(t, proxytest.Config(t, up), proxy.WithScanner(sc, policy.DefaultSet()))
+	conf := filepath.Join(filepath.Dir(nodeHostsDir(t, p)), "..", "containers", "registries.conf")
+	dir := t.TempDir()
+	podman := func(args ...string) (string, error) {
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+		defer cancel()
+		cmd := exec.CommandContext(ctx, "podman", append([]string{"--root", filepath.Join(dir, "root"), "--runroot", filepath.Join(dir, "run"),
+			"--storage-driver", "vfs", "--cgroup-manager", "cgroupfs", "--events-backend", "none"}, args...)...)
+		cmd.Env = append(os.Environ(), "CONTAINERS_REGISTRIES_CONF="+conf)
+		out, err := cmd.CombinedOutput()
+		return string(out), err
+	}
+	if out, err := podman("pull", up.Host+"/test/ok:1"); err != nil {
+		t.Fatalf("podman pull of an allowed image: %v\n%s", err, out)
+	}
+	out, err := podman("pull", up.Host+"/test/vuln:1")
+	if err == nil {
+		t.Fatalf("podman pulled a denied image:\n%s", out)
+	}
+	t.Logf("podman:\n%s", out)
+	if !strings.Contains(out, "CVE-2023-5363") {
+		t.Errorf("podman's output lacks the CVE:\n%s", out)
+	}
+	if list, _ := podman("images", "--format", "{{.Repository}}"); strings.Contains(list, "test/vuln") {
+		t.Fatalf("the denied image is in podman's store: %s", list)
+	}
+}

@@ -47,10 +47,14 @@ func (c *Config) NodeFiles(proxyURL, caFile string) (map[string]string, error) {
 	rc.WriteString("# with the upstream host in the path; there is no mirror entry to fall back from.\n")
 	rc.WriteString("# Written by goldproxy node-config. Install as /etc/containers/registries.conf.\n")
 	rc.WriteString("unqualified-search-registries = [\"docker.io\"]\nshort-name-mode = \"enforcing\"\n")
-	for _, h := range hosts {
-		fmt.Fprintf(&rc, "\n[[registry]]\nprefix = %q\nlocation = %q\n", h, u.Host+"/"+h)
-		if u.Scheme == "http" {
-			rc.WriteString("insecure = true\n")
+	for _, up := range c.Upstreams {
+		// The location names the upstream by its name (an alias such as host:port is no
+		// valid path component); every spelling of it is a prefix.
+		for _, h := range append([]string{up.Name}, up.Aliases...) {
+			fmt.Fprintf(&rc, "\n[[registry]]\nprefix = %q\nlocation = %q\n", h, u.Host+"/"+up.Name)
+			if u.Scheme == "http" {
+				rc.WriteString("insecure = true\n")
+			}
 		}
 	}
 	files[path.Join("containers", "registries.conf")] = rc.String()
