@@ -189,7 +189,7 @@ func git(ctx context.Context, dir string, args ...string) (string, error) {
 // LDFlags are the linker flags of the release binary: stripped (-s -w) and stamped with
 // the version, commit and date `goldproxy version` prints.
 func (o Options) LDFlags() string {
-	return fmt.Sprintf("-s -w -X %[1]s.version=%s -X %[1]s.commit=%s -X %[1]s.date=%s",
+	return fmt.Sprintf("-s -w -X %[1]s.version=%[2]s -X %[1]s.commit=%[3]s -X %[1]s.date=%[4]s",
 		CLIPackage, o.Version, o.Revision, o.Created.UTC().Format(time.RFC3339))
 }
 

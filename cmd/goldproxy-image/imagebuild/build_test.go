@@ -5,13 +5,13 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
+	"fmt"
 	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"regexp"
 	"slices"
-	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -39,10 +39,26 @@ func testOptions(t *testing.T) Options {
 	return Options{Source: filepath.Join("..", "..", ".."), Platforms: []string{"linux/amd64"}, Created: created, Version: "v0.0.0-test", WorkDir: t.TempDir()}
 }
 
+// sharedDir holds the shared build's binary and layers for the whole test run (a test's
+// TempDir goes when that test ends, and the image reads its layer from there).
+var sharedDir string
+
+func TestMain(m *testing.M) {
+	d, err := os.MkdirTemp("", "imagebuild-test-")
+	if err != nil {
+		panic(err)
+	}
+	sharedDir = d
+	code := m.Run()
+	os.RemoveAll(d)
+	os.Exit(code)
+}
+
 // built is the first build, shared by the tests (a goldproxy link takes a while).
 func built(t *testing.T) *Result {
 	t.Helper()
 	o := testOptions(t)
+	o.WorkDir = sharedDir
 	firstOnce.Do(func() { first, firstErr = Build(context.Background(), o) })
 	if firstErr != nil {
 		t.Fatal(firstErr)
@@ -125,7 +141,7 @@ func fileList(t *testing.T, img v1.Image) []string {
 		if err != nil {
 			t.Fatal(err)
 		}
-		out = append(out, strings.Join([]string{os.FileMode(h.Mode).Perm().String(), strconv.Itoa(h.Uid), "/" + strings.TrimSuffix(h.Name, "/")}, " "))
+		out = append(out, fmt.Sprintf("%04o %d %s", h.Mode, h.Uid, "/"+strings.TrimSuffix(h.Name, "/")))
 	}
 }
 
@@ -152,7 +168,7 @@ func TestImageContents(t *testing.T) {
 			t.Fatalf("image has %s", sh)
 		}
 	}
-	if !slices.Contains(files, "rwxr-x--- 65532 /data") || !slices.Contains(files, "rwxr-xr-x 0 /usr/bin/goldproxy") {
+	if !slices.Contains(files, "0750 65532 /data") || !slices.Contains(files, "0755 0 /usr/bin/goldproxy") {
 		t.Fatalf("owners or modes:\n%s", strings.Join(files, "\n"))
 	}
 	cf, err := img.ConfigFile()
