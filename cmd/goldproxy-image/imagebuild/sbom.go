@@ -17,7 +17,7 @@ import (
 // CycloneDXType is the SBOM's media type and its referrer's artifactType.
 const CycloneDXType = "application/vnd.cyclonedx+json"
 
-// emptyConfig is OCI 1.1's empty descriptor content, the config of an artifact.
+// emptyConfig is the artifact's config content (OCI 1.1's empty JSON object).
 var emptyConfig = []byte("{}")
 
 // SBOMFunc produces the CycloneDX JSON SBOM of one platform image (cmd/goldproxy-image
@@ -82,7 +82,7 @@ func Normalize(sbom []byte, subject v1.Hash, created time.Time) []byte {
 	return b.Bytes()
 }
 
-// artifact is an OCI 1.1 artifact manifest: empty config, one blob, a subject.
+// artifact is an OCI 1.1 artifact manifest: a "{}" config, one blob, a subject.
 type artifact struct {
 	raw  []byte
 	blob v1.Layer
@@ -96,7 +96,7 @@ func (a *artifact) LayerByDigest(h v1.Hash) (partial.CompressedLayer, error) {
 		return a.blob, nil
 	}
 	if h == emptyDigest() {
-		return static.NewLayer(emptyConfig, types.MediaType("application/vnd.oci.empty.v1+json")), nil
+		return static.NewLayer(emptyConfig, CycloneDXType), nil
 	}
 	return nil, fmt.Errorf("artifact has no blob %s", h)
 }
@@ -119,7 +119,10 @@ func SBOMArtifact(subject v1.Image, sbom []byte, created time.Time) (v1.Image, e
 		SchemaVersion: 2,
 		MediaType:     types.OCIManifestSchema1,
 		ArtifactType:  CycloneDXType,
-		Config:        v1.Descriptor{MediaType: "application/vnd.oci.empty.v1+json", Digest: emptyDigest(), Size: int64(len(emptyConfig)), Data: emptyConfig},
+		// The config's media type is the artifact type as well: registries that predate
+		// OCI 1.1's artifactType field (go-containerregistry's, older Harbor) report a
+		// referrer's type from it.
+		Config: v1.Descriptor{MediaType: CycloneDXType, Digest: emptyDigest(), Size: int64(len(emptyConfig))},
 		Layers: []v1.Descriptor{{MediaType: CycloneDXType, Digest: bd, Size: int64(len(sbom)),
 			Annotations: map[string]string{"org.opencontainers.image.title": "sbom.cdx.json"}}},
 		Subject:     &sub,
