@@ -53,6 +53,9 @@ helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version }}
 {{- if .Values.tokenKey.secretName -}}
 {{- $_ := set $auth "token_key_file" (printf "/run/secrets/token-key/%s" .Values.tokenKey.key) -}}
 {{- end -}}
+{{- if .Values.tls.secretName -}}
+{{- $_ := set $cfg "tls" (dict "cert" "/run/secrets/tls/tls.crt" "key" "/run/secrets/tls/tls.key") -}}
+{{- end -}}
 {{- if $auth -}}
 {{- $_ := set $cfg "auth" $auth -}}
 {{- end -}}
