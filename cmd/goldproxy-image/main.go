@@ -25,7 +25,7 @@ func main() { os.Exit(cli.Execute(newCmd())) }
 
 func newCmd() *cobra.Command {
 	var o imagebuild.Options
-	var out, tarPath, push, configPath, dbDir string
+	var out, tarPath, push, configPath, dbDir, rootfs string
 	var noSBOM, insecure bool
 	cmd := &cobra.Command{
 		Use:   "goldproxy-image [--output DIR] [--tarball FILE] [--push REF]",
@@ -56,6 +56,16 @@ Example:
 			res, err := imagebuild.Build(ctx, o)
 			if err != nil {
 				return &cli.ExitError{Code: 2, Err: err}
+			}
+			if rootfs != "" {
+				if len(res.Options.Platforms) != 1 {
+					return &cli.ExitError{Code: 2, Err: fmt.Errorf("--rootfs writes one platform's files: give one --platform")}
+				}
+				for arch, bin := range res.Binaries {
+					if err := imagebuild.WriteRootFS(rootfs, res.Options, bin); err != nil {
+						return &cli.ExitError{Code: 2, Err: fmt.Errorf("--rootfs linux/%s: %w", arch, err)}
+					}
+				}
 			}
 			var refs []v1.Image
 			if !noSBOM {
@@ -110,6 +120,7 @@ Example:
 	f.StringVar(&o.WorkDir, "work-dir", "", "where binaries and layers are built (default: a temp dir)")
 	f.StringVar(&out, "output", "dist/oci", "OCI layout directory to write (replaced)")
 	f.StringVar(&tarPath, "tarball", "", "OCI archive (tar of the layout) to write")
+	f.StringVar(&rootfs, "rootfs", "", "also write the image's files as a directory tree (one --platform; the Dockerfile copies it)")
 	f.StringVar(&push, "push", "", "push the index and its SBOM referrers to this reference")
 	f.BoolVar(&insecure, "insecure", false, "allow a plain-HTTP registry for --push")
 	f.BoolVar(&noSBOM, "no-sbom", false, "do not scan the images or attach SBOMs")

@@ -14,7 +14,7 @@ import (
 	"github.com/goldproxy/goldproxy/proxy/config"
 )
 
-// composeSchema is the compose-spec JSON schema, as github.com/compose-spec/compose-go/v2
+// composeSchema is the compose-spec JSON schema, as github.com/compose-spec/compose-go/v2 (v2.16.2)
 // ships it (schema/compose-spec.json); .ci/setup copies it here from the Go module proxy.
 const composeSchema = "/usr/local/share/goldproxy/compose-spec.json"
 

@@ -7,6 +7,7 @@ import (
 	"encoding/hex"
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -171,6 +172,34 @@ func TestImageContents(t *testing.T) {
 	if !slices.Contains(files, "0750 65532 /data") || !slices.Contains(files, "0755 0 /usr/bin/goldproxy") {
 		t.Fatalf("owners or modes:\n%s", strings.Join(files, "\n"))
 	}
+	// --rootfs (what the Dockerfile copies) holds the same files with the same modes.
+	rootfs := t.TempDir()
+	if err := WriteRootFS(rootfs, r.Options, r.Binaries["amd64"]); err != nil {
+		t.Fatal(err)
+	}
+	var tree []string
+	_ = filepath.WalkDir(rootfs, func(p string, d fs.DirEntry, err error) error {
+		if err != nil || p == rootfs {
+			return err
+		}
+		fi, _ := d.Info()
+		mode := fi.Mode().Perm()
+		if fi.Mode()&os.ModeSticky != 0 {
+			mode |= 0o1000
+		}
+		tree = append(tree, fmt.Sprintf("%04o %s", uint32(mode), strings.TrimPrefix(p, rootfs)))
+		return nil
+	})
+	var want2 []string
+	for _, f := range files {
+		mode, rest, _ := strings.Cut(f, " ")
+		_, path, _ := strings.Cut(rest, " ")
+		want2 = append(want2, mode+" "+path)
+	}
+	if !slices.Equal(tree, want2) {
+		t.Errorf("--rootfs tree:\n%s\nwant:\n%s", strings.Join(tree, "\n"), strings.Join(want2, "\n"))
+	}
+
 	cf, err := img.ConfigFile()
 	if err != nil {
 		t.Fatal(err)

@@ -7,6 +7,7 @@ import (
 	"io"
 	"os"
 	"path"
+	"path/filepath"
 	"sort"
 	"strings"
 )
@@ -119,4 +120,44 @@ func writeEntry(tw *tar.Writer, e entry, o Options) error {
 	}
 	_, err = io.Copy(tw, src)
 	return err
+}
+
+// WriteRootFS writes the layer's files for linux/arch into dir as a plain directory tree
+// (modes kept, owners not): what the Dockerfile copies into its scratch stage, so that a
+// Docker build ships the same files as this builder.
+func WriteRootFS(dir string, o Options, binary string) error {
+	es, err := entries(o, binary)
+	if err != nil {
+		return err
+	}
+	for _, e := range es {
+		p := filepath.Join(dir, filepath.FromSlash(e.name))
+		if e.dir {
+			if err := os.MkdirAll(p, 0o755); err != nil {
+				return err
+			}
+			if err := os.Chmod(p, os.FileMode(e.mode&0o777)|modeBits(e.mode)); err != nil {
+				return err
+			}
+			continue
+		}
+		content := e.content
+		if e.fromPath != "" {
+			if content, err = os.ReadFile(e.fromPath); err != nil {
+				return err
+			}
+		}
+		if err := os.WriteFile(p, content, os.FileMode(e.mode)); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// modeBits maps tar's sticky bit (/tmp is 1777) to Go's.
+func modeBits(m int64) os.FileMode {
+	if m&0o1000 != 0 {
+		return os.ModeSticky
+	}
+	return 0
 }
