@@ -200,6 +200,11 @@ func BuildBinary(ctx context.Context, o Options, arch, out string) error {
 	cmd.Env = append(os.Environ(), "CGO_ENABLED=0", "GOOS=linux", "GOARCH="+arch, "GOEXPERIMENT=jsonv2")
 	cmd.Stdout, cmd.Stderr = o.Log, o.Log
 	fmt.Fprintf(o.Log, "go build linux/%s -> %s\n", arch, out)
+	unlock, err := buildLock()
+	if err != nil {
+		return err
+	}
+	defer unlock()
 	if err := cmd.Run(); err != nil {
 		return fmt.Errorf("go build linux/%s: %w", arch, err)
 	}
