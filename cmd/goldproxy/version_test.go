@@ -1,15 +1,23 @@
 package main
 
 import (
+	"bytes"
 	"encoding/json"
+	"net/http"
+	"net/http/httptest"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"regexp"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
 	"github.com/goldproxy/goldproxy/cmd/goldproxy/cli"
+	"github.com/goldproxy/goldproxy/scanner"
 	"github.com/goldproxy/goldproxy/scanner/scannertest"
 )
 
@@ -61,5 +69,52 @@ func TestVersionCommand(t *testing.T) {
 	labels := cli.Build().Labels()
 	if labels["trivy_version"] != trivyRequire(t) || labels["version"] == "" {
 		t.Fatalf("metric labels: %v", labels)
+	}
+}
+
+// TestVersionEndpointAndMetric checks what the proxy serves at /api/v1/version
+// (cli.VersionHandler over the loaded DB) and exports as goldproxy_build_info
+// (cli.BuildInfoCollector), promtool-clean.
+func TestVersionEndpointAndMetric(t *testing.T) {
+	dbDir := t.TempDir()
+	scannertest.BuildDB(t, dbDir, time.Date(2026, 3, 1, 6, 0, 0, 0, time.UTC))
+	db := scanner.NewDB()
+	defer db.Close()
+	if _, err := db.Load(dbDir, "dir:"+dbDir); err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewServer(cli.VersionHandler(db))
+	defer srv.Close()
+	resp, err := http.Get(srv.URL + "/api/v1/version")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var bi cli.BuildInfo
+	err = json.NewDecoder(resp.Body).Decode(&bi)
+	resp.Body.Close()
+	if err != nil || resp.Header.Get("Content-Type") != "application/json" || bi.Trivy != trivyRequire(t) || bi.DB != "v2@2026-03-01T06:00:00Z" {
+		t.Fatalf("/api/v1/version: %v %+v", err, bi)
+	}
+
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(cli.BuildInfoCollector())
+	msrv := httptest.NewServer(promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
+	defer msrv.Close()
+	mresp, err := http.Get(msrv.URL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var text bytes.Buffer
+	_, _ = text.ReadFrom(mresp.Body)
+	mresp.Body.Close()
+	if !regexp.MustCompile(`goldproxy_build_info\{commit="[^"]+",date="[^"]+",goversion="go1[^"]*",trivy_version="` + regexp.QuoteMeta(trivyRequire(t)) + `",version="[^"]+"\} 1`).Match(text.Bytes()) {
+		t.Fatalf("metric:\n%s", text.String())
+	}
+	if p, err := exec.LookPath("promtool"); err == nil {
+		cmd := exec.Command(p, "check", "metrics")
+		cmd.Stdin = bytes.NewReader(text.Bytes())
+		if out, err := cmd.CombinedOutput(); err != nil {
+			t.Fatalf("promtool check metrics: %v\n%s", err, out)
+		}
 	}
 }
