@@ -35,6 +35,9 @@ var created = time.Date(2026, 4, 1, 12, 0, 0, 0, time.UTC)
 func testOptions(t *testing.T) Options {
 	t.Helper()
 	if _, err := os.Stat(DefaultCACerts); err != nil {
+		if os.Getenv("GOLDPROXY_E2E") == "1" {
+			t.Fatalf("GOLDPROXY_E2E=1 but %s is missing (.ci/setup installs ca-certificates)", DefaultCACerts)
+		}
 		t.Skipf("needs Debian's ca-certificates (%s); .ci/setup installs it", DefaultCACerts)
 	}
 	return Options{Source: filepath.Join("..", "..", ".."), Platforms: []string{"linux/amd64"}, Created: created, Version: "v0.0.0-test", WorkDir: t.TempDir()}
