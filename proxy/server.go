@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net/http"
 	"strconv"
@@ -46,6 +47,8 @@ type Server struct {
 	policy  *policy.Set
 
 	dbUpdate func(context.Context) (any, error)
+	version  http.Handler
+	backup   func(io.Writer) (int64, error)
 	auth     *auth.Authenticator
 	registry prometheus.Registerer
 	metrics  *metrics
@@ -70,6 +73,13 @@ func WithGate(c Checker) Option { return func(s *Server) { s.check = c } }
 func WithScanner(sc gate.Scanner, pol *policy.Set) Option {
 	return func(s *Server) { s.scanner, s.policy = sc, pol }
 }
+
+// WithVersion serves /api/v1/version (the build and the loaded DB) with h.
+func WithVersion(h http.Handler) Option { return func(s *Server) { s.version = h } }
+
+// WithBackup serves GET /api/v1/admin/backup (admins only): f writes a consistent copy
+// of the metadata DB.
+func WithBackup(f func(io.Writer) (int64, error)) Option { return func(s *Server) { s.backup = f } }
 
 // WithDBUpdater lets POST /api/v1/db/update refresh the vulnerability DB.
 func WithDBUpdater(f func(context.Context) (any, error)) Option {
@@ -132,7 +142,7 @@ func New(cfg *config.Config, store *storage.Store, opts ...Option) (*Server, err
 		gd.Cache, _ = s.gate.Scanner().(gc.CacheForgetter)
 	}
 	s.gc = gc.New(gd)
-	s.admin = admin.New(store, s.gate, s.auth, s.gc, s.dbUpdate, s.now)
+	s.admin = admin.New(store, s.gate, s.auth, s.gc, s.dbUpdate, s.now).WithVersion(s.version).WithBackup(s.backup)
 	if err := s.registry.Register(s.admin.Collector()); err != nil {
 		return nil, err
 	}

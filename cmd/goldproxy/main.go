@@ -28,6 +28,6 @@ Example:
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
-	root.AddCommand(newServeCmd(), cli.NewScanCmd(), newPolicyCmd(), newCheckDockerfileCmd(), newWarmCmd(), newDBCmd(), newGCCmd(), newRobotCmd(), cli.NewBaselineCmd(), newNodeConfigCmd())
+	root.AddCommand(newServeCmd(), cli.NewScanCmd(), newPolicyCmd(), newCheckDockerfileCmd(), newWarmCmd(), newDBCmd(), newGCCmd(), newRobotCmd(), cli.NewBaselineCmd(), newNodeConfigCmd(), cli.NewVersionCmd(), cli.NewBackupCmd())
 	return root
 }

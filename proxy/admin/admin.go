@@ -9,12 +9,14 @@ package admin
 
 import (
 	"context"
+	"io"
 	"net/http"
 	"time"
 
 	"github.com/goldproxy/goldproxy/proxy/auth"
 	"github.com/goldproxy/goldproxy/proxy/gate"
 	"github.com/goldproxy/goldproxy/proxy/gc"
+	"github.com/goldproxy/goldproxy/proxy/registry/httpx"
 	"github.com/goldproxy/goldproxy/storage"
 )
 
@@ -26,7 +28,16 @@ type Handler struct {
 	gc       *gc.Collector
 	dbUpdate func(context.Context) (any, error)
 	now      func() time.Time
+	// version answers /api/v1/version; backup writes a consistent copy of the metadata.
+	version http.Handler
+	backup  func(io.Writer) (int64, error)
 }
+
+// WithVersion serves /api/v1/version with h.
+func (h *Handler) WithVersion(v http.Handler) *Handler { h.version = v; return h }
+
+// WithBackup serves GET /api/v1/admin/backup (admins only) with f.
+func (h *Handler) WithBackup(f func(io.Writer) (int64, error)) *Handler { h.backup = f; return h }
 
 // New returns the admin handler; g and dbUpdate may be nil.
 func New(store *storage.Store, g *gate.Gate, a *auth.Authenticator, c *gc.Collector, dbUpdate func(context.Context) (any, error), now func() time.Time) *Handler {
@@ -35,5 +46,24 @@ func New(store *storage.Store, g *gate.Gate, a *auth.Authenticator, c *gc.Collec
 
 // Serve answers r when it is an admin endpoint; handled is false otherwise.
 func (h *Handler) Serve(w http.ResponseWriter, r *http.Request) (handled bool, err error) {
+	switch r.URL.Path {
+	case "/api/v1/version":
+		if h.version == nil {
+			return true, httpx.Unsupported("this proxy does not describe its build")
+		}
+		h.version.ServeHTTP(w, r)
+		return true, nil
+	case "/api/v1/admin/backup":
+		if p := auth.PrincipalOf(r.Context()); !p.Admin() {
+			return true, httpx.Denied("backups are for admins of this proxy (auth.admins)")
+		}
+		if h.backup == nil || r.Method != http.MethodGet {
+			return true, httpx.Unsupported("GET /api/v1/admin/backup")
+		}
+		w.Header().Set("Content-Type", "application/octet-stream")
+		w.Header().Set("Content-Disposition", `attachment; filename="meta.db"`)
+		_, err := h.backup(w)
+		return true, err
+	}
 	return h.serveAPI(w, r)
 }
