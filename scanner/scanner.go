@@ -122,21 +122,48 @@ func (s *Scanner) Redetect(ctx context.Context, key Key, old types.Report) (*Res
 	return &Result{Report: r, DB: info, Key: key}, nil
 }
 
-// artifactOption turns off everything the gate does not need; what is left reads only
-// the image it is given.
+// disabledAnalyzers is what Trivy's CLI disables for `trivy image --scanners vuln` with
+// the default package types (os, library), no image config scanners, no Rekor SBOM
+// source and no TRIVY_EXPERIMENTAL_RPM_ARCHIVE: ScanImage and disabledAnalyzers in
+// trivy's pkg/commands/artifact/run.go, in that order. The gate must find what
+// `trivy image` finds, so this follows run.go rather than a list of our own; a Trivy
+// upgrade that changes run.go must change this too (TestAnalyzerSelection pins it).
+// Without a Java DB, JAR files are also left out (java false): the CLI would download
+// one, the gate cannot identify a JAR without it, and the result counts them instead.
+func disabledAnalyzers(java bool) []analyzer.Type {
+	var d []analyzer.Type
+	d = append(d, analyzer.TypeLockfiles...)      // ScanImage: no lock file scanning in images
+	d = append(d, analyzer.TypeApkCommand)        // !ScanRemovedPkgs
+	d = append(d, analyzer.TypeSecret)            // no secret scanner
+	d = append(d, analyzer.TypeConfigFiles...)    // no misconfig or rbac scanner
+	d = append(d, analyzer.TypeLicenseFile)       // no license scanner with --license-full
+	d = append(d, analyzer.TypeHistoryDockerfile) // no image config misconfig scanner
+	d = append(d, analyzer.TypeExecutable)        // Rekor is no SBOM source
+	d = append(d, analyzer.TypeRpmArchive)        // TRIVY_EXPERIMENTAL_RPM_ARCHIVE unset
+	if !java {
+		d = append(d, analyzer.TypeJar)
+	}
+	return d
+}
+
+// disabledHandlers are the post handlers the gate turns off. The CLI turns off none at
+// the default (precise) detection priority, so the system file filter stays on as
+// there. The unpackaged handler looks up the digests the executable analyzer records in
+// Rekor; with that analyzer off (as in the CLI) it has nothing to look up, and turning
+// it off too keeps the Rekor client out of the gate, which makes no network call.
+func disabledHandlers() []ftypes.HandlerType {
+	return []ftypes.HandlerType{ftypes.UnpackagedPostHandler}
+}
+
+// artifactOption is the CLI's image scan analysis (disabledAnalyzers), offline: it
+// reads only the image it is given.
 func artifactOption(java bool) artifact.Option {
-	o := artifact.Option{
+	return artifact.Option{
 		Offline:           true,
 		Parallel:          2,
-		DisabledAnalyzers: append(append([]analyzer.Type{}, analyzer.TypeLockfiles...), analyzer.TypeApkCommand, analyzer.TypeSecret, analyzer.TypeLicenseFile, analyzer.TypeExecutable, analyzer.TypeSBOM),
-		DisabledHandlers:  []ftypes.HandlerType{ftypes.UnpackagedPostHandler},
+		DisabledAnalyzers: disabledAnalyzers(java),
+		DisabledHandlers:  disabledHandlers(),
 	}
-	if !java {
-		// Without a Java DB Trivy cannot identify JAR files: leave them out rather than
-		// fail every scan of an image that has one.
-		o.DisabledAnalyzers = append(o.DisabledAnalyzers, analyzer.TypeJar)
-	}
-	return o
 }
 
 // Scan analyses img (cached by layer) and detects vulnerabilities in its OS and language
@@ -145,6 +172,10 @@ func artifactOption(java bool) artifact.Option {
 // waits only for detections, which are short, so it never holds new scans behind a long
 // one.
 func (s *Scanner) Scan(ctx context.Context, img v1.Image, ref string) (*Result, error) {
+	return s.scan(ctx, img, ref, artifactOption)
+}
+
+func (s *Scanner) scan(ctx context.Context, img v1.Image, ref string, option func(java bool) artifact.Option) (*Result, error) {
 	java, releaseJava := s.db.acquireJava()
 	defer releaseJava()
 	// The bin directory walk runs beside Trivy's analysis; both cache per layer.
@@ -157,7 +188,7 @@ func (s *Scanner) Scan(ctx context.Context, img v1.Image, ref string) (*Result, 
 		p, err := s.executables(img)
 		execc <- execs{p, err}
 	}()
-	inner, err := aimage.NewArtifact(&namedImage{Image: img, ref: ref}, s.cache, artifactOption(java))
+	inner, err := aimage.NewArtifact(&namedImage{Image: img, ref: ref}, s.cache, option(java))
 	if err != nil {
 		<-execc
 		return nil, fmt.Errorf("scanner: %w", err)
