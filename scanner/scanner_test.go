@@ -14,6 +14,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/aquasecurity/trivy/pkg/fanal/analyzer"
+	"github.com/aquasecurity/trivy/pkg/fanal/artifact"
 	"github.com/google/go-containerregistry/pkg/name"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/mutate"
@@ -421,5 +423,108 @@ func TestDBSwapDuringALongScan(t *testing.T) {
 	info, _ := db.Info()
 	if r.res.DB.ID() != info.ID() {
 		t.Fatalf("the slow scan detected with %s, want the DB loaded when it detected (%s)", r.res.DB.ID(), info.ID())
+	}
+}
+
+// An SBOM shipped in an image (as Bitnami ships one per component) is read, as
+// `trivy image` reads it, and what it lists is detected.
+func TestEmbeddedSBOM(t *testing.T) {
+	s := newScanner(t)
+	if got := findings(t, s, scannertest.BitnamiImage(t)); strings.Join(got, ",") != "CVE-2024-31449 redis HIGH" {
+		t.Fatalf("found %v, want CVE-2024-31449 in redis from opt/bitnami/redis/.spdx-redis.spdx", got)
+	}
+	// Control: with the SBOM analyzer off (as the gate had it), redis is unknown.
+	withoutSBOM := func(java bool) artifact.Option {
+		o := scanner.ArtifactOption(java)
+		o.DisabledAnalyzers = append(o.DisabledAnalyzers, analyzer.TypeSBOM)
+		return o
+	}
+	res, err := s.ScanWith(context.Background(), scannertest.BitnamiImage(t), "r.test/app:1", withoutSBOM)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := packages(res); len(got) != 0 {
+		t.Fatalf("without the SBOM analyzer: packages %v", got)
+	}
+}
+
+// packages lists "name-version" of every package a scan reports.
+func packages(res *scanner.Result) []string {
+	var out []string
+	for _, r := range res.Report.Results {
+		for _, p := range r.Packages {
+			out = append(out, p.Name+"-"+p.Version)
+		}
+	}
+	slices.Sort(out)
+	return out
+}
+
+// A *.rpm file lying in an image is not installed: it is no package of the image, as
+// for `trivy image` (whose RPM archive analyzer is off unless
+// TRIVY_EXPERIMENTAL_RPM_ARCHIVE is set).
+func TestRPMFileIsNoPackage(t *testing.T) {
+	s := newScanner(t)
+	img := scannertest.RPMFileImage(t)
+	res, err := s.Scan(context.Background(), img, "r.test/a:1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := strings.Join(packages(res), ","); got != "busybox-1.36.1-r16,libcrypto3-3.1.7-r0,libssl3-3.1.7-r0,musl-1.2.4_git20230717-r4" {
+		t.Fatalf("packages %v", got)
+	}
+	// Control: with the RPM archive analyzer on, the file is a package.
+	withRPMArchive := func(java bool) artifact.Option {
+		o := scanner.ArtifactOption(java)
+		o.DisabledAnalyzers = slices.DeleteFunc(o.DisabledAnalyzers, func(a analyzer.Type) bool { return a == analyzer.TypeRpmArchive })
+		return o
+	}
+	res, err = s.ScanWith(context.Background(), img, "r.test/a:1", withRPMArchive)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := packages(res); !slices.Contains(got, "simple-1.0.1") {
+		t.Fatalf("with the RPM archive analyzer: packages %v, want simple-1.0.1 among them", got)
+	}
+}
+
+// Config files in an image (.travis.yml, a Dockerfile, a Kubernetes manifest) are not
+// analysed for misconfigurations, as `trivy image --scanners vuln` leaves them.
+func TestConfigFilesAreNotAnalysed(t *testing.T) {
+	s := newScanner(t)
+	img := scannertest.ConfigFilesImage(t)
+	misconfigs := func(res *scanner.Result) int {
+		n := 0
+		for _, r := range res.Report.Results {
+			n += len(r.Misconfigurations)
+		}
+		blobs, err := s.Blobs(context.Background(), res.Key)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, b := range blobs {
+			n += len(b.Misconfigurations)
+		}
+		return n
+	}
+	res, err := s.Scan(context.Background(), img, "r.test/a:1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n := misconfigs(res); n != 0 {
+		t.Fatalf("%d misconfiguration results in the report and layer analysis", n)
+	}
+	// Control: with the config analyzers on (as before), the layer analysis has them.
+	withConfig := func(java bool) artifact.Option {
+		o := scanner.ArtifactOption(java)
+		o.DisabledAnalyzers = slices.DeleteFunc(o.DisabledAnalyzers, func(a analyzer.Type) bool { return slices.Contains(analyzer.TypeConfigFiles, a) })
+		return o
+	}
+	res, err = s.ScanWith(context.Background(), img, "r.test/a:1", withConfig)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if misconfigs(res) == 0 {
+		t.Fatal("with the config analyzers on, no misconfiguration was analysed: the control proves nothing")
 	}
 }
