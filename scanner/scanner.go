@@ -52,7 +52,15 @@ func New(cacheDir string, db *DB) (*Scanner, error) {
 		c.Close()
 		return nil, fmt.Errorf("scanner: layer facts cache: %w", err)
 	}
-	if err := facts.Update(func(tx *bolt.Tx) error { _, err := tx.CreateBucketIfNotExists(bucketEntries); return err }); err != nil {
+	if err := facts.Update(func(tx *bolt.Tx) error {
+		if tx.Bucket(bucketEntriesV1) != nil {
+			if err := tx.DeleteBucket(bucketEntriesV1); err != nil {
+				return err
+			}
+		}
+		_, err := tx.CreateBucketIfNotExists(bucketEntries)
+		return err
+	}); err != nil {
 		c.Close()
 		facts.Close()
 		return nil, err
@@ -74,7 +82,11 @@ type Result struct {
 	Report types.Report
 	// Executables are the entries of the image's bin directories ("usr/bin/apk").
 	Executables []string
-	DB          DBInfo
+	// UnanalysedJARs is the number of JAR (WAR, EAR, PAR) files in the image that were
+	// not analysed because no Java DB was loaded: whatever they hold is not in Report.
+	// Zero when a Java DB was used. Redetect leaves it zero: it reads no layer.
+	UnanalysedJARs int
+	DB             DBInfo
 	// Key finds the image's layer analysis in the cache, for Redetect.
 	Key Key
 }
@@ -178,15 +190,16 @@ func (s *Scanner) Scan(ctx context.Context, img v1.Image, ref string) (*Result, 
 func (s *Scanner) scan(ctx context.Context, img v1.Image, ref string, option func(java bool) artifact.Option) (*Result, error) {
 	java, releaseJava := s.db.acquireJava()
 	defer releaseJava()
-	// The bin directory walk runs beside Trivy's analysis; both cache per layer.
-	type execs struct {
-		paths []string
+	// The layer walk for bin directories and JAR files runs beside Trivy's analysis;
+	// both cache per layer.
+	type walked struct {
+		facts *imageFacts
 		err   error
 	}
-	execc := make(chan execs, 1)
+	execc := make(chan walked, 1)
 	go func() {
-		p, err := s.executables(img)
-		execc <- execs{p, err}
+		f, err := s.walkLayers(img)
+		execc <- walked{f, err}
 	}()
 	inner, err := aimage.NewArtifact(&namedImage{Image: img, ref: ref}, s.cache, option(java))
 	if err != nil {
@@ -199,7 +212,7 @@ func (s *Scanner) scan(ctx context.Context, img v1.Image, ref string, option fun
 		return nil, fmt.Errorf("scanner: failed analysis: %w", err)
 	}
 	if ex.err != nil {
-		return nil, fmt.Errorf("scanner: executables: %w", ex.err)
+		return nil, fmt.Errorf("scanner: layer walk: %w", ex.err)
 	}
 	info, release, err := s.db.acquire()
 	if err != nil {
@@ -211,7 +224,11 @@ func (s *Scanner) scan(ctx context.Context, img v1.Image, ref string, option fun
 	if err != nil {
 		return nil, fmt.Errorf("scanner: %w", err)
 	}
-	return &Result{Report: report, Executables: ex.paths, DB: info, Key: Key{ArtifactID: inspected.ID, BlobIDs: inspected.BlobIDs}}, nil
+	res := &Result{Report: report, Executables: ex.facts.Executables, DB: info, Key: Key{ArtifactID: inspected.ID, BlobIDs: inspected.BlobIDs}}
+	if !java {
+		res.UnanalysedJARs = len(ex.facts.JARs)
+	}
+	return res, nil
 }
 
 // analysed is an artifact whose analysis is done: Trivy's scan service asks it again

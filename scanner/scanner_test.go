@@ -205,6 +205,14 @@ func TestExecutables(t *testing.T) {
 	if strings.Join(res.Executables, ",") != "sbin/apk" {
 		t.Fatalf("after whiteouts: %v", res.Executables)
 	}
+	// Whiting out a whole bin directory removes what is in it.
+	noSbin, err := mutate.AppendLayers(scannertest.AlpineImage(t, false), scannertest.Layer(t, map[string][]byte{".wh.sbin": nil}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res, err = s.Scan(context.Background(), noSbin, "r.test/a:3"); err != nil || strings.Join(res.Executables, ",") != "bin/busybox,bin/sh" {
+		t.Fatalf("after removing sbin: %v (%v)", res.Executables, err)
+	}
 }
 
 func TestRPMPackages(t *testing.T) {
@@ -235,9 +243,16 @@ func TestRPMPackages(t *testing.T) {
 func TestJarFiles(t *testing.T) {
 	s := newScanner(t)
 	img := scannertest.JavaImage(t)
-	// Without a Java DB, JAR files are left out and the scan still works.
+	// Without a Java DB, JAR files are left out, the scan still works and says so.
 	if got := findings(t, s, img); len(got) != 0 {
 		t.Fatalf("without a Java DB: %v", got)
+	}
+	res, err := s.Scan(context.Background(), img, "r.test/app:1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.UnanalysedJARs != 1 || res.DB.Java {
+		t.Fatalf("without a Java DB: %d unanalysed JAR files (Java DB %v), want 1", res.UnanalysedJARs, res.DB.Java)
 	}
 	dir := t.TempDir()
 	scannertest.BuildJavaDB(t, dir)
@@ -246,6 +261,9 @@ func TestJarFiles(t *testing.T) {
 	}
 	if got := findings(t, s, img); strings.Join(got, ",") != "CVE-2021-44228 org.apache.logging.log4j:log4j-core CRITICAL" {
 		t.Fatalf("with a Java DB: %v", got)
+	}
+	if res, err = s.Scan(context.Background(), img, "r.test/app:1"); err != nil || res.UnanalysedJARs != 0 {
+		t.Fatalf("with a Java DB: %d unanalysed JAR files (%v), want 0", res.UnanalysedJARs, err)
 	}
 	if err := s.DB().LoadJava(t.TempDir()); err == nil {
 		t.Fatal("an empty Java DB directory was accepted")
@@ -526,5 +544,48 @@ func TestConfigFilesAreNotAnalysed(t *testing.T) {
 	}
 	if misconfigs(res) == 0 {
 		t.Fatal("with the config analyzers on, no misconfiguration was analysed: the control proves nothing")
+	}
+}
+
+// The JAR files a scan without a Java DB counts are those of the image as run: every
+// archive Trivy's JAR analyzer would read (.jar, .war, .ear, .par, any case), regular
+// files only, after later layers remove some.
+func TestUnanalysedJARs(t *testing.T) {
+	s := newScanner(t)
+	jar := []byte("PK\x05\x06" + strings.Repeat("\x00", 18)) // an empty zip
+	img, err := mutate.AppendLayers(scannertest.AlpineImage(t, false),
+		scannertest.LayerWithLinks(t, map[string][]byte{
+			"app/lib/a.jar":         jar,
+			"app/lib/b.JAR":         jar,
+			"app/lib/gone.jar":      jar,
+			"srv/web.war":           jar,
+			"srv/app.ear":           jar,
+			"opt/tool/tool.par":     jar,
+			"opt/old/lib/x.jar":     jar,
+			"opt/opaque/y.jar":      jar,
+			"app/lib/notes.jar.txt": []byte("not an archive"),
+			"app/lib/manifest.jarx": []byte("not an archive"),
+		}, map[string]string{"app/current.jar": "lib/a.jar"}),
+		scannertest.Layer(t, map[string][]byte{
+			"app/lib/.wh.gone.jar":    nil, // one file removed
+			"opt/.wh.old":             nil, // a directory removed
+			"opt/opaque/.wh..wh..opq": nil, // a directory replaced
+			"opt/opaque/z.ear":        jar,
+		}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	res, err := s.Scan(context.Background(), img, "r.test/app:1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	// a.jar, b.JAR, web.war, app.ear, tool.par, z.ear; not the link, the removed ones or
+	// the look-alikes.
+	if res.UnanalysedJARs != 6 {
+		t.Fatalf("%d unanalysed JAR files, want 6", res.UnanalysedJARs)
+	}
+	// A second scan takes the count from the layer facts cache.
+	if res, err = s.Scan(context.Background(), img, "r.test/app:1"); err != nil || res.UnanalysedJARs != 6 {
+		t.Fatalf("cached: %d unanalysed JAR files (%v), want 6", res.UnanalysedJARs, err)
 	}
 }
