@@ -2,10 +2,13 @@ package scanner
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"time"
 
@@ -95,6 +98,47 @@ type Result struct {
 type Key struct {
 	ArtifactID string   `json:"artifactID"`
 	BlobIDs    []string `json:"blobIDs"`
+	// Analysis identifies the analyzers that made it (analysisID); empty in keys made
+	// before goldproxy recorded it.
+	Analysis string `json:"analysis,omitempty"`
+}
+
+// analysisID fingerprints what an analysis with option is made with: every
+// analyzer that runs, at its version, and the post handlers. It changes with the
+// analyzer selection, a Trivy upgrade that changes an analyzer, and the Java DB's
+// coming or going (JAR files analysed or not).
+func analysisID(o artifact.Option) string {
+	var parts []string
+	g, err := analyzer.NewAnalyzerGroup(analyzer.AnalyzerOptions{DisabledAnalyzers: o.DisabledAnalyzers})
+	if err != nil {
+		return "error:" + err.Error()
+	}
+	cg, err := analyzer.NewConfigAnalyzerGroup(analyzer.ConfigAnalyzerOptions{DisabledAnalyzers: o.DisabledAnalyzers})
+	if err != nil {
+		return "error:" + err.Error()
+	}
+	v, cv := g.AnalyzerVersions(), cg.AnalyzerVersions()
+	for prefix, m := range map[string]map[string]int{"a:": v.Analyzers, "p:": v.PostAnalyzers, "c:": cv.Analyzers, "cp:": cv.PostAnalyzers} {
+		for name, version := range m {
+			parts = append(parts, fmt.Sprintf("%s%s@%d", prefix, name, version))
+		}
+	}
+	for _, h := range o.DisabledHandlers {
+		parts = append(parts, "no-handler:"+string(h))
+	}
+	slices.Sort(parts)
+	sum := sha256.Sum256([]byte(strings.Join(parts, "\n")))
+	return "v1:" + hex.EncodeToString(sum[:8])
+}
+
+// NeedsAnalysis reports whether the analysis key names was made with other analyzers
+// than a scan would use now (another selection, Trivy version or Java DB state, or a
+// key older than the record of it). Redetect on such a key still works, from the old
+// analysis: to find what `trivy image` finds now, scan the image again instead.
+func (s *Scanner) NeedsAnalysis(key Key) bool {
+	java, release := s.db.acquireJava()
+	defer release()
+	return key.Analysis != analysisID(artifactOption(java))
 }
 
 func (s *Scanner) backend() local.Service {
@@ -201,7 +245,8 @@ func (s *Scanner) scan(ctx context.Context, img v1.Image, ref string, option fun
 		f, err := s.walkLayers(img)
 		execc <- walked{f, err}
 	}()
-	inner, err := aimage.NewArtifact(&namedImage{Image: img, ref: ref}, s.cache, option(java))
+	opt := option(java)
+	inner, err := aimage.NewArtifact(&namedImage{Image: img, ref: ref}, s.cache, opt)
 	if err != nil {
 		<-execc
 		return nil, fmt.Errorf("scanner: %w", err)
@@ -224,7 +269,8 @@ func (s *Scanner) scan(ctx context.Context, img v1.Image, ref string, option fun
 	if err != nil {
 		return nil, fmt.Errorf("scanner: %w", err)
 	}
-	res := &Result{Report: report, Executables: ex.facts.Executables, DB: info, Key: Key{ArtifactID: inspected.ID, BlobIDs: inspected.BlobIDs}}
+	res := &Result{Report: report, Executables: ex.facts.Executables, DB: info,
+		Key: Key{ArtifactID: inspected.ID, BlobIDs: inspected.BlobIDs, Analysis: analysisID(opt)}}
 	if !java {
 		res.UnanalysedJARs = len(ex.facts.JARs)
 	}

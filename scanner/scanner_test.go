@@ -589,3 +589,46 @@ func TestUnanalysedJARs(t *testing.T) {
 		t.Fatalf("cached: %d unanalysed JAR files (%v), want 6", res.UnanalysedJARs, err)
 	}
 }
+
+// A scan's key records what analysed the image: a key from other analyzers (an older
+// goldproxy, another selection, the Java DB since loaded) asks for a new scan rather
+// than a re-detection from the old analysis.
+func TestNeedsAnalysis(t *testing.T) {
+	s := newScanner(t)
+	img := scannertest.JavaImage(t)
+	res, err := s.Scan(context.Background(), img, "r.test/app:1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Key.Analysis == "" || s.NeedsAnalysis(res.Key) {
+		t.Fatalf("a fresh scan's key %+v needs analysis", res.Key)
+	}
+	old := res.Key
+	old.Analysis = ""
+	if !s.NeedsAnalysis(old) {
+		t.Fatal("a key without its analysis recorded (made before it was) does not need analysis")
+	}
+	withoutSBOM := func(java bool) artifact.Option {
+		o := scanner.ArtifactOption(java)
+		o.DisabledAnalyzers = append(o.DisabledAnalyzers, analyzer.TypeSBOM)
+		return o
+	}
+	other, err := s.ScanWith(context.Background(), img, "r.test/app:1", withoutSBOM)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !s.NeedsAnalysis(other.Key) {
+		t.Fatal("a key made by other analyzers does not need analysis")
+	}
+	dir := t.TempDir()
+	scannertest.BuildJavaDB(t, dir)
+	if err := s.DB().LoadJava(dir); err != nil {
+		t.Fatal(err)
+	}
+	if !s.NeedsAnalysis(res.Key) {
+		t.Fatal("an analysis without JAR files does not need analysis once a Java DB is loaded")
+	}
+	if res, err = s.Scan(context.Background(), img, "r.test/app:1"); err != nil || s.NeedsAnalysis(res.Key) {
+		t.Fatalf("after a new scan with the Java DB: %v, needs analysis %v", err, s.NeedsAnalysis(res.Key))
+	}
+}
