@@ -464,6 +464,16 @@ func TestEmbeddedSBOM(t *testing.T) {
 	if got := packages(res); len(got) != 0 {
 		t.Fatalf("without the SBOM analyzer: packages %v", got)
 	}
+	// A file that only looks like an SBOM is skipped, as by `trivy image`: the scan
+	// still finds the rest.
+	broken, err := mutate.AppendLayers(scannertest.AlpineImage(t, true),
+		scannertest.Layer(t, map[string][]byte{"app/bom.cdx.json": []byte("{not json"), "app/.spdx-x.spdx": []byte("garbage")}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := findings(t, s, broken); len(got) != 7 {
+		t.Fatalf("with broken SBOM files: %v", got)
+	}
 }
 
 // packages lists "name-version" of every package a scan reports.
