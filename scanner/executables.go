@@ -17,27 +17,59 @@ import (
 // binDirs are the directories whose entries are reported as executables.
 var binDirs = []string{"bin", "sbin", "usr/bin", "usr/sbin", "usr/local/bin", "usr/local/sbin"}
 
-// layerEntries is what one layer does to the bin directories: the entries it adds
-// (files and links), the paths it whites out and the directories it makes opaque, and
-// bin directories that it makes links to others (merged /usr: bin -> usr/bin).
+// jarExtensions are the archives Trivy's JAR analyzer reads (language/java/jar), matched
+// without regard to case as there.
+var jarExtensions = []string{".jar", ".war", ".ear", ".par"}
+
+func isJAR(p string) bool {
+	ext := path.Ext(p)
+	return slices.ContainsFunc(jarExtensions, func(e string) bool { return strings.EqualFold(ext, e) })
+}
+
+// layerEntries is what one layer does to the files the scanner reports itself: the bin
+// directory entries it adds (files and links), the JAR files it adds, every path it
+// whites out and directory it makes opaque, and bin directories that it makes links to
+// others (merged /usr: bin -> usr/bin).
 type layerEntries struct {
 	Paths     []string          `json:"paths,omitempty"`
+	JARs      []string          `json:"jars,omitempty"`
 	Whiteouts []string          `json:"whiteouts,omitempty"`
 	Opaque    []string          `json:"opaque,omitempty"`
 	DirLinks  map[string]string `json:"dirLinks,omitempty"`
 }
 
-var bucketEntries = []byte("bin-entries-v1")
+// bucketEntries holds layerEntries by layer digest. v1 entries knew no JAR files and
+// only bin directory whiteouts: New drops that bucket.
+var bucketEntries, bucketEntriesV1 = []byte("layer-entries-v2"), []byte("bin-entries-v1")
 
-// executables lists the entries of the image's bin directories once every layer is
-// applied (whiteouts honoured, merged-/usr links followed). Each layer is read at most
-// once ever: its entries are cached by layer digest beside Trivy's layer cache.
-func (s *Scanner) executables(img v1.Image) ([]string, error) {
+// imageFacts is what the layer walk finds in an image once every layer is applied.
+type imageFacts struct {
+	// Executables are the entries of the bin directories (merged-/usr links followed).
+	Executables []string
+	// JARs are the JAR (WAR, EAR, PAR) files.
+	JARs []string
+}
+
+// remove deletes p and everything under it from set.
+func remove(set map[string]bool, p string) {
+	delete(set, p)
+	for q := range set {
+		if strings.HasPrefix(q, p+"/") {
+			delete(set, q)
+		}
+	}
+}
+
+// walkLayers lists the entries of the image's bin directories and its JAR files once every
+// layer is applied (whiteouts and opaque directories honoured). Each layer is read at
+// most once ever: its entries are cached by layer digest beside Trivy's layer cache.
+func (s *Scanner) walkLayers(img v1.Image) (*imageFacts, error) {
 	layers, err := img.Layers()
 	if err != nil {
 		return nil, err
 	}
 	merged := map[string]bool{}
+	jars := map[string]bool{}
 	links := map[string]string{}
 	for _, l := range layers {
 		e, err := s.layerEntries(l)
@@ -45,18 +77,24 @@ func (s *Scanner) executables(img v1.Image) ([]string, error) {
 			return nil, err
 		}
 		for _, dir := range e.Opaque {
-			for p := range merged {
-				if strings.HasPrefix(p, dir+"/") {
-					delete(merged, p)
+			for _, set := range []map[string]bool{merged, jars} {
+				for p := range set {
+					if strings.HasPrefix(p, dir+"/") {
+						delete(set, p)
+					}
 				}
 			}
 		}
 		for _, w := range e.Whiteouts {
-			delete(merged, w)
+			remove(merged, w)
+			remove(jars, w)
 			delete(links, w)
 		}
 		for _, p := range e.Paths {
 			merged[p] = true
+		}
+		for _, p := range e.JARs {
+			jars[p] = true
 		}
 		for from, to := range e.DirLinks {
 			links[from] = to
@@ -69,12 +107,16 @@ func (s *Scanner) executables(img v1.Image) ([]string, error) {
 			}
 		}
 	}
-	out := make([]string, 0, len(merged))
-	for p := range merged {
+	return &imageFacts{Executables: sorted(merged), JARs: sorted(jars)}, nil
+}
+
+func sorted(set map[string]bool) []string {
+	out := make([]string, 0, len(set))
+	for p := range set {
 		out = append(out, p)
 	}
 	slices.Sort(out)
-	return out, nil
+	return out
 }
 
 func (s *Scanner) layerEntries(l v1.Layer) (*layerEntries, error) {
@@ -115,7 +157,9 @@ func inBinDir(p string) bool {
 	return slices.Contains(binDirs, path.Dir(p))
 }
 
-// walkBinDirs reads a layer's tar headers (not its contents) for bin directory entries.
+// walkBinDirs reads a layer's tar headers (not its contents) for bin directory
+// entries, JAR files (regular files, as Trivy's layer walker analyses only those),
+// whiteouts and opaque directories.
 func walkBinDirs(r io.Reader, e *layerEntries) error {
 	tr := tar.NewReader(r)
 	for {
@@ -131,13 +175,9 @@ func walkBinDirs(r io.Reader, e *layerEntries) error {
 		dir = strings.TrimSuffix(dir, "/")
 		switch {
 		case name == ".wh..wh..opq":
-			if slices.Contains(binDirs, dir) {
-				e.Opaque = append(e.Opaque, dir)
-			}
+			e.Opaque = append(e.Opaque, dir)
 		case strings.HasPrefix(name, ".wh."):
-			if w := path.Join(dir, strings.TrimPrefix(name, ".wh.")); inBinDir(w) || slices.Contains(binDirs, w) {
-				e.Whiteouts = append(e.Whiteouts, w)
-			}
+			e.Whiteouts = append(e.Whiteouts, path.Join(dir, strings.TrimPrefix(name, ".wh.")))
 		case h.Typeflag == tar.TypeSymlink && slices.Contains(binDirs, p):
 			target := strings.TrimLeft(path.Clean(path.Join(dir, h.Linkname)), "/")
 			if path.IsAbs(h.Linkname) {
@@ -151,6 +191,9 @@ func walkBinDirs(r io.Reader, e *layerEntries) error {
 			}
 		case inBinDir(p) && (h.Typeflag == tar.TypeReg || h.Typeflag == tar.TypeSymlink || h.Typeflag == tar.TypeLink):
 			e.Paths = append(e.Paths, p)
+		}
+		if h.Typeflag == tar.TypeReg && !strings.HasPrefix(name, ".wh.") && isJAR(p) {
+			e.JARs = append(e.JARs, p)
 		}
 	}
 }

@@ -16,7 +16,8 @@ import (
 func (s *Scanner) ScanSBOM(ctx context.Context, path string) (*Result, error) {
 	java, releaseJava := s.db.acquireJava()
 	defer releaseJava()
-	inner, err := asbom.NewArtifact(path, s.cache, artifactOption(java))
+	opt := artifactOption(java)
+	inner, err := asbom.NewArtifact(path, s.cache, opt)
 	if err != nil {
 		return nil, fmt.Errorf("scanner: sbom %s: %w", path, err)
 	}
@@ -34,5 +35,5 @@ func (s *Scanner) ScanSBOM(ctx context.Context, path string) (*Result, error) {
 	if err != nil {
 		return nil, fmt.Errorf("scanner: sbom %s: %w", path, err)
 	}
-	return &Result{Report: report, DB: info, Key: Key{ArtifactID: inspected.ID, BlobIDs: inspected.BlobIDs}}, nil
+	return &Result{Report: report, DB: info, Key: Key{ArtifactID: inspected.ID, BlobIDs: inspected.BlobIDs, Analysis: analysisID(opt)}}, nil
 }

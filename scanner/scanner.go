@@ -2,10 +2,13 @@ package scanner
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"time"
 
@@ -52,7 +55,15 @@ func New(cacheDir string, db *DB) (*Scanner, error) {
 		c.Close()
 		return nil, fmt.Errorf("scanner: layer facts cache: %w", err)
 	}
-	if err := facts.Update(func(tx *bolt.Tx) error { _, err := tx.CreateBucketIfNotExists(bucketEntries); return err }); err != nil {
+	if err := facts.Update(func(tx *bolt.Tx) error {
+		if tx.Bucket(bucketEntriesV1) != nil {
+			if err := tx.DeleteBucket(bucketEntriesV1); err != nil {
+				return err
+			}
+		}
+		_, err := tx.CreateBucketIfNotExists(bucketEntries)
+		return err
+	}); err != nil {
 		c.Close()
 		facts.Close()
 		return nil, err
@@ -74,7 +85,11 @@ type Result struct {
 	Report types.Report
 	// Executables are the entries of the image's bin directories ("usr/bin/apk").
 	Executables []string
-	DB          DBInfo
+	// UnanalysedJARs is the number of JAR (WAR, EAR, PAR) files in the image that were
+	// not analysed because no Java DB was loaded: whatever they hold is not in Report.
+	// Zero when a Java DB was used. Redetect leaves it zero: it reads no layer.
+	UnanalysedJARs int
+	DB             DBInfo
 	// Key finds the image's layer analysis in the cache, for Redetect.
 	Key Key
 }
@@ -83,6 +98,47 @@ type Result struct {
 type Key struct {
 	ArtifactID string   `json:"artifactID"`
 	BlobIDs    []string `json:"blobIDs"`
+	// Analysis identifies the analyzers that made it (analysisID); empty in keys made
+	// before goldproxy recorded it.
+	Analysis string `json:"analysis,omitempty"`
+}
+
+// analysisID fingerprints what an analysis with option is made with: every
+// analyzer that runs, at its version, and the post handlers. It changes with the
+// analyzer selection, a Trivy upgrade that changes an analyzer, and the Java DB's
+// coming or going (JAR files analysed or not).
+func analysisID(o artifact.Option) string {
+	var parts []string
+	g, err := analyzer.NewAnalyzerGroup(analyzer.AnalyzerOptions{DisabledAnalyzers: o.DisabledAnalyzers})
+	if err != nil {
+		return "error:" + err.Error()
+	}
+	cg, err := analyzer.NewConfigAnalyzerGroup(analyzer.ConfigAnalyzerOptions{DisabledAnalyzers: o.DisabledAnalyzers})
+	if err != nil {
+		return "error:" + err.Error()
+	}
+	v, cv := g.AnalyzerVersions(), cg.AnalyzerVersions()
+	for prefix, m := range map[string]map[string]int{"a:": v.Analyzers, "p:": v.PostAnalyzers, "c:": cv.Analyzers, "cp:": cv.PostAnalyzers} {
+		for name, version := range m {
+			parts = append(parts, fmt.Sprintf("%s%s@%d", prefix, name, version))
+		}
+	}
+	for _, h := range o.DisabledHandlers {
+		parts = append(parts, "no-handler:"+string(h))
+	}
+	slices.Sort(parts)
+	sum := sha256.Sum256([]byte(strings.Join(parts, "\n")))
+	return "v1:" + hex.EncodeToString(sum[:8])
+}
+
+// NeedsAnalysis reports whether the analysis key names was made with other analyzers
+// than a scan would use now (another selection, Trivy version or Java DB state, or a
+// key older than the record of it). Redetect on such a key still works, from the old
+// analysis: to find what `trivy image` finds now, scan the image again instead.
+func (s *Scanner) NeedsAnalysis(key Key) bool {
+	java, release := s.db.acquireJava()
+	defer release()
+	return key.Analysis != analysisID(artifactOption(java))
 }
 
 func (s *Scanner) backend() local.Service {
@@ -122,21 +178,48 @@ func (s *Scanner) Redetect(ctx context.Context, key Key, old types.Report) (*Res
 	return &Result{Report: r, DB: info, Key: key}, nil
 }
 
-// artifactOption turns off everything the gate does not need; what is left reads only
-// the image it is given.
+// disabledAnalyzers is what Trivy's CLI disables for `trivy image --scanners vuln` with
+// the default package types (os, library), no image config scanners, no Rekor SBOM
+// source and no TRIVY_EXPERIMENTAL_RPM_ARCHIVE: ScanImage and disabledAnalyzers in
+// trivy's pkg/commands/artifact/run.go, in that order. The gate must find what
+// `trivy image` finds, so this follows run.go rather than a list of our own; a Trivy
+// upgrade that changes run.go must change this too (TestAnalyzerSelection pins it).
+// Without a Java DB, JAR files are also left out (java false): the CLI would download
+// one, the gate cannot identify a JAR without it, and the result counts them instead.
+func disabledAnalyzers(java bool) []analyzer.Type {
+	var d []analyzer.Type
+	d = append(d, analyzer.TypeLockfiles...)      // ScanImage: no lock file scanning in images
+	d = append(d, analyzer.TypeApkCommand)        // !ScanRemovedPkgs
+	d = append(d, analyzer.TypeSecret)            // no secret scanner
+	d = append(d, analyzer.TypeConfigFiles...)    // no misconfig or rbac scanner
+	d = append(d, analyzer.TypeLicenseFile)       // no license scanner with --license-full
+	d = append(d, analyzer.TypeHistoryDockerfile) // no image config misconfig scanner
+	d = append(d, analyzer.TypeExecutable)        // Rekor is no SBOM source
+	d = append(d, analyzer.TypeRpmArchive)        // TRIVY_EXPERIMENTAL_RPM_ARCHIVE unset
+	if !java {
+		d = append(d, analyzer.TypeJar)
+	}
+	return d
+}
+
+// disabledHandlers are the post handlers the gate turns off. The CLI turns off none at
+// the default (precise) detection priority, so the system file filter stays on as
+// there. The unpackaged handler looks up the digests the executable analyzer records in
+// Rekor; with that analyzer off (as in the CLI) it has nothing to look up, and turning
+// it off too keeps the Rekor client out of the gate, which makes no network call.
+func disabledHandlers() []ftypes.HandlerType {
+	return []ftypes.HandlerType{ftypes.UnpackagedPostHandler}
+}
+
+// artifactOption is the CLI's image scan analysis (disabledAnalyzers), offline: it
+// reads only the image it is given.
 func artifactOption(java bool) artifact.Option {
-	o := artifact.Option{
+	return artifact.Option{
 		Offline:           true,
 		Parallel:          2,
-		DisabledAnalyzers: append(append([]analyzer.Type{}, analyzer.TypeLockfiles...), analyzer.TypeApkCommand, analyzer.TypeSecret, analyzer.TypeLicenseFile, analyzer.TypeExecutable, analyzer.TypeSBOM),
-		DisabledHandlers:  []ftypes.HandlerType{ftypes.UnpackagedPostHandler},
+		DisabledAnalyzers: disabledAnalyzers(java),
+		DisabledHandlers:  disabledHandlers(),
 	}
-	if !java {
-		// Without a Java DB Trivy cannot identify JAR files: leave them out rather than
-		// fail every scan of an image that has one.
-		o.DisabledAnalyzers = append(o.DisabledAnalyzers, analyzer.TypeJar)
-	}
-	return o
 }
 
 // Scan analyses img (cached by layer) and detects vulnerabilities in its OS and language
@@ -145,19 +228,25 @@ func artifactOption(java bool) artifact.Option {
 // waits only for detections, which are short, so it never holds new scans behind a long
 // one.
 func (s *Scanner) Scan(ctx context.Context, img v1.Image, ref string) (*Result, error) {
+	return s.scan(ctx, img, ref, artifactOption)
+}
+
+func (s *Scanner) scan(ctx context.Context, img v1.Image, ref string, option func(java bool) artifact.Option) (*Result, error) {
 	java, releaseJava := s.db.acquireJava()
 	defer releaseJava()
-	// The bin directory walk runs beside Trivy's analysis; both cache per layer.
-	type execs struct {
-		paths []string
+	// The layer walk for bin directories and JAR files runs beside Trivy's analysis;
+	// both cache per layer.
+	type walked struct {
+		facts *imageFacts
 		err   error
 	}
-	execc := make(chan execs, 1)
+	execc := make(chan walked, 1)
 	go func() {
-		p, err := s.executables(img)
-		execc <- execs{p, err}
+		f, err := s.walkLayers(img)
+		execc <- walked{f, err}
 	}()
-	inner, err := aimage.NewArtifact(&namedImage{Image: img, ref: ref}, s.cache, artifactOption(java))
+	opt := option(java)
+	inner, err := aimage.NewArtifact(&namedImage{Image: img, ref: ref}, s.cache, opt)
 	if err != nil {
 		<-execc
 		return nil, fmt.Errorf("scanner: %w", err)
@@ -168,7 +257,7 @@ func (s *Scanner) Scan(ctx context.Context, img v1.Image, ref string) (*Result, 
 		return nil, fmt.Errorf("scanner: failed analysis: %w", err)
 	}
 	if ex.err != nil {
-		return nil, fmt.Errorf("scanner: executables: %w", ex.err)
+		return nil, fmt.Errorf("scanner: layer walk: %w", ex.err)
 	}
 	info, release, err := s.db.acquire()
 	if err != nil {
@@ -180,7 +269,12 @@ func (s *Scanner) Scan(ctx context.Context, img v1.Image, ref string) (*Result, 
 	if err != nil {
 		return nil, fmt.Errorf("scanner: %w", err)
 	}
-	return &Result{Report: report, Executables: ex.paths, DB: info, Key: Key{ArtifactID: inspected.ID, BlobIDs: inspected.BlobIDs}}, nil
+	res := &Result{Report: report, Executables: ex.facts.Executables, DB: info,
+		Key: Key{ArtifactID: inspected.ID, BlobIDs: inspected.BlobIDs, Analysis: analysisID(opt)}}
+	if !java {
+		res.UnanalysedJARs = len(ex.facts.JARs)
+	}
+	return res, nil
 }
 
 // analysed is an artifact whose analysis is done: Trivy's scan service asks it again

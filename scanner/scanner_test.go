@@ -14,6 +14,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/aquasecurity/trivy/pkg/fanal/analyzer"
+	"github.com/aquasecurity/trivy/pkg/fanal/artifact"
 	"github.com/google/go-containerregistry/pkg/name"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/mutate"
@@ -203,6 +205,14 @@ func TestExecutables(t *testing.T) {
 	if strings.Join(res.Executables, ",") != "sbin/apk" {
 		t.Fatalf("after whiteouts: %v", res.Executables)
 	}
+	// Whiting out a whole bin directory removes what is in it.
+	noSbin, err := mutate.AppendLayers(scannertest.AlpineImage(t, false), scannertest.Layer(t, map[string][]byte{".wh.sbin": nil}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res, err = s.Scan(context.Background(), noSbin, "r.test/a:3"); err != nil || strings.Join(res.Executables, ",") != "bin/busybox,bin/sh" {
+		t.Fatalf("after removing sbin: %v (%v)", res.Executables, err)
+	}
 }
 
 func TestRPMPackages(t *testing.T) {
@@ -233,9 +243,16 @@ func TestRPMPackages(t *testing.T) {
 func TestJarFiles(t *testing.T) {
 	s := newScanner(t)
 	img := scannertest.JavaImage(t)
-	// Without a Java DB, JAR files are left out and the scan still works.
+	// Without a Java DB, JAR files are left out, the scan still works and says so.
 	if got := findings(t, s, img); len(got) != 0 {
 		t.Fatalf("without a Java DB: %v", got)
+	}
+	res, err := s.Scan(context.Background(), img, "r.test/app:1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.UnanalysedJARs != 1 || res.DB.Java {
+		t.Fatalf("without a Java DB: %d unanalysed JAR files (Java DB %v), want 1", res.UnanalysedJARs, res.DB.Java)
 	}
 	dir := t.TempDir()
 	scannertest.BuildJavaDB(t, dir)
@@ -244,6 +261,9 @@ func TestJarFiles(t *testing.T) {
 	}
 	if got := findings(t, s, img); strings.Join(got, ",") != "CVE-2021-44228 org.apache.logging.log4j:log4j-core CRITICAL" {
 		t.Fatalf("with a Java DB: %v", got)
+	}
+	if res, err = s.Scan(context.Background(), img, "r.test/app:1"); err != nil || res.UnanalysedJARs != 0 {
+		t.Fatalf("with a Java DB: %d unanalysed JAR files (%v), want 0", res.UnanalysedJARs, err)
 	}
 	if err := s.DB().LoadJava(t.TempDir()); err == nil {
 		t.Fatal("an empty Java DB directory was accepted")
@@ -421,5 +441,204 @@ func TestDBSwapDuringALongScan(t *testing.T) {
 	info, _ := db.Info()
 	if r.res.DB.ID() != info.ID() {
 		t.Fatalf("the slow scan detected with %s, want the DB loaded when it detected (%s)", r.res.DB.ID(), info.ID())
+	}
+}
+
+// An SBOM shipped in an image (as Bitnami ships one per component) is read, as
+// `trivy image` reads it, and what it lists is detected.
+func TestEmbeddedSBOM(t *testing.T) {
+	s := newScanner(t)
+	if got := findings(t, s, scannertest.BitnamiImage(t)); strings.Join(got, ",") != "CVE-2024-31449 redis HIGH" {
+		t.Fatalf("found %v, want CVE-2024-31449 in redis from opt/bitnami/redis/.spdx-redis.spdx", got)
+	}
+	// Control: with the SBOM analyzer off (as the gate had it), redis is unknown.
+	withoutSBOM := func(java bool) artifact.Option {
+		o := scanner.ArtifactOption(java)
+		o.DisabledAnalyzers = append(o.DisabledAnalyzers, analyzer.TypeSBOM)
+		return o
+	}
+	res, err := s.ScanWith(context.Background(), scannertest.BitnamiImage(t), "r.test/app:1", withoutSBOM)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := packages(res); len(got) != 0 {
+		t.Fatalf("without the SBOM analyzer: packages %v", got)
+	}
+	// A file that only looks like an SBOM is skipped, as by `trivy image`: the scan
+	// still finds the rest.
+	broken, err := mutate.AppendLayers(scannertest.AlpineImage(t, true),
+		scannertest.Layer(t, map[string][]byte{"app/bom.cdx.json": []byte("{not json"), "app/.spdx-x.spdx": []byte("garbage")}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := findings(t, s, broken); len(got) != 7 {
+		t.Fatalf("with broken SBOM files: %v", got)
+	}
+}
+
+// packages lists "name-version" of every package a scan reports.
+func packages(res *scanner.Result) []string {
+	var out []string
+	for _, r := range res.Report.Results {
+		for _, p := range r.Packages {
+			out = append(out, p.Name+"-"+p.Version)
+		}
+	}
+	slices.Sort(out)
+	return out
+}
+
+// A *.rpm file lying in an image is not installed: it is no package of the image, as
+// for `trivy image` (whose RPM archive analyzer is off unless
+// TRIVY_EXPERIMENTAL_RPM_ARCHIVE is set).
+func TestRPMFileIsNoPackage(t *testing.T) {
+	s := newScanner(t)
+	img := scannertest.RPMFileImage(t)
+	res, err := s.Scan(context.Background(), img, "r.test/a:1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := strings.Join(packages(res), ","); got != "busybox-1.36.1-r16,libcrypto3-3.1.7-r0,libssl3-3.1.7-r0,musl-1.2.4_git20230717-r4" {
+		t.Fatalf("packages %v", got)
+	}
+	// Control: with the RPM archive analyzer on, the file is a package.
+	withRPMArchive := func(java bool) artifact.Option {
+		o := scanner.ArtifactOption(java)
+		o.DisabledAnalyzers = slices.DeleteFunc(o.DisabledAnalyzers, func(a analyzer.Type) bool { return a == analyzer.TypeRpmArchive })
+		return o
+	}
+	res, err = s.ScanWith(context.Background(), img, "r.test/a:1", withRPMArchive)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := packages(res); !slices.Contains(got, "simple-1.0.1") {
+		t.Fatalf("with the RPM archive analyzer: packages %v, want simple-1.0.1 among them", got)
+	}
+}
+
+// Config files in an image (.travis.yml, a Dockerfile, a Kubernetes manifest) are not
+// analysed for misconfigurations, as `trivy image --scanners vuln` leaves them.
+func TestConfigFilesAreNotAnalysed(t *testing.T) {
+	s := newScanner(t)
+	img := scannertest.ConfigFilesImage(t)
+	misconfigs := func(res *scanner.Result) int {
+		n := 0
+		for _, r := range res.Report.Results {
+			n += len(r.Misconfigurations)
+		}
+		blobs, err := s.Blobs(context.Background(), res.Key)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, b := range blobs {
+			n += len(b.Misconfigurations)
+		}
+		return n
+	}
+	res, err := s.Scan(context.Background(), img, "r.test/a:1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n := misconfigs(res); n != 0 {
+		t.Fatalf("%d misconfiguration results in the report and layer analysis", n)
+	}
+	// Control: with the config analyzers on (as before), the layer analysis has them.
+	withConfig := func(java bool) artifact.Option {
+		o := scanner.ArtifactOption(java)
+		o.DisabledAnalyzers = slices.DeleteFunc(o.DisabledAnalyzers, func(a analyzer.Type) bool { return slices.Contains(analyzer.TypeConfigFiles, a) })
+		return o
+	}
+	res, err = s.ScanWith(context.Background(), img, "r.test/a:1", withConfig)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if misconfigs(res) == 0 {
+		t.Fatal("with the config analyzers on, no misconfiguration was analysed: the control proves nothing")
+	}
+}
+
+// The JAR files a scan without a Java DB counts are those of the image as run: every
+// archive Trivy's JAR analyzer would read (.jar, .war, .ear, .par, any case), regular
+// files only, after later layers remove some.
+func TestUnanalysedJARs(t *testing.T) {
+	s := newScanner(t)
+	jar := []byte("PK\x05\x06" + strings.Repeat("\x00", 18)) // an empty zip
+	img, err := mutate.AppendLayers(scannertest.AlpineImage(t, false),
+		scannertest.LayerWithLinks(t, map[string][]byte{
+			"app/lib/a.jar":         jar,
+			"app/lib/b.JAR":         jar,
+			"app/lib/gone.jar":      jar,
+			"srv/web.war":           jar,
+			"srv/app.ear":           jar,
+			"opt/tool/tool.par":     jar,
+			"opt/old/lib/x.jar":     jar,
+			"opt/opaque/y.jar":      jar,
+			"app/lib/notes.jar.txt": []byte("not an archive"),
+			"app/lib/manifest.jarx": []byte("not an archive"),
+		}, map[string]string{"app/current.jar": "lib/a.jar"}),
+		scannertest.Layer(t, map[string][]byte{
+			"app/lib/.wh.gone.jar":    nil, // one file removed
+			"opt/.wh.old":             nil, // a directory removed
+			"opt/opaque/.wh..wh..opq": nil, // a directory replaced
+			"opt/opaque/z.ear":        jar,
+		}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	res, err := s.Scan(context.Background(), img, "r.test/app:1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	// a.jar, b.JAR, web.war, app.ear, tool.par, z.ear; not the link, the removed ones or
+	// the look-alikes.
+	if res.UnanalysedJARs != 6 {
+		t.Fatalf("%d unanalysed JAR files, want 6", res.UnanalysedJARs)
+	}
+	// A second scan takes the count from the layer facts cache.
+	if res, err = s.Scan(context.Background(), img, "r.test/app:1"); err != nil || res.UnanalysedJARs != 6 {
+		t.Fatalf("cached: %d unanalysed JAR files (%v), want 6", res.UnanalysedJARs, err)
+	}
+}
+
+// A scan's key records what analysed the image: a key from other analyzers (an older
+// goldproxy, another selection, the Java DB since loaded) asks for a new scan rather
+// than a re-detection from the old analysis.
+func TestNeedsAnalysis(t *testing.T) {
+	s := newScanner(t)
+	img := scannertest.JavaImage(t)
+	res, err := s.Scan(context.Background(), img, "r.test/app:1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Key.Analysis == "" || s.NeedsAnalysis(res.Key) {
+		t.Fatalf("a fresh scan's key %+v needs analysis", res.Key)
+	}
+	old := res.Key
+	old.Analysis = ""
+	if !s.NeedsAnalysis(old) {
+		t.Fatal("a key without its analysis recorded (made before it was) does not need analysis")
+	}
+	withoutSBOM := func(java bool) artifact.Option {
+		o := scanner.ArtifactOption(java)
+		o.DisabledAnalyzers = append(o.DisabledAnalyzers, analyzer.TypeSBOM)
+		return o
+	}
+	other, err := s.ScanWith(context.Background(), img, "r.test/app:1", withoutSBOM)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !s.NeedsAnalysis(other.Key) {
+		t.Fatal("a key made by other analyzers does not need analysis")
+	}
+	dir := t.TempDir()
+	scannertest.BuildJavaDB(t, dir)
+	if err := s.DB().LoadJava(dir); err != nil {
+		t.Fatal(err)
+	}
+	if !s.NeedsAnalysis(res.Key) {
+		t.Fatal("an analysis without JAR files does not need analysis once a Java DB is loaded")
+	}
+	if res, err = s.Scan(context.Background(), img, "r.test/app:1"); err != nil || s.NeedsAnalysis(res.Key) {
+		t.Fatalf("after a new scan with the Java DB: %v, needs analysis %v", err, s.NeedsAnalysis(res.Key))
 	}
 }

@@ -322,3 +322,85 @@ func UBIImage(t testing.TB) v1.Image {
 		"usr/bin/microdnf":         []byte("\x7fELF microdnf"),
 	})
 }
+
+// BitnamiImage is a Bitnami-style image: redis 7.2.4 built from source under
+// opt/bitnami/redis, known only from the SPDX document Bitnami ships beside it
+// (opt/bitnami/redis/.spdx-redis.spdx, pkg:bitnami/redis@7.2.4: CVE-2024-31449 HIGH,
+// fixed in 7.2.6). No package manager knows it.
+func BitnamiImage(t testing.TB) v1.Image {
+	spdx := `{
+  "SPDXID": "SPDXRef-DOCUMENT",
+  "spdxVersion": "SPDX-2.3",
+  "creationInfo": {"created": "2024-02-09T12:00:00Z", "creators": ["Organization: VMware, Inc."]},
+  "name": "SPDX document for Redis 7.2.4",
+  "dataLicense": "CC0-1.0",
+  "documentDescribes": ["SPDXRef-redis"],
+  "documentNamespace": "redis-7.2.4",
+  "packages": [{
+    "SPDXID": "SPDXRef-redis",
+    "name": "redis",
+    "versionInfo": "7.2.4",
+    "downloadLocation": "https://download.redis.io/releases/redis-7.2.4.tar.gz",
+    "licenseConcluded": "BSD-3-Clause",
+    "licenseDeclared": "BSD-3-Clause",
+    "filesAnalyzed": false,
+    "externalRefs": [
+      {"referenceCategory": "SECURITY", "referenceType": "cpe23Type", "referenceLocator": "cpe:2.3:*:redis:redis:7.2.4:*:*:*:*:*:*:*"},
+      {"referenceCategory": "PACKAGE-MANAGER", "referenceType": "purl", "referenceLocator": "pkg:bitnami/redis@7.2.4?arch=amd64&distro=debian-12"}
+    ]
+  }],
+  "files": [],
+  "relationships": []
+}`
+	return image(t, map[string][]byte{
+		"opt/bitnami/redis/.spdx-redis.spdx": []byte(spdx),
+		"opt/bitnami/redis/bin/redis-server": []byte("\x7fELF redis-server"),
+	})
+}
+
+// RPMFileImage is the fixed Alpine image plus a package file lying in it,
+// srv/repo/simple-1.0.1-1.i386.rpm (scanner/testdata/rpm): downloaded, not installed.
+func RPMFileImage(t testing.TB) v1.Image {
+	t.Helper()
+	b, err := os.ReadFile(filepath.Join(fixturesDir(), "..", "rpm", "simple-1.0.1-1.i386.rpm"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	img, err := mutate.AppendLayers(AlpineImage(t, false), Layer(t, map[string][]byte{"srv/repo/simple-1.0.1-1.i386.rpm": b}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return img
+}
+
+// ConfigFilesImage is the fixed Alpine image plus files Trivy's misconfiguration
+// analyzers read: a .travis.yml, a Dockerfile that runs as root from a latest tag, and
+// a Kubernetes Deployment of a privileged container.
+func ConfigFilesImage(t testing.TB) v1.Image {
+	t.Helper()
+	img, err := mutate.AppendLayers(AlpineImage(t, false), Layer(t, map[string][]byte{
+		"app/.travis.yml": []byte("language: go\ngo:\n  - 1.22\nscript: go test ./...\n"),
+		"app/Dockerfile":  []byte("FROM alpine:latest\nRUN apk add curl\nADD . /app\nCMD [\"/app/run\"]\n"),
+		"app/deploy/deployment.yaml": []byte(`apiVersion: apps/v1
+kind: Deployment
+metadata:
+  name: app
+spec:
+  selector:
+    matchLabels: {app: app}
+  template:
+    metadata:
+      labels: {app: app}
+    spec:
+      containers:
+        - name: app
+          image: app:latest
+          securityContext:
+            privileged: true
+`),
+	}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return img
+}
