@@ -189,14 +189,18 @@ func (m *Mirror) sharedFetch(ctx context.Context, rt *Route, dgst digest.Digest,
 // mismatch or a broken upstream the error is returned after headers were sent, and the
 // connection is cut. streamed reports whether the response went to the client.
 func (m *Mirror) ingestBlob(ctx context.Context, rt *Route, dgst digest.Digest, client http.ResponseWriter) (streamed bool, err error) {
-	hctx, cancel := context.WithTimeout(ctx, m.cfg.UpstreamTimeout)
-	resp, err := m.upstreamBlob(hctx, rt, dgst, http.MethodGet)
-	// The body streams for as long as it takes; only the wait for headers is bounded.
+	// The wait for headers is bounded by the transport (upstream_timeout); the body
+	// streams for as long as it takes, but not through a silence longer than
+	// upstream_idle_timeout.
+	bctx, cancel := context.WithCancel(ctx)
 	defer cancel()
+	resp, err := m.upstreamBlob(bctx, rt, dgst, http.MethodGet)
 	if err != nil {
 		return false, err
 	}
 	defer resp.Body.Close()
+	body := newIdleReader(resp.Body, m.cfg.UpstreamIdleTimeout, cancel)
+	defer body.stop()
 	bw, err := m.store.CreateBlob(ctx)
 	if err != nil {
 		return false, err
@@ -283,7 +287,7 @@ func (m *Mirror) ingestBlob(ctx context.Context, rt *Route, dgst digest.Digest, 
 	var rerr error
 	for {
 		buf := <-free
-		n, err := io.ReadFull(resp.Body, *buf)
+		n, err := io.ReadFull(body, *buf)
 		if n > 0 {
 			read += int64(n)
 			c := &chunk{buf: buf, n: n}

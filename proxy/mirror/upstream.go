@@ -5,11 +5,13 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"net/url"
 	"os"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/google/go-containerregistry/pkg/authn"
@@ -50,7 +52,7 @@ func newUpstream(c config.UpstreamConfig, defTTL, timeout time.Duration, resolve
 	}
 	tr := http.DefaultTransport.(*http.Transport).Clone()
 	tr.MaxIdleConnsPerHost = 64
-	tr.DialContext = (&net.Dialer{Timeout: 10 * time.Second, KeepAlive: 30 * time.Second}).DialContext
+	tr.DialContext = (&net.Dialer{Timeout: timeout, KeepAlive: 30 * time.Second}).DialContext
 	tr.ResponseHeaderTimeout = timeout
 	if c.Insecure || c.CAFile != "" {
 		tlsc := &tls.Config{InsecureSkipVerify: c.Insecure} //nolint:gosec // explicit per-upstream opt-in
@@ -186,3 +188,31 @@ func (m *Mirror) UpstreamRef(ref name.Reference) (name.Reference, []remote.Optio
 	}
 	return out, []remote.Option{remote.Reuse(up.puller)}, nil
 }
+
+// idleReader aborts a transfer (through abort, which cancels the request) when no byte
+// arrived for d: a body is never bounded as a whole, only by its silences.
+type idleReader struct {
+	r     io.Reader
+	d     time.Duration
+	t     *time.Timer
+	fired atomic.Bool
+}
+
+func newIdleReader(r io.Reader, d time.Duration, abort func()) *idleReader {
+	ir := &idleReader{r: r, d: d}
+	ir.t = time.AfterFunc(d, func() { ir.fired.Store(true); abort() })
+	return ir
+}
+
+func (ir *idleReader) Read(p []byte) (int, error) {
+	n, err := ir.r.Read(p)
+	if n > 0 && !ir.fired.Load() {
+		ir.t.Reset(ir.d)
+	}
+	if err != nil && err != io.EOF && ir.fired.Load() {
+		err = fmt.Errorf("no bytes for %s (upstream_idle_timeout): %w", ir.d, err)
+	}
+	return n, err
+}
+
+func (ir *idleReader) stop() { ir.t.Stop() }

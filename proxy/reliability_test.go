@@ -1,0 +1,109 @@
+package proxy_test
+
+import (
+	"context"
+	"errors"
+	"io"
+	"net/http"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"github.com/opencontainers/go-digest"
+
+	"github.com/goldproxy/goldproxy/proxy/proxytest"
+	"github.com/goldproxy/goldproxy/storage"
+)
+
+// layerFault serves the first layer of img with serve instead of the registry.
+func layerFault(t *testing.T, up *proxytest.Upstream, img v1.Image, serve func(w http.ResponseWriter, r *http.Request, body []byte)) v1.Hash {
+	t.Helper()
+	layers, _ := img.Layers()
+	ld, _ := layers[0].Digest()
+	rc, _ := layers[0].Compressed()
+	body, _ := io.ReadAll(rc)
+	up.SetFault(func(w http.ResponseWriter, r *http.Request) bool {
+		if r.Method == http.MethodGet && strings.HasSuffix(r.URL.Path, "/blobs/"+ld.String()) {
+			serve(w, r, body)
+			return true
+		}
+		return false
+	})
+	return ld
+}
+
+func TestSlowBlobOutlivesUpstreamTimeout(t *testing.T) {
+	up := proxytest.NewUpstream(t)
+	img := randomImage(t, 1)
+	up.Push(t, "test/app:1", img)
+	// Five chunks 100ms apart: the body takes longer than upstream_timeout, and no
+	// silence is as long as it.
+	ld := layerFault(t, up, img, func(w http.ResponseWriter, r *http.Request, body []byte) {
+		w.Header().Set("Content-Length", strconv.Itoa(len(body)))
+		w.WriteHeader(http.StatusOK)
+		step := len(body)/5 + 1
+		for off := 0; off < len(body); off += step {
+			time.Sleep(100 * time.Millisecond)
+			_, _ = w.Write(body[off:min(off+step, len(body))])
+			w.(http.Flusher).Flush()
+		}
+	})
+	cfg := proxytest.Config(t, up)
+	cfg.UpstreamTimeout = 300 * time.Millisecond
+	p := proxytest.Start(t, cfg)
+	if resp, b := get(t, http.MethodGet, p.URL+"/v2/"+up.Name+"/test/app/manifests/1", nil); resp.StatusCode != http.StatusOK {
+		t.Fatalf("manifest: %d %s", resp.StatusCode, b)
+	}
+	resp, b := get(t, http.MethodGet, p.URL+"/v2/"+up.Name+"/test/app/blobs/"+ld.String(), nil)
+	if resp.StatusCode != http.StatusOK || digest.FromBytes(b).String() != ld.String() {
+		t.Fatalf("slow blob: %d, %d bytes", resp.StatusCode, len(b))
+	}
+	if _, err := p.Store.StatBlob(context.Background(), digest.Digest(ld.String())); err != nil {
+		t.Fatalf("slow blob was not stored: %v", err)
+	}
+}
+
+func TestStalledBlobIsAbortedByIdleTimeout(t *testing.T) {
+	up := proxytest.NewUpstream(t)
+	img := randomImage(t, 1)
+	up.Push(t, "test/app:1", img)
+	// Half the body, then silence until the proxy hangs up.
+	ld := layerFault(t, up, img, func(w http.ResponseWriter, r *http.Request, body []byte) {
+		w.Header().Set("Content-Length", strconv.Itoa(len(body)))
+		w.WriteHeader(http.StatusOK)
+		_, _ = w.Write(body[:len(body)/2])
+		w.(http.Flusher).Flush()
+		<-r.Context().Done()
+	})
+	cfg := proxytest.Config(t, up)
+	cfg.UpstreamIdleTimeout = 200 * time.Millisecond
+	p := proxytest.Start(t, cfg)
+	if resp, b := get(t, http.MethodGet, p.URL+"/v2/"+up.Name+"/test/app/manifests/1", nil); resp.StatusCode != http.StatusOK {
+		t.Fatalf("manifest: %d %s", resp.StatusCode, b)
+	}
+	url := p.URL + "/v2/" + up.Name + "/test/app/blobs/" + ld.String()
+	// Streamed: the client sees a cut transfer, never a complete 200.
+	if resp, err := http.Get(url); err == nil {
+		_, rerr := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if rerr == nil && resp.StatusCode == http.StatusOK {
+			t.Fatal("a stalled upstream transfer ended as a complete 200")
+		}
+	}
+	// Ranged (not streamed): the 502 envelope names the idle timeout.
+	resp, b := get(t, http.MethodGet, url, map[string]string{"Range": "bytes=0-9"})
+	if resp.StatusCode != http.StatusBadGateway || !strings.Contains(string(b), "upstream_idle_timeout") {
+		t.Fatalf("ranged request: %d %s", resp.StatusCode, b)
+	}
+	if _, err := p.Store.StatBlob(context.Background(), digest.Digest(ld.String())); !errors.Is(err, storage.ErrNotFound) {
+		t.Fatalf("a stalled transfer was stored: %v", err)
+	}
+	// One upstream GET per client request (a client may retry a cut response), each
+	// ended by the idle timeout rather than shared with the next.
+	asked := len(p.Requests("/blobs/" + ld.String()))
+	if n := up.BlobGETs("test/app", ld); n != asked {
+		t.Fatalf("upstream GETs of the blob: %d, client requests: %d", n, asked)
+	}
+}
