@@ -107,3 +107,64 @@ func TestStalledBlobIsAbortedByIdleTimeout(t *testing.T) {
 		t.Fatalf("upstream GETs of the blob: %d, client requests: %d", n, asked)
 	}
 }
+
+func TestUpstreamStatusesKeepTheirMeaning(t *testing.T) {
+	up := proxytest.NewUpstream(t)
+	img := randomImage(t, 1)
+	up.Push(t, "test/app:1", img)
+	layers, _ := img.Layers()
+	ld, _ := layers[0].Digest()
+	p := proxytest.Start(t, proxytest.Config(t, up))
+	// The manifest of the tag is stored (so its layer may be asked for); the blob and
+	// the manifest by digest are not, so each request below goes upstream.
+	if resp, b := get(t, http.MethodGet, p.URL+"/v2/"+up.Name+"/test/app/manifests/1", nil); resp.StatusCode != http.StatusOK {
+		t.Fatalf("manifest: %d %s", resp.StatusCode, b)
+	}
+	other := randomImage(t, 1)
+	od := up.Push(t, "test/app:2", other)
+	for _, tc := range []struct {
+		name, path string
+		status     int
+		retryAfter string
+		wantStatus int
+		wantCode   string
+		wantRetry  string
+		wantMsg    []string
+	}{
+		{"blob 429 with Retry-After", "/blobs/" + ld.String(), 429, "7", 429, "TOOMANYREQUESTS", "7", []string{up.Name, "rate-limiting"}},
+		{"blob 429 without Retry-After", "/blobs/" + ld.String(), 429, "", 429, "TOOMANYREQUESTS", "30", []string{up.Name}},
+		{"blob 401", "/blobs/" + ld.String(), 401, "", 404, "NAME_UNKNOWN", "", []string{up.Name, "credentials", "anonymously", "HTTP 401"}},
+		{"blob 403", "/blobs/" + ld.String(), 403, "", 404, "NAME_UNKNOWN", "", []string{up.Name, "credentials", "HTTP 403"}},
+		{"manifest 429", "/manifests/" + od.String(), 429, "9", 429, "TOOMANYREQUESTS", "9", []string{up.Name}},
+		{"manifest 401", "/manifests/" + od.String(), 401, "", 404, "NAME_UNKNOWN", "", []string{up.Name, "credentials", "anonymously"}},
+		{"manifest 403", "/manifests/" + od.String(), 403, "", 404, "NAME_UNKNOWN", "", []string{up.Name, "credentials"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			up.SetFault(func(w http.ResponseWriter, r *http.Request) bool {
+				if !strings.HasSuffix(r.URL.Path, tc.path) {
+					return false
+				}
+				if tc.retryAfter != "" {
+					w.Header().Set("Retry-After", tc.retryAfter)
+				}
+				w.Header().Set("Content-Type", "application/json")
+				w.WriteHeader(tc.status)
+				_, _ = w.Write([]byte(`{"errors":[{"code":"DENIED","message":"no"}]}`))
+				return true
+			})
+			defer up.SetFault(nil)
+			resp, b := get(t, http.MethodGet, p.URL+"/v2/"+up.Name+"/test/app"+tc.path, nil)
+			if resp.StatusCode != tc.wantStatus || !strings.Contains(string(b), `"`+tc.wantCode+`"`) {
+				t.Fatalf("status %d %s, want %d %s", resp.StatusCode, b, tc.wantStatus, tc.wantCode)
+			}
+			if got := resp.Header.Get("Retry-After"); got != tc.wantRetry {
+				t.Errorf("Retry-After %q, want %q", got, tc.wantRetry)
+			}
+			for _, m := range tc.wantMsg {
+				if !strings.Contains(string(b), m) {
+					t.Errorf("message %s does not name %q", b, m)
+				}
+			}
+		})
+	}
+}

@@ -10,6 +10,7 @@ import (
 	"sync"
 	"sync/atomic"
 
+	"github.com/google/go-containerregistry/pkg/v1/remote/transport"
 	"github.com/opencontainers/go-digest"
 
 	"github.com/goldproxy/goldproxy/proxy/registry/httpx"
@@ -105,16 +106,14 @@ func (m *Mirror) upstreamBlob(ctx context.Context, rt *Route, dgst digest.Digest
 	if err != nil {
 		return nil, httpx.Upstream("upstream %s: blob %s: %v", rt.up.name, dgst, err)
 	}
-	switch resp.StatusCode {
-	case http.StatusOK:
-		return resp, nil
-	case http.StatusNotFound:
+	if err := transport.CheckError(resp, http.StatusOK); err != nil {
 		resp.Body.Close()
-		return nil, httpx.BlobUnknown("blob %s of %s is not known upstream", dgst, rt.Key)
-	default:
-		resp.Body.Close()
-		return nil, upstreamErr(fmt.Errorf("status %s", resp.Status), rt, dgst.String())
+		if upstreamStatus(err) == http.StatusNotFound {
+			return nil, httpx.BlobUnknown("blob %s of %s is not known upstream", dgst, rt.Key)
+		}
+		return nil, upstreamErr(err, rt, dgst.String())
 	}
+	return resp, nil
 }
 
 // fetchBlob serves a missing blob: a plain GET gets it streamed while it is ingested, a

@@ -215,9 +215,12 @@ func upstreamErr(err error, rt *Route, ref string) error {
 		}
 		return httpx.ManifestUnknown("manifest %s of %s is not known upstream", ref, rt.Key)
 	case st == http.StatusUnauthorized || st == http.StatusForbidden:
-		return httpx.NameUnknown("upstream %s refused access to %s: the repository does not exist there or needs credentials this proxy does not have", rt.up.name, rt.Repo)
+		return httpx.NameUnknown("upstream %s refused access to %s (HTTP %d) for %s: the repository does not exist there, or the credentials this proxy uses for %s (it pulls %s) do not give access to it; check upstreams[%s].auth",
+			rt.up.name, rt.Repo, st, ref, rt.up.name, rt.up.creds, rt.up.name)
 	case st == http.StatusTooManyRequests:
-		return httpx.TooManyRequests("upstream %s is rate-limiting this proxy and %s:%s is not cached; try again later", rt.up.name, rt.Key, ref)
+		e := httpx.TooManyRequests("upstream %s is rate-limiting this proxy and %s:%s is not cached; try again later", rt.up.name, rt.Key, ref)
+		e.RetryAfter = rt.up.health.retryAfterSecs()
+		return e
 	default:
 		return httpx.Upstream("upstream %s failed for %s:%s: %v", rt.up.name, rt.Key, ref, err)
 	}

@@ -47,9 +47,10 @@ func (m *Mirror) CountManifest(rt *Route) {
 
 // upstreamTransport counts and times requests to one upstream, and the bytes received.
 type upstreamTransport struct {
-	next http.RoundTripper
-	name string
-	m    *metrics
+	next   http.RoundTripper
+	name   string
+	m      *metrics
+	health *health // told of every response (rate limits)
 }
 
 func upstreamKind(path string) string {
@@ -72,6 +73,9 @@ func (t *upstreamTransport) RoundTrip(r *http.Request) (*http.Response, error) {
 	m := t.m
 	start := time.Now()
 	resp, err := t.next.RoundTrip(r)
+	if err == nil && t.health != nil {
+		t.health.saw(resp)
+	}
 	if m == nil {
 		return resp, err
 	}

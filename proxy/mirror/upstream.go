@@ -5,13 +5,11 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"fmt"
-	"io"
 	"net"
 	"net/http"
 	"net/url"
 	"os"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/google/go-containerregistry/pkg/authn"
@@ -32,6 +30,8 @@ type upstream struct {
 	puller  *remote.Puller
 	tagTTL  time.Duration
 	timeout time.Duration
+	creds   string // how it is authenticated to, for errors ("anonymously", "as user alice")
+	health  health
 
 	mu     sync.Mutex
 	blobRT map[string]http.RoundTripper // authenticated transports for raw blob GETs, by repository
@@ -74,6 +74,7 @@ func newUpstream(c config.UpstreamConfig, defTTL, timeout time.Duration, resolve
 	}
 	base := &upstreamTransport{next: tr, name: c.Name, m: m}
 	up := &upstream{name: c.Name, reg: reg, base: base, tagTTL: c.TagTTL, timeout: timeout, blobRT: map[string]http.RoundTripper{}}
+	base.health = &up.health
 	if up.tagTTL == 0 {
 		up.tagTTL = defTTL
 	}
@@ -108,6 +109,7 @@ func (u *upstream) setAuth(a config.AuthConfig, resolve func(string) string) err
 	switch {
 	case a.Keychain:
 		u.keys = authn.DefaultKeychain
+		u.creds = "with the docker keychain (auth.keychain)"
 		return nil
 	case a.TokenEnv != "" || a.TokenFile != "":
 		tok, err := config.Secret(a.TokenEnv, file(a.TokenFile))
@@ -115,14 +117,17 @@ func (u *upstream) setAuth(a config.AuthConfig, resolve func(string) string) err
 			return err
 		}
 		u.auth = &authn.Bearer{Token: tok}
+		u.creds = "with the bearer token of auth." + map[bool]string{true: "token_env " + a.TokenEnv, false: "token_file " + a.TokenFile}[a.TokenEnv != ""]
 	case a.Username != "":
 		pw, err := config.Secret(a.PasswordEnv, file(a.PasswordFile))
 		if err != nil {
 			return err
 		}
 		u.auth = &authn.Basic{Username: a.Username, Password: pw}
+		u.creds = fmt.Sprintf("as user %q (auth.username)", a.Username)
 	default:
 		u.auth = authn.Anonymous
+		u.creds = "anonymously (no auth configured)"
 	}
 	return nil
 }
@@ -188,31 +193,3 @@ func (m *Mirror) UpstreamRef(ref name.Reference) (name.Reference, []remote.Optio
 	}
 	return out, []remote.Option{remote.Reuse(up.puller)}, nil
 }
-
-// idleReader aborts a transfer (through abort, which cancels the request) when no byte
-// arrived for d: a body is never bounded as a whole, only by its silences.
-type idleReader struct {
-	r     io.Reader
-	d     time.Duration
-	t     *time.Timer
-	fired atomic.Bool
-}
-
-func newIdleReader(r io.Reader, d time.Duration, abort func()) *idleReader {
-	ir := &idleReader{r: r, d: d}
-	ir.t = time.AfterFunc(d, func() { ir.fired.Store(true); abort() })
-	return ir
-}
-
-func (ir *idleReader) Read(p []byte) (int, error) {
-	n, err := ir.r.Read(p)
-	if n > 0 && !ir.fired.Load() {
-		ir.t.Reset(ir.d)
-	}
-	if err != nil && err != io.EOF && ir.fired.Load() {
-		err = fmt.Errorf("no bytes for %s (upstream_idle_timeout): %w", ir.d, err)
-	}
-	return n, err
-}
-
-func (ir *idleReader) stop() { ir.t.Stop() }

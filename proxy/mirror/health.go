@@ -1,0 +1,89 @@
+package mirror
+
+import (
+	"fmt"
+	"io"
+	"net/http"
+	"strconv"
+	"sync/atomic"
+	"time"
+)
+
+// How an upstream is doing, as far as the requests it was sent tell: the Retry-After of
+// its last 429, and whether it is in a back-off after a network failure.
+type health struct {
+	retryAfter atomic.Int64 // seconds, from the last 429
+	downUntil  atomic.Int64 // unix nanoseconds; 0: up
+}
+
+// defaultRetryAfter is what a client is told to wait when a 429 upstream did not say.
+const defaultRetryAfter = 30
+
+// saw records what a response says about the upstream's health.
+func (h *health) saw(resp *http.Response) {
+	if resp.StatusCode != http.StatusTooManyRequests {
+		return
+	}
+	secs := int64(0)
+	if v := resp.Header.Get("Retry-After"); v != "" {
+		if n, err := strconv.ParseInt(v, 10, 64); err == nil && n > 0 {
+			secs = n
+		} else if t, err := http.ParseTime(v); err == nil {
+			secs = int64(time.Until(t).Seconds()) + 1
+		}
+	}
+	h.retryAfter.Store(secs)
+}
+
+// retryAfterSecs is how long a client should wait before asking again for what a
+// rate-limited upstream refused.
+func (h *health) retryAfterSecs() int {
+	if s := h.retryAfter.Load(); s > 0 {
+		return int(s)
+	}
+	return defaultRetryAfter
+}
+
+// markDown starts a back-off: the upstream is not asked again until now+d.
+func (h *health) markDown(now time.Time, d time.Duration) {
+	if d > 0 {
+		h.downUntil.Store(now.Add(d).UnixNano())
+	}
+}
+
+// down reports whether the upstream is in a back-off at now.
+func (h *health) down(now time.Time) bool {
+	u := h.downUntil.Load()
+	return u != 0 && now.UnixNano() < u
+}
+
+// markUp ends a back-off early: the upstream answered.
+func (h *health) markUp() { h.downUntil.Store(0) }
+
+// idleReader aborts a transfer (through abort, which cancels the request) when no byte
+// arrived for d: a body is never bounded as a whole, only by its silences.
+type idleReader struct {
+	r     io.Reader
+	d     time.Duration
+	t     *time.Timer
+	fired atomic.Bool
+}
+
+func newIdleReader(r io.Reader, d time.Duration, abort func()) *idleReader {
+	ir := &idleReader{r: r, d: d}
+	ir.t = time.AfterFunc(d, func() { ir.fired.Store(true); abort() })
+	return ir
+}
+
+func (ir *idleReader) Read(p []byte) (int, error) {
+	n, err := ir.r.Read(p)
+	if n > 0 && !ir.fired.Load() {
+		ir.t.Reset(ir.d)
+	}
+	if err != nil && err != io.EOF && ir.fired.Load() {
+		err = fmt.Errorf("no bytes for %s (upstream_idle_timeout): %w", ir.d, err)
+	}
+	return n, err
+}
+
+func (ir *idleReader) stop() { ir.t.Stop() }
