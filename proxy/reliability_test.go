@@ -7,12 +7,14 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/opencontainers/go-digest"
 
+	"github.com/goldproxy/goldproxy/proxy"
 	"github.com/goldproxy/goldproxy/proxy/proxytest"
 	"github.com/goldproxy/goldproxy/storage"
 )
@@ -166,5 +168,60 @@ func TestUpstreamStatusesKeepTheirMeaning(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+func TestBlackholedUpstreamBacksOff(t *testing.T) {
+	up := proxytest.NewUpstream(t)
+	dgst := up.Push(t, "test/app:1", randomImage(t, 1))
+	now := time.Now()
+	var mu sync.Mutex
+	clock := func() time.Time { mu.Lock(); defer mu.Unlock(); return now }
+	advance := func(d time.Duration) { mu.Lock(); now = now.Add(d); mu.Unlock() }
+	cfg := proxytest.Config(t, up)
+	cfg.UpstreamTimeout = 200 * time.Millisecond
+	cfg.UpstreamBackoff = 30 * time.Second
+	p := proxytest.Start(t, cfg, proxy.WithClock(clock))
+	url := p.URL + "/v2/" + up.Name + "/test/app/manifests/1"
+	pull := func() {
+		t.Helper()
+		resp, b := get(t, http.MethodGet, url, nil)
+		if resp.StatusCode != http.StatusOK || resp.Header.Get("Docker-Content-Digest") != dgst.String() {
+			t.Fatalf("tag pull: %d %s", resp.StatusCode, b)
+		}
+	}
+	pull()
+	requests := func() int {
+		n := 0
+		up.Walk(func(_ string, c int) { n += c })
+		return n
+	}
+
+	// Blackholed: every request hangs until the proxy gives up on it.
+	up.SetFault(func(w http.ResponseWriter, r *http.Request) bool {
+		<-r.Context().Done()
+		return true
+	})
+	advance(time.Hour) // past the tag TTL: the tag must be re-resolved
+	up.ResetCounts()
+	pull() // waits for the timeout once, then serves the stored digest
+	if n := requests(); n == 0 {
+		t.Fatal("the first pull past the TTL did not ask the upstream")
+	}
+	up.ResetCounts()
+	for range 3 {
+		advance(5 * time.Second) // within the back-off
+		pull()
+	}
+	if n := requests(); n != 0 {
+		t.Fatalf("within the back-off the upstream was asked %d times", n)
+	}
+
+	// Past the back-off the upstream is asked again, and a good answer ends it.
+	up.SetFault(nil)
+	advance(cfg.UpstreamBackoff)
+	pull()
+	if n := requests(); n == 0 {
+		t.Fatal("past the back-off the upstream was not asked")
 	}
 }

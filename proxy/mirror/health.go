@@ -1,6 +1,8 @@
 package mirror
 
 import (
+	"context"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -87,3 +89,23 @@ func (ir *idleReader) Read(p []byte) (int, error) {
 }
 
 func (ir *idleReader) stop() { ir.t.Stop() }
+
+// noteResult starts a back-off of up after a network failure or timeout (no HTTP answer
+// at all), and ends one when it answered.
+func (m *Mirror) noteResult(up *upstream, err error) {
+	switch {
+	case err == nil || upstreamStatus(err) != 0:
+		up.health.markUp()
+	case errors.Is(err, context.Canceled):
+		// The server is closing: says nothing about the upstream.
+	case networkFailure(err):
+		m.log.Warn("upstream unreachable, backing off", "upstream", up.name, "for", m.cfg.UpstreamBackoff, "err", err)
+		up.health.markDown(m.now(), m.cfg.UpstreamBackoff)
+	}
+}
+
+// networkFailure is an upstream error that is no answer from it: refused, reset, timed
+// out.
+func networkFailure(err error) bool {
+	return upstreamStatus(err) == 0
+}

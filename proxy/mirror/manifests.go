@@ -29,6 +29,11 @@ func (m *Mirror) ResolveTagTTL(ctx context.Context, rt *Route, tag string, ttl t
 	if kerr == nil && m.now().Sub(known.FetchedAt) < ttl {
 		return known.Digest, nil
 	}
+	if kerr == nil && rt.up.health.down(m.now()) {
+		// The upstream failed at the network level a moment ago: do not make this pull
+		// wait for it again, the store's answer stands in until the back-off passes.
+		return known.Digest, nil
+	}
 	v, err, _ := m.sf.Do("tag\x00"+rt.Key+"\x00"+tag, func() (any, error) {
 		uctx, cancel := m.detach(ctx)
 		defer cancel()
@@ -38,6 +43,7 @@ func (m *Mirror) ResolveTagTTL(ctx context.Context, rt *Route, tag string, ttl t
 			return m.fetchTagged(uctx, rt, tag)
 		}
 		desc, err := rt.up.puller.Head(uctx, rt.up.repo(rt.Repo).Tag(tag))
+		m.noteResult(rt.up, err)
 		if err != nil {
 			if recoverable(err) {
 				m.log.Warn("upstream unavailable, serving last known tag (stale-if-error)",
@@ -62,6 +68,7 @@ func (m *Mirror) ResolveTagTTL(ctx context.Context, rt *Route, tag string, ttl t
 // its bytes and records the tag.
 func (m *Mirror) fetchTagged(ctx context.Context, rt *Route, tag string) (digest.Digest, error) {
 	desc, err := rt.up.puller.Get(ctx, rt.up.repo(rt.Repo).Tag(tag))
+	m.noteResult(rt.up, err)
 	if err != nil {
 		return "", upstreamErr(err, rt, tag)
 	}
@@ -93,6 +100,7 @@ func (m *Mirror) Manifest(ctx context.Context, rt *Route, dgst digest.Digest) (s
 		uctx, cancel := m.detach(ctx)
 		defer cancel()
 		desc, err := rt.up.puller.Get(uctx, rt.up.repo(rt.Repo).Digest(dgst.String()))
+		m.noteResult(rt.up, err)
 		if err != nil {
 			return nil, upstreamErr(err, rt, dgst.String())
 		}
