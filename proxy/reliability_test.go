@@ -14,7 +14,9 @@ import (
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/opencontainers/go-digest"
 
+	"github.com/goldproxy/goldproxy/policy"
 	"github.com/goldproxy/goldproxy/proxy"
+	"github.com/goldproxy/goldproxy/proxy/config"
 	"github.com/goldproxy/goldproxy/proxy/proxytest"
 	"github.com/goldproxy/goldproxy/storage"
 )
@@ -223,5 +225,80 @@ func TestBlackholedUpstreamBacksOff(t *testing.T) {
 	pull()
 	if n := requests(); n == 0 {
 		t.Fatal("past the back-off the upstream was not asked")
+	}
+}
+
+func TestOversizedManifestIsRefused(t *testing.T) {
+	up := proxytest.NewUpstream(t)
+	img := randomImage(t, 1)
+	dgst := up.Push(t, "test/app:1", img)
+	raw, _ := img.RawManifest()
+	written := make(chan int64, 1)
+	// An endless manifest without Content-Length: only reading can tell it is too big.
+	up.SetFault(func(w http.ResponseWriter, r *http.Request) bool {
+		if r.Method != http.MethodGet || !strings.HasSuffix(r.URL.Path, "/manifests/endless") {
+			return false
+		}
+		w.Header().Set("Content-Type", "application/vnd.oci.image.manifest.v1+json")
+		w.WriteHeader(http.StatusOK)
+		chunk := []byte(strings.Repeat(" ", 64<<10))
+		var n int64
+		for n < 200<<20 {
+			if _, err := w.Write(chunk); err != nil {
+				break
+			}
+			n += int64(len(chunk))
+		}
+		written <- n
+		return true
+	})
+	cfg := proxytest.Config(t, up)
+	cfg.Limits.ManifestBytes = config.ByteSize(len(raw) - 1)
+	p := proxytest.Start(t, cfg)
+	for _, ref := range []string{"1", dgst.String()} { // Content-Length says it at once
+		resp, b := get(t, http.MethodGet, p.URL+"/v2/"+up.Name+"/test/app/manifests/"+ref, nil)
+		if resp.StatusCode != http.StatusForbidden || !strings.Contains(string(b), "limits.manifest_bytes") {
+			t.Fatalf("%s: %d %s", ref, resp.StatusCode, b)
+		}
+	}
+	if _, ok := p.Store.HasManifest(up.Name+"/test/app", digest.Digest(dgst.String())); ok {
+		t.Fatal("an oversized manifest was stored")
+	}
+	resp, b := get(t, http.MethodGet, p.URL+"/v2/"+up.Name+"/test/app/manifests/endless", nil)
+	if resp.StatusCode != http.StatusForbidden || !strings.Contains(string(b), "limits.manifest_bytes") {
+		t.Fatalf("endless manifest: %d %s", resp.StatusCode, b)
+	}
+	// The proxy hung up long before the upstream could send 200 MiB (ggcr alone would
+	// read 100 MiB): what was written is the limit plus what socket buffers hold.
+	if n := <-written; n >= 32<<20 {
+		t.Fatalf("the upstream got to write %d bytes of an oversized manifest", n)
+	}
+}
+
+func TestTooManyLayersIsDeniedUnfetched(t *testing.T) {
+	up := proxytest.NewUpstream(t)
+	img := randomImage(t, 3)
+	up.Push(t, "test/app:1", img)
+	up.Push(t, "test/ok:1", randomImage(t, 2))
+	cfg := proxytest.Config(t, up)
+	cfg.Limits.Layers = 2
+	cfg.Scan.OnScanError = "allow" // a limit is not a scan error: this does not let it through
+	sc := &fakeScanner{}
+	p := proxytest.Start(t, cfg, proxy.WithScanner(sc, policy.DefaultSet()))
+	up.ResetCounts()
+	resp, b := get(t, http.MethodGet, p.URL+"/v2/"+up.Name+"/test/app/manifests/1", nil)
+	if resp.StatusCode != http.StatusForbidden || !strings.Contains(string(b), "DENIED") || !strings.Contains(string(b), "3 layers, over limits.layers (2)") {
+		t.Fatalf("3 layers: %d %s", resp.StatusCode, b)
+	}
+	for _, d := range blobsOf(t, img) {
+		if n := up.BlobGETs("test/app", d); n != 0 {
+			t.Errorf("blob %s of a denied image fetched %d times", d, n)
+		}
+	}
+	if n := sc.calls.Load(); n != 0 {
+		t.Errorf("an image over limits.layers was scanned %d times", n)
+	}
+	if resp, b := get(t, http.MethodGet, p.URL+"/v2/"+up.Name+"/test/ok/manifests/1", nil); resp.StatusCode != http.StatusOK {
+		t.Fatalf("2 layers: %d %s", resp.StatusCode, b)
 	}
 }

@@ -105,7 +105,49 @@ func (m *Mirror) noteResult(up *upstream, err error) {
 }
 
 // networkFailure is an upstream error that is no answer from it: refused, reset, timed
-// out.
+// out. A refusal of ours (a limit) is not.
 func networkFailure(err error) bool {
-	return upstreamStatus(err) == 0
+	var le *limitError
+	return upstreamStatus(err) == 0 && !errors.As(err, &le)
+}
+
+// limitError is this proxy's own refusal of what an upstream sent: content over a
+// configured limit. It is an answer, not the upstream's trouble: nothing stands in.
+type limitError struct{ msg string }
+
+func (e *limitError) Error() string { return e.msg }
+
+// limitManifest makes a manifest response fail once it is larger than max bytes, before
+// it is read whole: at once when Content-Length says so, else when the byte past max is
+// read.
+func limitManifest(resp *http.Response, max int64) error {
+	tooBig := func(size string) error {
+		return &limitError{fmt.Sprintf("manifest %s%s is over limits.manifest_bytes (%d bytes)", resp.Request.URL.Path, size, max)}
+	}
+	if resp.ContentLength > max {
+		resp.Body.Close()
+		return tooBig(fmt.Sprintf(" of %d bytes", resp.ContentLength))
+	}
+	resp.Body = &limitedBody{ReadCloser: resp.Body, left: max, err: tooBig("")}
+	return nil
+}
+
+type limitedBody struct {
+	io.ReadCloser
+	left int64
+	err  error
+}
+
+func (b *limitedBody) Read(p []byte) (int, error) {
+	if b.left < 0 {
+		return 0, b.err
+	}
+	if int64(len(p)) > b.left+1 {
+		p = p[:b.left+1]
+	}
+	n, err := b.ReadCloser.Read(p)
+	if b.left -= int64(n); b.left < 0 {
+		return 0, b.err
+	}
+	return n, err
 }

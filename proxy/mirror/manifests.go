@@ -203,6 +203,10 @@ func upstreamStatus(err error) int {
 
 // recoverable errors are the upstream's trouble, not an answer: cached content may stand in.
 func recoverable(err error) bool {
+	var le *limitError
+	if errors.As(err, &le) {
+		return false
+	}
 	st := upstreamStatus(err)
 	return st == 0 || st >= 500 || st == http.StatusTooManyRequests
 }
@@ -212,6 +216,10 @@ func upstreamErr(err error, rt *Route, ref string) error {
 	var re *httpx.Error
 	if errors.As(err, &re) {
 		return re
+	}
+	var le *limitError
+	if errors.As(err, &le) {
+		return httpx.Denied("%s:%s from upstream %s is refused: %s; nothing was stored. Ask the platform team to raise the limit if the image is genuine", rt.Key, ref, rt.up.name, le.msg)
 	}
 	switch st := upstreamStatus(err); {
 	case st == http.StatusNotFound:

@@ -51,6 +51,8 @@ type upstreamTransport struct {
 	name   string
 	m      *metrics
 	health *health // told of every response (rate limits)
+	// manifestLimit bounds a manifest response body (limits.manifest_bytes); 0: none.
+	manifestLimit int64
 }
 
 func upstreamKind(path string) string {
@@ -75,6 +77,11 @@ func (t *upstreamTransport) RoundTrip(r *http.Request) (*http.Response, error) {
 	resp, err := t.next.RoundTrip(r)
 	if err == nil && t.health != nil {
 		t.health.saw(resp)
+	}
+	if err == nil && t.manifestLimit > 0 && resp.StatusCode == http.StatusOK && r.Method == http.MethodGet && upstreamKind(r.URL.Path) == "manifest" {
+		if err = limitManifest(resp, t.manifestLimit); err != nil {
+			resp = nil
+		}
 	}
 	if m == nil {
 		return resp, err

@@ -37,7 +37,7 @@ type upstream struct {
 	blobRT map[string]http.RoundTripper // authenticated transports for raw blob GETs, by repository
 }
 
-func newUpstream(c config.UpstreamConfig, defTTL, timeout time.Duration, resolve func(string) string, m *metrics) (*upstream, error) {
+func newUpstream(c config.UpstreamConfig, defTTL, timeout time.Duration, manifestLimit int64, resolve func(string) string, m *metrics) (*upstream, error) {
 	u, err := url.Parse(c.URL)
 	if err != nil {
 		return nil, err
@@ -72,7 +72,7 @@ func newUpstream(c config.UpstreamConfig, defTTL, timeout time.Duration, resolve
 		}
 		tr.TLSClientConfig = tlsc
 	}
-	base := &upstreamTransport{next: tr, name: c.Name, m: m}
+	base := &upstreamTransport{next: tr, name: c.Name, m: m, manifestLimit: manifestLimit}
 	up := &upstream{name: c.Name, reg: reg, base: base, tagTTL: c.TagTTL, timeout: timeout, blobRT: map[string]http.RoundTripper{}}
 	base.health = &up.health
 	if up.tagTTL == 0 {
