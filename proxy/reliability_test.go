@@ -275,6 +275,51 @@ func TestOversizedManifestIsRefused(t *testing.T) {
 	}
 }
 
+func TestNameLimits(t *testing.T) {
+	up := proxytest.NewUpstream(t)
+	p := proxytest.Start(t, proxytest.Config(t, up))
+	long := strings.Repeat("a", 129)
+	many := strings.TrimSuffix(strings.Repeat(strings.Repeat("b", 100)+"/", 3), "/")
+	for _, name := range []string{"test/" + long, many} {
+		resp, b := get(t, http.MethodGet, p.URL+"/v2/"+up.Name+"/"+name+"/manifests/1", nil)
+		if resp.StatusCode != http.StatusBadRequest || !strings.Contains(string(b), "NAME_INVALID") {
+			t.Fatalf("%d-character name: %d %s", len(name), resp.StatusCode, b)
+		}
+	}
+	if n := up.Total(); n != 0 {
+		t.Fatalf("invalid names made %d upstream requests", n)
+	}
+}
+
+func TestRangeLimit(t *testing.T) {
+	up := proxytest.NewUpstream(t)
+	img := randomImage(t, 1)
+	up.Push(t, "test/app:1", img)
+	layers, _ := img.Layers()
+	ld, _ := layers[0].Digest()
+	p := proxytest.Start(t, proxytest.Config(t, up))
+	if err := pullAll(up.Name+"/test/app:1", p); err != nil {
+		t.Fatal(err)
+	}
+	url := p.URL + "/v2/" + up.Name + "/test/app/blobs/" + ld.String()
+	ranges := func(n int) string {
+		rs := make([]string, n)
+		for i := range rs {
+			rs[i] = strconv.Itoa(i) + "-" + strconv.Itoa(i)
+		}
+		return "bytes=" + strings.Join(rs, ",")
+	}
+	if resp, b := get(t, http.MethodGet, url, map[string]string{"Range": ranges(16)}); resp.StatusCode != http.StatusPartialContent {
+		t.Fatalf("16 ranges: %d %s", resp.StatusCode, b)
+	}
+	for _, n := range []int{17, 1000} {
+		resp, b := get(t, http.MethodGet, url, map[string]string{"Range": ranges(n)})
+		if resp.StatusCode != http.StatusRequestedRangeNotSatisfiable || !strings.Contains(string(b), "RANGE_INVALID") || len(b) > 1024 {
+			t.Fatalf("%d ranges: %d, %d bytes: %.200s", n, resp.StatusCode, len(b), b)
+		}
+	}
+}
+
 func TestTooManyLayersIsDeniedUnfetched(t *testing.T) {
 	up := proxytest.NewUpstream(t)
 	img := randomImage(t, 3)

@@ -28,6 +28,9 @@ type blobFetch struct {
 // once and streamed while it is stored.
 func (m *Mirror) ServeBlob(w http.ResponseWriter, r *http.Request, rt *Route, dgst digest.Digest) error {
 	ctx := r.Context()
+	if err := storage.CheckRanges(r.Header.Get("Range")); err != nil {
+		return httpx.RangeInvalid("%v", err)
+	}
 	defer m.leases.Hold(dgst)() // gc never deletes a blob a request is using
 	if _, err := m.store.StatBlob(ctx, dgst); err == nil {
 		m.metrics.cache.WithLabelValues("blob", "hit").Inc()
@@ -51,6 +54,9 @@ func (m *Mirror) serveStoredBlob(w http.ResponseWriter, r *http.Request, dgst di
 	if err := m.store.ServeBlob(r.Context(), w, r, dgst); err != nil {
 		if errors.Is(err, storage.ErrNotFound) {
 			return httpx.BlobUnknown("blob %s is not known", dgst)
+		}
+		if errors.Is(err, storage.ErrTooManyRanges) {
+			return httpx.RangeInvalid("%v", err)
 		}
 		return err
 	}
