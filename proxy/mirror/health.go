@@ -62,8 +62,10 @@ func (h *health) down(now time.Time) bool {
 // markUp ends a back-off early: the upstream answered.
 func (h *health) markUp() { h.downUntil.Store(0) }
 
-// idleReader aborts a transfer (through abort, which cancels the request) when no byte
-// arrived for d: a body is never bounded as a whole, only by its silences.
+// idleReader aborts a transfer (through abort, which cancels the request) when a read
+// waited d for a byte: a body is never bounded as a whole, only by the upstream's
+// silences. Time spent not reading (a slow client or store holding the buffers) does
+// not count.
 type idleReader struct {
 	r     io.Reader
 	d     time.Duration
@@ -74,14 +76,14 @@ type idleReader struct {
 func newIdleReader(r io.Reader, d time.Duration, abort func()) *idleReader {
 	ir := &idleReader{r: r, d: d}
 	ir.t = time.AfterFunc(d, func() { ir.fired.Store(true); abort() })
+	ir.t.Stop()
 	return ir
 }
 
 func (ir *idleReader) Read(p []byte) (int, error) {
+	ir.t.Reset(ir.d)
 	n, err := ir.r.Read(p)
-	if n > 0 && !ir.fired.Load() {
-		ir.t.Reset(ir.d)
-	}
+	ir.t.Stop()
 	if err != nil && err != io.EOF && ir.fired.Load() {
 		err = fmt.Errorf("no bytes for %s (upstream_idle_timeout): %w", ir.d, err)
 	}
