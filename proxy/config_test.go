@@ -5,6 +5,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/goldproxy/goldproxy/proxy/config"
 	"github.com/goldproxy/goldproxy/proxy/gate"
@@ -17,6 +18,10 @@ func TestDefaultConfig(t *testing.T) {
 	}
 	if cfg.Listen != ":5000" || cfg.DataDir != "./data" {
 		t.Errorf("listen %q data_dir %q", cfg.Listen, cfg.DataDir)
+	}
+	if cfg.UpstreamIdleTimeout != 30*time.Second || cfg.UpstreamBackoff != 30*time.Second ||
+		cfg.Limits.ManifestBytes != 4<<20 || cfg.Limits.Layers != 500 {
+		t.Errorf("upstream_idle_timeout %s upstream_backoff %s limits %+v", cfg.UpstreamIdleTimeout, cfg.UpstreamBackoff, cfg.Limits)
 	}
 	var names []string
 	for _, u := range cfg.Upstreams {
@@ -63,6 +68,10 @@ func TestConfigErrorsNameTheKey(t *testing.T) {
 		{"password without username", "upstreams:\n  - name: r.test\n    url: http://x\n    auth:\n      password_env: X\n", "auth.username"},
 		{"missing list file", base + "allow:\n  lists: [/nonexistent/list.txt]\n", "allow.lists[0]"},
 		{"missing ca file", "upstreams:\n  - name: r.test\n    url: https://x\n    ca_file: /nonexistent.pem\n", "upstreams[0].ca_file"},
+		{"negative idle timeout", base + "upstream_idle_timeout: -1s\n", "upstream_idle_timeout"},
+		{"negative backoff", base + "upstream_backoff: -1s\n", "upstream_backoff"},
+		{"negative layers", base + "limits:\n  layers: -1\n", "limits.layers"},
+		{"bad manifest size", base + "limits:\n  manifest_bytes: lots\n", "lots"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			_, err := config.Parse([]byte(tc.yaml), "")

@@ -163,3 +163,62 @@ func TestGCNeverBreaksAPullInProgress(t *testing.T) {
 		t.Fatalf("a blob in use was deleted: %v", err)
 	}
 }
+
+func TestGCBySizeEvictsAnIndexWithItsPlatforms(t *testing.T) {
+	up := proxytest.NewUpstream(t)
+	amd, arm := bigImage(t), bigImage(t)
+	idx := mutate.AppendManifests(empty.Index,
+		mutate.IndexAddendum{Add: amd, Descriptor: v1.Descriptor{Platform: &v1.Platform{OS: "linux", Architecture: "amd64"}}},
+		mutate.IndexAddendum{Add: arm, Descriptor: v1.Descriptor{Platform: &v1.Platform{OS: "linux", Architecture: "arm64"}}},
+	)
+	idxDigest := up.PushIndex(t, "team/multi:1", idx)
+	var mu sync.Mutex
+	now := time.Date(2026, 11, 24, 12, 0, 0, 0, time.UTC)
+	clock := func() time.Time { mu.Lock(); defer mu.Unlock(); return now }
+	cfg := proxytest.Config(t, up)
+	cfg.Storage.GC.Grace = time.Minute
+	p := proxytest.Start(t, cfg, proxy.WithClock(clock))
+	p.Gold.SetClock(clock)
+	// The index, then each platform with its blobs, as a client pulling both would.
+	mt := string(types.DockerManifestList)
+	if resp, b := get(t, http.MethodGet, p.URL+"/v2/"+up.Name+"/team/multi/manifests/1", map[string]string{"Accept": mt}); resp.StatusCode != http.StatusOK {
+		t.Fatalf("index: %d %s", resp.StatusCode, b)
+	}
+	for _, img := range []v1.Image{amd, arm} {
+		d, _ := img.Digest()
+		if err := pullAll(up.Name+"/team/multi@"+d.String(), p); err != nil {
+			t.Fatal(err)
+		}
+	}
+	mu.Lock()
+	now = now.Add(time.Hour)
+	mu.Unlock()
+	blobs, _ := p.Store.Blobs(context.Background())
+	var total int64
+	for _, b := range blobs {
+		total += b.Size
+	}
+	cfg.Storage.GC.MaxSize = config.ByteSize(total / 2) // only max_size: no age bound
+
+	res, err := p.Gold.GC(context.Background(), false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(res.Evicted) != 3 || res.DeletedBlobs != 4 || res.SizeAfter > int64(cfg.Storage.GC.MaxSize) {
+		t.Fatalf("one collection: %+v", res)
+	}
+	for _, d := range []v1.Hash{idxDigest, mustDigest(t, amd), mustDigest(t, arm)} {
+		if _, ok := p.Store.HasManifest(up.Name+"/team/multi", digest.Digest(d.String())); ok {
+			t.Errorf("manifest %s is still stored", d)
+		}
+	}
+}
+
+func mustDigest(t *testing.T, img v1.Image) v1.Hash {
+	t.Helper()
+	d, err := img.Digest()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return d
+}

@@ -9,6 +9,7 @@ import (
 	"os"
 	"path"
 	"path/filepath"
+	"strings"
 	"sync/atomic"
 	"time"
 
@@ -33,7 +34,24 @@ var (
 	ErrNotFound = errors.New("not found")
 	// ErrDigestMismatch is returned when content does not hash to the digest it claims.
 	ErrDigestMismatch = errors.New("content does not match its digest")
+	// ErrTooManyRanges is returned for a Range header with more than MaxRanges ranges.
+	ErrTooManyRanges = errors.New("too many ranges")
 )
+
+// MaxRanges is the most byte ranges one blob request may ask for: a multipart answer to
+// thousands of tiny ranges is many times the blob's size.
+const MaxRanges = 16
+
+// CheckRanges refuses a Range header value with more than MaxRanges ranges.
+func CheckRanges(h string) error {
+	if h == "" {
+		return nil
+	}
+	if n := strings.Count(h, ",") + 1; n > MaxRanges {
+		return fmt.Errorf("%w: %d ranges asked, at most %d", ErrTooManyRanges, n, MaxRanges)
+	}
+	return nil
+}
 
 // Store keeps blobs and manifests by digest (distribution's storage over a storage
 // driver) and the metadata around them in bbolt.
@@ -120,9 +138,13 @@ func (s *Store) OpenBlob(ctx context.Context, dgst digest.Digest) (io.ReadSeekCl
 	return rc, nil
 }
 
-// ServeBlob writes a stored blob to w, honouring Range and conditional requests. The
+// ServeBlob writes a stored blob to w, honouring Range (at most MaxRanges ranges) and
+// conditional requests. The
 // caller sets any headers it wants to win (Content-Type, Docker-Content-Digest) first.
 func (s *Store) ServeBlob(ctx context.Context, w http.ResponseWriter, r *http.Request, dgst digest.Digest) error {
+	if err := CheckRanges(r.Header.Get("Range")); err != nil {
+		return err
+	}
 	return mapErr(s.blobs.ServeBlob(ctx, w, r, dgst))
 }
 

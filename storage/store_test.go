@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"io"
+	"strings"
 	"testing"
 	"time"
 
@@ -120,5 +121,22 @@ func TestManifestsTagsReferrers(t *testing.T) {
 	tr, err := s2.Tag("r.test/a", "b")
 	if err != nil || tr.Digest != d || !tr.FetchedAt.Equal(now) {
 		t.Fatalf("tag after reopen: %+v %v", tr, err)
+	}
+}
+
+func TestCheckRanges(t *testing.T) {
+	for _, tc := range []struct {
+		header string
+		ok     bool
+	}{
+		{"", true},
+		{"bytes=0-9", true},
+		{"bytes=" + strings.TrimSuffix(strings.Repeat("0-0,", storage.MaxRanges), ","), true},
+		{"bytes=" + strings.TrimSuffix(strings.Repeat("0-0,", storage.MaxRanges+1), ","), false},
+	} {
+		err := storage.CheckRanges(tc.header)
+		if (err == nil) != tc.ok || (err != nil && !errors.Is(err, storage.ErrTooManyRanges)) {
+			t.Errorf("CheckRanges(%.40q): %v", tc.header, err)
+		}
 	}
 }

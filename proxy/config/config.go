@@ -31,12 +31,20 @@ import (
 type Config struct {
 	Listen string `yaml:"listen"`
 	// ExternalURL is the URL clients reach the proxy at: the token realm and report links.
-	ExternalURL     string            `yaml:"external_url"`
-	DataDir         string            `yaml:"data_dir"`
-	Log             LogConfig         `yaml:"log"`
-	Storage         StorageConfig     `yaml:"storage"`
-	Tags            TagConfig         `yaml:"tags"`
-	UpstreamTimeout time.Duration     `yaml:"upstream_timeout"`
+	ExternalURL string        `yaml:"external_url"`
+	DataDir     string        `yaml:"data_dir"`
+	Log         LogConfig     `yaml:"log"`
+	Storage     StorageConfig `yaml:"storage"`
+	Tags        TagConfig     `yaml:"tags"`
+	// UpstreamTimeout bounds connecting to an upstream and waiting for its response
+	// headers; a blob body streams for as long as bytes keep coming.
+	UpstreamTimeout time.Duration `yaml:"upstream_timeout"`
+	// UpstreamIdleTimeout aborts a transfer from an upstream that sent no bytes this long.
+	UpstreamIdleTimeout time.Duration `yaml:"upstream_idle_timeout"`
+	// UpstreamBackoff is how long an upstream that failed at the network level (refused,
+	// reset, timed out) is not asked again: tags known to the store are served from it.
+	UpstreamBackoff time.Duration     `yaml:"upstream_backoff"`
+	Limits          LimitsConfig      `yaml:"limits"`
 	Upstreams       []UpstreamConfig  `yaml:"upstreams"`
 	Aliases         map[string]string `yaml:"aliases"`
 	Allow           AllowConfig       `yaml:"allow"`
@@ -196,6 +204,18 @@ func (c *Config) setDefaults() {
 	if c.UpstreamTimeout == 0 {
 		c.UpstreamTimeout = 30 * time.Second
 	}
+	if c.UpstreamIdleTimeout == 0 {
+		c.UpstreamIdleTimeout = 30 * time.Second
+	}
+	if c.UpstreamBackoff == 0 {
+		c.UpstreamBackoff = 30 * time.Second
+	}
+	if c.Limits.ManifestBytes == 0 {
+		c.Limits.ManifestBytes = 4 << 20
+	}
+	if c.Limits.Layers == 0 {
+		c.Limits.Layers = 500
+	}
 	if c.Scan.Workers == 0 {
 		c.Scan.Workers = runtime.NumCPU()
 	}
@@ -269,6 +289,18 @@ func (c *Config) Validate() error {
 	}
 	if c.UpstreamTimeout < 0 {
 		return fmt.Errorf("config: upstream_timeout: must not be negative")
+	}
+	if c.UpstreamIdleTimeout < 0 {
+		return fmt.Errorf("config: upstream_idle_timeout: must not be negative")
+	}
+	if c.UpstreamBackoff < 0 {
+		return fmt.Errorf("config: upstream_backoff: must not be negative")
+	}
+	if c.Limits.ManifestBytes < 0 {
+		return fmt.Errorf("config: limits.manifest_bytes: must not be negative")
+	}
+	if c.Limits.Layers < 0 {
+		return fmt.Errorf("config: limits.layers: must not be negative")
 	}
 	if len(c.Upstreams) == 0 {
 		return fmt.Errorf("config: upstreams: at least one upstream is required")

@@ -90,3 +90,13 @@ func (b *ByteSize) UnmarshalText(text []byte) error {
 	*b = ByteSize(n * float64(mult))
 	return nil
 }
+
+// LimitsConfig bounds what an upstream may make the proxy hold or do for one image.
+type LimitsConfig struct {
+	// ManifestBytes is the largest manifest or index accepted from an upstream; a larger
+	// one is refused without being read whole.
+	ManifestBytes ByteSize `yaml:"manifest_bytes"`
+	// Layers is the most layers an image manifest may have; one with more is denied by
+	// the gate before any layer is fetched.
+	Layers int `yaml:"layers"`
+}

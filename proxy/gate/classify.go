@@ -2,6 +2,7 @@ package gate
 
 import (
 	"encoding/json"
+	"fmt"
 	"strings"
 
 	"github.com/opencontainers/go-digest"
@@ -17,6 +18,10 @@ const (
 	classArtifact              // only signature, attestation or SBOM content: nothing to scan
 	classInvalid               // cannot be scanned: denied
 )
+
+// tooManyLayers starts the reason of an image over limits.layers: a limit, not a scan
+// failure, so on_scan_error does not let it through.
+const tooManyLayers = "the image manifest has"
 
 type classification struct {
 	what class
@@ -92,8 +97,9 @@ var imageConfigs = map[string]bool{
 // filesystem layers is scanned whatever its config type says; only a manifest whose
 // every layer is signature, attestation or SBOM content, and whose config or artifactType
 // says so too, is an artifact; anything else is scanned (and a scan that cannot read it
-// fails, so it is denied).
-func classify(raw []byte) classification {
+// fails, so it is denied). An image with more than maxLayers layers (limits.layers; 0: no
+// bound) is invalid: it is denied before any layer is fetched.
+func classify(raw []byte, maxLayers int) classification {
 	var m struct {
 		ArtifactType string `json:"artifactType"`
 		Subject      *struct {
@@ -113,6 +119,9 @@ func classify(raw []byte) classification {
 	}
 	if m.Config == nil || m.Config.Digest.Validate() != nil {
 		return classification{what: classInvalid, kind: "image manifest without a valid config descriptor"}
+	}
+	if maxLayers > 0 && len(m.Layers) > maxLayers {
+		return classification{what: classInvalid, kind: fmt.Sprintf("%s %d layers, over limits.layers (%d)", tooManyLayers, len(m.Layers), maxLayers)}
 	}
 	c := classification{what: classImage, kind: "image", blobs: []digest.Digest{m.Config.Digest}}
 	artifactKind := ""

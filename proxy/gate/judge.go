@@ -266,6 +266,12 @@ func (g *Gate) verdictOf(j *Judgement, m Manifest) judged {
 		}
 		return v
 	case stateError:
+		if i := strings.Index(j.Error, tooManyLayers); i >= 0 {
+			reason := j.Error[i:]
+			return judged{verdict: Verdict{Policy: "limits", Rule: "limits.layers", Message: fmt.Sprintf(
+				"image %s is refused: %s; none of its layers was fetched. Use an image with fewer layers, or ask the platform team to raise limits.layers", image, reason),
+				Short: "denied: " + reason}}
+		}
 		if g.cfg.OnScanError == "allow" {
 			g.log.Warn("serving an image that could not be scanned (on_scan_error: allow)", "image", image, "err", j.Error)
 			return judged{verdict: Verdict{Allowed: true, Rule: "on_scan_error"}}

@@ -142,6 +142,8 @@ type Deps struct {
 	Registry prometheus.Registerer
 	// External is the URL clients reach the proxy at: report links in denials use it.
 	External string
+	// MaxLayers is limits.layers: an image with more is denied unscanned; 0: no bound.
+	MaxLayers int
 }
 
 // Gate scans every new image manifest once, keeps the facts, and judges them for every
@@ -155,15 +157,17 @@ type Gate struct {
 	leases   Leaser
 	log      *slog.Logger
 	external string
-	metrics  *metrics
-	notify   *notifier
-	sf       singleflight.Group // one scan per digest
-	policy   atomic.Pointer[policy.Set]
-	now      func() time.Time
-	slots    chan struct{}
-	scans    atomic.Int64
-	memo     memo
-	states   judgementStates
+	// maxLayers is limits.layers.
+	maxLayers int
+	metrics   *metrics
+	notify    *notifier
+	sf        singleflight.Group // one scan per digest
+	policy    atomic.Pointer[policy.Set]
+	now       func() time.Time
+	slots     chan struct{}
+	scans     atomic.Int64
+	memo      memo
+	states    judgementStates
 	// auditDenials counts images served that an audit-mode policy would have denied.
 	auditDenials atomic.Int64
 	queued       atomic.Int64
@@ -173,7 +177,7 @@ type Gate struct {
 // New builds the gate and starts what it does in the background: rescans of what a
 // restart interrupted, webhook deliveries.
 func New(d Deps) (*Gate, error) {
-	g := &Gate{store: d.Store, scanner: d.Scanner, cfg: d.Scan, fetch: d.Fetch, life: d.Life, leases: d.Leases, log: d.Log, now: time.Now, external: d.External}
+	g := &Gate{store: d.Store, scanner: d.Scanner, cfg: d.Scan, fetch: d.Fetch, life: d.Life, leases: d.Leases, log: d.Log, now: time.Now, external: d.External, maxLayers: d.MaxLayers}
 	g.policy.Store(d.Policy)
 	var err error
 	if g.metrics, err = newMetrics(d.Registry, g); err != nil {
@@ -458,7 +462,7 @@ func (g *Gate) scanOne(ctx context.Context, source string, dgst digest.Digest) (
 	if err != nil {
 		return nil, c, fmt.Errorf("manifest not in the store: %w", err)
 	}
-	c = classify(raw)
+	c = classify(raw, g.maxLayers)
 	switch c.what {
 	case classArtifact:
 		return nil, c, nil

@@ -138,7 +138,8 @@ func (c *Collector) FlushLoop(ctx context.Context) {
 
 // Collect enforces storage.gc: the least recently pulled images are removed (manifests,
 // then blobs no kept manifest references) with their verdicts and cached analysis,
-// until the store is under max_size and nothing is older than max_age. Blobs in use by
+// until the store is under max_size and nothing is older than max_age. An index goes
+// with its platform manifests (it owns no blobs itself). Blobs in use by
 // a request and images pulled within the grace period are never removed.
 func (c *Collector) Collect(ctx context.Context, dryRun bool) (Result, error) {
 	c.mu.Lock() // the loop and the API never collect at once
@@ -165,9 +166,16 @@ func (c *Collector) Collect(ctx context.Context, dryRun bool) (Result, error) {
 	}
 	res.BlobsBefore = len(blobs)
 
-	// What each image holds: its blobs, and for an index, its platform manifests.
+	// What each image holds: its blobs, and for an index, its platform manifests (the
+	// stored ones of the same repository), and how many stored indexes hold each of those.
 	refs := make([][]digest.Digest, len(images))
 	children := map[digest.Digest]bool{}
+	at := make(map[string]int, len(images))
+	for i, img := range images {
+		at[storage.PullKey(img.Repository, img.Digest)] = i
+	}
+	kids := make([][]int, len(images))
+	parents := make([]int, len(images))
 	for i, img := range images {
 		var m mirror.ManifestFields
 		_ = json.Unmarshal(img.Raw, &m)
@@ -179,6 +187,10 @@ func (c *Collector) Collect(ctx context.Context, dryRun bool) (Result, error) {
 		}
 		for _, c := range m.Manifests {
 			children[c.Digest] = true
+			if j, ok := at[storage.PullKey(img.Repository, c.Digest)]; ok && j != i {
+				kids[i] = append(kids[i], j)
+				parents[j]++
+			}
 		}
 	}
 	count := map[digest.Digest]int{}
@@ -200,8 +212,19 @@ func (c *Collector) Collect(ctx context.Context, dryRun bool) (Result, error) {
 	slices.SortFunc(order, func(a, b int) int { return images[a].Used().Compare(images[b].Used()) })
 	now := c.Now()
 	evicted := map[int]bool{}
+	evict := func(i int) {
+		evicted[i] = true
+		for _, d := range refs[i] {
+			if count[d]--; count[d] == 0 {
+				total -= size[d]
+			}
+		}
+	}
 	for _, i := range order {
 		img := images[i]
+		if evicted[i] {
+			continue // went with its index
+		}
 		tooOld := cfg.MaxAge > 0 && now.Sub(img.Used()) > cfg.MaxAge
 		tooBig := cfg.MaxSize > 0 && total > int64(cfg.MaxSize)
 		if !tooOld && !tooBig {
@@ -213,11 +236,17 @@ func (c *Collector) Collect(ctx context.Context, dryRun bool) (Result, error) {
 		if children[img.Digest] && !tooOld {
 			continue // a platform manifest goes with its index (or by age)
 		}
-		evicted[i] = true
-		for _, d := range refs[i] {
-			if count[d]--; count[d] == 0 {
-				total -= size[d]
+		evict(i)
+		// An index owns no blobs: its platform manifests go with it (unless another
+		// kept index holds them, or they are in use), or evicting it frees nothing.
+		for _, j := range kids[i] {
+			if parents[j]--; parents[j] > 0 || evicted[j] {
+				continue
 			}
+			if now.Sub(images[j].Used()) < cfg.Grace || c.InUse.Held(images[j].Digest) {
+				continue
+			}
+			evict(j)
 		}
 	}
 	var gone, kept []json.RawMessage

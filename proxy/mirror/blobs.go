@@ -10,6 +10,7 @@ import (
 	"sync"
 	"sync/atomic"
 
+	"github.com/google/go-containerregistry/pkg/v1/remote/transport"
 	"github.com/opencontainers/go-digest"
 
 	"github.com/goldproxy/goldproxy/proxy/registry/httpx"
@@ -27,6 +28,9 @@ type blobFetch struct {
 // once and streamed while it is stored.
 func (m *Mirror) ServeBlob(w http.ResponseWriter, r *http.Request, rt *Route, dgst digest.Digest) error {
 	ctx := r.Context()
+	if err := storage.CheckRanges(r.Header.Get("Range")); err != nil {
+		return httpx.RangeInvalid("%v", err)
+	}
 	defer m.leases.Hold(dgst)() // gc never deletes a blob a request is using
 	if _, err := m.store.StatBlob(ctx, dgst); err == nil {
 		m.metrics.cache.WithLabelValues("blob", "hit").Inc()
@@ -50,6 +54,9 @@ func (m *Mirror) serveStoredBlob(w http.ResponseWriter, r *http.Request, dgst di
 	if err := m.store.ServeBlob(r.Context(), w, r, dgst); err != nil {
 		if errors.Is(err, storage.ErrNotFound) {
 			return httpx.BlobUnknown("blob %s is not known", dgst)
+		}
+		if errors.Is(err, storage.ErrTooManyRanges) {
+			return httpx.RangeInvalid("%v", err)
 		}
 		return err
 	}
@@ -105,16 +112,14 @@ func (m *Mirror) upstreamBlob(ctx context.Context, rt *Route, dgst digest.Digest
 	if err != nil {
 		return nil, httpx.Upstream("upstream %s: blob %s: %v", rt.up.name, dgst, err)
 	}
-	switch resp.StatusCode {
-	case http.StatusOK:
-		return resp, nil
-	case http.StatusNotFound:
+	if err := transport.CheckError(resp, http.StatusOK); err != nil {
 		resp.Body.Close()
-		return nil, httpx.BlobUnknown("blob %s of %s is not known upstream", dgst, rt.Key)
-	default:
-		resp.Body.Close()
-		return nil, upstreamErr(fmt.Errorf("status %s", resp.Status), rt, dgst.String())
+		if upstreamStatus(err) == http.StatusNotFound {
+			return nil, httpx.BlobUnknown("blob %s of %s is not known upstream", dgst, rt.Key)
+		}
+		return nil, upstreamErr(err, rt, dgst.String())
 	}
+	return resp, nil
 }
 
 // fetchBlob serves a missing blob: a plain GET gets it streamed while it is ingested, a
@@ -189,14 +194,18 @@ func (m *Mirror) sharedFetch(ctx context.Context, rt *Route, dgst digest.Digest,
 // mismatch or a broken upstream the error is returned after headers were sent, and the
 // connection is cut. streamed reports whether the response went to the client.
 func (m *Mirror) ingestBlob(ctx context.Context, rt *Route, dgst digest.Digest, client http.ResponseWriter) (streamed bool, err error) {
-	hctx, cancel := context.WithTimeout(ctx, m.cfg.UpstreamTimeout)
-	resp, err := m.upstreamBlob(hctx, rt, dgst, http.MethodGet)
-	// The body streams for as long as it takes; only the wait for headers is bounded.
+	// The wait for headers is bounded by the transport (upstream_timeout); the body
+	// streams for as long as it takes, but not through a silence longer than
+	// upstream_idle_timeout.
+	bctx, cancel := context.WithCancel(ctx)
 	defer cancel()
+	resp, err := m.upstreamBlob(bctx, rt, dgst, http.MethodGet)
 	if err != nil {
 		return false, err
 	}
 	defer resp.Body.Close()
+	body := newIdleReader(resp.Body, m.cfg.UpstreamIdleTimeout, cancel)
+	defer body.stop()
 	bw, err := m.store.CreateBlob(ctx)
 	if err != nil {
 		return false, err
@@ -283,7 +292,7 @@ func (m *Mirror) ingestBlob(ctx context.Context, rt *Route, dgst digest.Digest, 
 	var rerr error
 	for {
 		buf := <-free
-		n, err := io.ReadFull(resp.Body, *buf)
+		n, err := io.ReadFull(body, *buf)
 		if n > 0 {
 			read += int64(n)
 			c := &chunk{buf: buf, n: n}

@@ -29,6 +29,11 @@ func (m *Mirror) ResolveTagTTL(ctx context.Context, rt *Route, tag string, ttl t
 	if kerr == nil && m.now().Sub(known.FetchedAt) < ttl {
 		return known.Digest, nil
 	}
+	if kerr == nil && rt.up.health.down(m.now()) {
+		// The upstream failed at the network level a moment ago: do not make this pull
+		// wait for it again, the store's answer stands in until the back-off passes.
+		return known.Digest, nil
+	}
 	v, err, _ := m.sf.Do("tag\x00"+rt.Key+"\x00"+tag, func() (any, error) {
 		uctx, cancel := m.detach(ctx)
 		defer cancel()
@@ -38,6 +43,7 @@ func (m *Mirror) ResolveTagTTL(ctx context.Context, rt *Route, tag string, ttl t
 			return m.fetchTagged(uctx, rt, tag)
 		}
 		desc, err := rt.up.puller.Head(uctx, rt.up.repo(rt.Repo).Tag(tag))
+		m.noteResult(rt.up, err)
 		if err != nil {
 			if recoverable(err) {
 				m.log.Warn("upstream unavailable, serving last known tag (stale-if-error)",
@@ -62,6 +68,7 @@ func (m *Mirror) ResolveTagTTL(ctx context.Context, rt *Route, tag string, ttl t
 // its bytes and records the tag.
 func (m *Mirror) fetchTagged(ctx context.Context, rt *Route, tag string) (digest.Digest, error) {
 	desc, err := rt.up.puller.Get(ctx, rt.up.repo(rt.Repo).Tag(tag))
+	m.noteResult(rt.up, err)
 	if err != nil {
 		return "", upstreamErr(err, rt, tag)
 	}
@@ -93,6 +100,7 @@ func (m *Mirror) Manifest(ctx context.Context, rt *Route, dgst digest.Digest) (s
 		uctx, cancel := m.detach(ctx)
 		defer cancel()
 		desc, err := rt.up.puller.Get(uctx, rt.up.repo(rt.Repo).Digest(dgst.String()))
+		m.noteResult(rt.up, err)
 		if err != nil {
 			return nil, upstreamErr(err, rt, dgst.String())
 		}
@@ -195,6 +203,10 @@ func upstreamStatus(err error) int {
 
 // recoverable errors are the upstream's trouble, not an answer: cached content may stand in.
 func recoverable(err error) bool {
+	var le *limitError
+	if errors.As(err, &le) {
+		return false
+	}
 	st := upstreamStatus(err)
 	return st == 0 || st >= 500 || st == http.StatusTooManyRequests
 }
@@ -204,6 +216,10 @@ func upstreamErr(err error, rt *Route, ref string) error {
 	var re *httpx.Error
 	if errors.As(err, &re) {
 		return re
+	}
+	var le *limitError
+	if errors.As(err, &le) {
+		return httpx.Denied("%s:%s from upstream %s is refused: %s; nothing was stored. Ask the platform team to raise the limit if the image is genuine", rt.Key, ref, rt.up.name, le.msg)
 	}
 	switch st := upstreamStatus(err); {
 	case st == http.StatusNotFound:
@@ -215,9 +231,12 @@ func upstreamErr(err error, rt *Route, ref string) error {
 		}
 		return httpx.ManifestUnknown("manifest %s of %s is not known upstream", ref, rt.Key)
 	case st == http.StatusUnauthorized || st == http.StatusForbidden:
-		return httpx.NameUnknown("upstream %s refused access to %s: the repository does not exist there or needs credentials this proxy does not have", rt.up.name, rt.Repo)
+		return httpx.NameUnknown("upstream %s refused access to %s (HTTP %d) for %s: the repository does not exist there, or the credentials this proxy uses for %s (it pulls %s) do not give access to it; check upstreams[%s].auth",
+			rt.up.name, rt.Repo, st, ref, rt.up.name, rt.up.creds, rt.up.name)
 	case st == http.StatusTooManyRequests:
-		return httpx.TooManyRequests("upstream %s is rate-limiting this proxy and %s:%s is not cached; try again later", rt.up.name, rt.Key, ref)
+		e := httpx.TooManyRequests("upstream %s is rate-limiting this proxy and %s:%s is not cached; try again later", rt.up.name, rt.Key, ref)
+		e.RetryAfter = rt.up.health.retryAfterSecs()
+		return e
 	default:
 		return httpx.Upstream("upstream %s failed for %s:%s: %v", rt.up.name, rt.Key, ref, err)
 	}

@@ -47,9 +47,12 @@ func (m *Mirror) CountManifest(rt *Route) {
 
 // upstreamTransport counts and times requests to one upstream, and the bytes received.
 type upstreamTransport struct {
-	next http.RoundTripper
-	name string
-	m    *metrics
+	next   http.RoundTripper
+	name   string
+	m      *metrics
+	health *health // told of every response (rate limits)
+	// manifestLimit bounds a manifest response body (limits.manifest_bytes); 0: none.
+	manifestLimit int64
 }
 
 func upstreamKind(path string) string {
@@ -72,6 +75,14 @@ func (t *upstreamTransport) RoundTrip(r *http.Request) (*http.Response, error) {
 	m := t.m
 	start := time.Now()
 	resp, err := t.next.RoundTrip(r)
+	if err == nil && t.health != nil {
+		t.health.saw(resp)
+	}
+	if err == nil && t.manifestLimit > 0 && resp.StatusCode == http.StatusOK && r.Method == http.MethodGet && upstreamKind(r.URL.Path) == "manifest" {
+		if err = limitManifest(resp, t.manifestLimit); err != nil {
+			resp = nil
+		}
+	}
 	if m == nil {
 		return resp, err
 	}

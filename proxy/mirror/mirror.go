@@ -59,7 +59,7 @@ func New(cfg *config.Config, store *storage.Store, life Lifetime, log *slog.Logg
 	}
 	ups := make([]*upstream, 0, len(cfg.Upstreams))
 	for _, uc := range cfg.Upstreams {
-		u, err := newUpstream(uc, cfg.Tags.TTL, cfg.UpstreamTimeout, cfg.Resolve, m.metrics)
+		u, err := newUpstream(uc, cfg.Tags.TTL, cfg.UpstreamTimeout, int64(cfg.Limits.ManifestBytes), cfg.Resolve, m.metrics)
 		if err != nil {
 			return nil, err
 		}

@@ -67,9 +67,24 @@ func looksLikeHost(s string) bool {
 	return strings.ContainsAny(s, ".:") || s == "localhost"
 }
 
+// Name lengths the distribution spec's clients agree on: beyond them a name is refused
+// before anything is asked of an upstream.
+const (
+	maxNameLen      = 255
+	maxComponentLen = 128
+)
+
 // resolve fills rt.up, rt.Repo and rt.Key from rt.Name and rt.NS.
 func (rr *router) resolve(rt *Route) *httpx.Error {
 	name := rt.Name
+	if len(name) > maxNameLen {
+		return httpx.NameInvalid("repository name of %d characters is longer than %d", len(name), maxNameLen)
+	}
+	for _, c := range strings.Split(name, "/") {
+		if len(c) > maxComponentLen {
+			return httpx.NameInvalid("repository name component %.32q… of %d characters is longer than %d", c, len(c), maxComponentLen)
+		}
+	}
 	var up *upstream
 	switch {
 	case rt.NS != "":

@@ -30,12 +30,14 @@ type upstream struct {
 	puller  *remote.Puller
 	tagTTL  time.Duration
 	timeout time.Duration
+	creds   string // how it is authenticated to, for errors ("anonymously", "as user alice")
+	health  health
 
 	mu     sync.Mutex
 	blobRT map[string]http.RoundTripper // authenticated transports for raw blob GETs, by repository
 }
 
-func newUpstream(c config.UpstreamConfig, defTTL, timeout time.Duration, resolve func(string) string, m *metrics) (*upstream, error) {
+func newUpstream(c config.UpstreamConfig, defTTL, timeout time.Duration, manifestLimit int64, resolve func(string) string, m *metrics) (*upstream, error) {
 	u, err := url.Parse(c.URL)
 	if err != nil {
 		return nil, err
@@ -50,7 +52,7 @@ func newUpstream(c config.UpstreamConfig, defTTL, timeout time.Duration, resolve
 	}
 	tr := http.DefaultTransport.(*http.Transport).Clone()
 	tr.MaxIdleConnsPerHost = 64
-	tr.DialContext = (&net.Dialer{Timeout: 10 * time.Second, KeepAlive: 30 * time.Second}).DialContext
+	tr.DialContext = (&net.Dialer{Timeout: timeout, KeepAlive: 30 * time.Second}).DialContext
 	tr.ResponseHeaderTimeout = timeout
 	if c.Insecure || c.CAFile != "" {
 		tlsc := &tls.Config{InsecureSkipVerify: c.Insecure} //nolint:gosec // explicit per-upstream opt-in
@@ -70,8 +72,9 @@ func newUpstream(c config.UpstreamConfig, defTTL, timeout time.Duration, resolve
 		}
 		tr.TLSClientConfig = tlsc
 	}
-	base := &upstreamTransport{next: tr, name: c.Name, m: m}
+	base := &upstreamTransport{next: tr, name: c.Name, m: m, manifestLimit: manifestLimit}
 	up := &upstream{name: c.Name, reg: reg, base: base, tagTTL: c.TagTTL, timeout: timeout, blobRT: map[string]http.RoundTripper{}}
+	base.health = &up.health
 	if up.tagTTL == 0 {
 		up.tagTTL = defTTL
 	}
@@ -106,6 +109,7 @@ func (u *upstream) setAuth(a config.AuthConfig, resolve func(string) string) err
 	switch {
 	case a.Keychain:
 		u.keys = authn.DefaultKeychain
+		u.creds = "with the docker keychain (auth.keychain)"
 		return nil
 	case a.TokenEnv != "" || a.TokenFile != "":
 		tok, err := config.Secret(a.TokenEnv, file(a.TokenFile))
@@ -113,14 +117,17 @@ func (u *upstream) setAuth(a config.AuthConfig, resolve func(string) string) err
 			return err
 		}
 		u.auth = &authn.Bearer{Token: tok}
+		u.creds = "with the bearer token of auth." + map[bool]string{true: "token_env " + a.TokenEnv, false: "token_file " + a.TokenFile}[a.TokenEnv != ""]
 	case a.Username != "":
 		pw, err := config.Secret(a.PasswordEnv, file(a.PasswordFile))
 		if err != nil {
 			return err
 		}
 		u.auth = &authn.Basic{Username: a.Username, Password: pw}
+		u.creds = fmt.Sprintf("as user %q (auth.username)", a.Username)
 	default:
 		u.auth = authn.Anonymous
+		u.creds = "anonymously (no auth configured)"
 	}
 	return nil
 }
