@@ -51,6 +51,9 @@ func (s *Set) Evaluate(in Input, now time.Time) Verdict {
 		}
 	}
 	v.Reasons = p.check(in, vulns, v.Counts, now)
+	if in.UnanalysedJARs > 0 && !p.DenyUnanalysedJARs {
+		v.Warnings = append(v.Warnings, fmt.Sprintf("%d JAR files not analysed: no Java DB is loaded, so their vulnerabilities are unknown", in.UnanalysedJARs))
+	}
 	if len(v.Reasons) > 0 {
 		v.Allowed = p.Mode == "audit"
 		v.Audit = p.Mode == "audit"
@@ -171,6 +174,10 @@ func (p *Policy) check(in Input, vulns []Vulnerability, counts map[string]int, n
 	if p.Pinned && in.Tag != "" {
 		rs = append(rs, Reason{Rule: "pinned", Message: fmt.Sprintf("%s must be pulled by digest, not by tag %q", in.Repository, in.Tag),
 			Details: []string{"pull " + in.Repository + "@" + in.Digest}})
+	}
+	if p.DenyUnanalysedJARs && in.UnanalysedJARs > 0 {
+		rs = append(rs, Reason{Rule: "unanalysed-jars", Message: fmt.Sprintf("%d JAR files not analysed: no Java DB is loaded, so their vulnerabilities are unknown", in.UnanalysedJARs),
+			Details: []string{"load a Java DB (db.java_dir or db.java_repository) and the image is scanned again"}})
 	}
 	if p.DenyEOSL && in.EOSL {
 		rs = append(rs, Reason{Rule: "eosl", Message: fmt.Sprintf("the OS release %s is end of life and gets no security updates", in.OS), Details: []string{"os: " + in.OS}})

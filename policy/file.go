@@ -58,6 +58,9 @@ type Policy struct {
 	Pinned bool `yaml:"pinned" json:"pinned,omitempty"`
 	// DenyEOSL denies end-of-life OS releases.
 	DenyEOSL bool `yaml:"deny_eosl" json:"denyEOSL,omitempty"`
+	// DenyUnanalysedJARs denies images holding JAR files the scanner could not identify
+	// (no Java DB loaded); otherwise they are a warning in the verdict.
+	DenyUnanalysedJARs bool `yaml:"deny_unanalysed_jars" json:"denyUnanalysedJars,omitempty"`
 	// Artifacts are the artifact types (globs, e.g. "application/spdx+json") served on
 	// their own. Signatures, attestations and SBOMs of an image are served with it, when
 	// the image is allowed; an artifact with no subject only when its type is listed.

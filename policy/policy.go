@@ -65,6 +65,9 @@ type Input struct {
 	// Executables are the paths (without a leading /) of the files and links in the
 	// image's bin directories, after every layer is applied.
 	Executables []string `json:"executables,omitempty"`
+	// UnanalysedJARs counts the JAR (WAR, EAR) files the scanner could not identify
+	// because no Java DB was loaded: their vulnerabilities are unknown.
+	UnanalysedJARs int `json:"unanalysedJars,omitempty"`
 }
 
 // Reason is one rule that failed, with its evidence.
@@ -103,6 +106,8 @@ type Verdict struct {
 	Fixable map[string]int `json:"fixable"`
 	// Contact says how to ask for an exception.
 	Contact string `json:"contact,omitempty"`
+	// Warnings are facts a reader should know that did not decide (JARs not analysed).
+	Warnings []string `json:"warnings,omitempty"`
 	// Until is when time alone may change this verdict (an applied exception expires,
 	// the image grows older than max_age); zero when nothing does.
 	Until time.Time `json:"until,omitzero"`

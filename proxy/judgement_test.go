@@ -556,3 +556,48 @@ func staticLayer(t *testing.T, content, mediaType string) v1.Layer {
 	t.Helper()
 	return static.NewLayer([]byte(content), types.MediaType(mediaType))
 }
+
+// jarScanner reports JAR files it could not identify (no Java DB), as the scanner does.
+type jarScanner struct{ *fakeScanner }
+
+func (j jarScanner) Scan(ctx context.Context, img v1.Image, ref string) (*gate.ScanResult, error) {
+	res, err := j.fakeScanner.Scan(ctx, img, ref)
+	if res != nil {
+		res.UnanalysedJARs = 3
+	}
+	return res, err
+}
+
+// JAR files nobody could check are a fact of the verdict: a warning, or a denial when the
+// policy says so.
+func TestUnanalysedJARs(t *testing.T) {
+	up := proxytest.NewUpstream(t)
+	img := randomImage(t, 1)
+	d := up.Push(t, "team/app:1", img)
+	up.Push(t, "team/gold:1", img)
+	sc := jarScanner{&fakeScanner{}}
+	p := proxytest.Start(t, proxytest.Config(t, up), proxy.WithScanner(sc, mustSet(t, fmt.Sprintf(`default: baseline
+policies:
+  - name: baseline
+  - name: gold
+    deny_unanalysed_jars: true
+scopes:
+  - match: ["%s/team/gold"]
+    policy: gold
+`, up.Name))))
+	if code, body := status(t, p, up.Name+"/team/app/manifests/1"); code != http.StatusOK {
+		t.Fatalf("baseline: %d %s", code, body)
+	}
+	resp, md := get(t, http.MethodGet, p.URL+"/api/v1/images/"+d.String()+"/report?format=md&repository="+url.QueryEscape(up.Name+"/team/app"), nil)
+	if resp.StatusCode != 200 || !strings.Contains(string(md), "3 JAR files not analysed") {
+		t.Fatalf("the report does not say the JARs were not analysed: %d %s", resp.StatusCode, md)
+	}
+	resp, ui := get(t, http.MethodGet, p.URL+"/ui/images/"+d.String()+"?repository="+url.QueryEscape(up.Name+"/team/app"), nil)
+	if resp.StatusCode != 200 || !strings.Contains(string(ui), "3 JAR files not analysed") {
+		t.Fatalf("the dashboard does not say the JARs were not analysed: %d", resp.StatusCode)
+	}
+	code, body := status(t, p, up.Name+"/team/gold/manifests/1")
+	if code != http.StatusForbidden || !strings.Contains(body, "unanalysed-jars") || !strings.Contains(body, "3 JAR files not analysed") {
+		t.Fatalf("gold: %d %s", code, body)
+	}
+}

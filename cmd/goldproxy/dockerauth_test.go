@@ -65,7 +65,7 @@ func TestDockerConfigCredentials(t *testing.T) {
 		{"baseline", func() []string {
 			return []string{"baseline", "--images", list, "--db-dir", db, "--output-dir", t.TempDir()}
 		}, "1 images (0 failed)", "UNAUTHORIZED: authentication required"},
-		{"warm", func() []string { return []string{"warm", "--config", conf, "--list", proxyList} }, "allowed", "needs credentials this proxy does not have"},
+		{"warm", func() []string { return []string{"warm", "--config", conf, "--list", proxyList} }, "allowed", "credentials this proxy uses for"},
 	}
 	for _, c := range commands {
 		for _, tc := range []struct {

@@ -30,6 +30,15 @@ func (g trivyGate) Scan(ctx context.Context, img v1.Image, ref string) (*gate.Sc
 // Ready reports whether a DB is loaded.
 func (g trivyGate) Ready() error { return g.s.Ready() }
 
+// NeedsAnalysis reports whether a stored analysis is not what a scan would make now.
+func (g trivyGate) NeedsAnalysis(key json.RawMessage) bool {
+	var k scanner.Key
+	if json.Unmarshal(key, &k) != nil {
+		return true
+	}
+	return g.s.NeedsAnalysis(k)
+}
+
 // DBVersion names the loaded DB: facts made with another are detected again.
 func (g trivyGate) DBVersion() (string, error) {
 	info, err := g.s.DB().Info()

@@ -26,6 +26,9 @@ func MarkdownReport(in policy.Input, v policy.Verdict, dbID string) string {
 		}
 		b.WriteString("\n")
 	}
+	for _, w := range v.Warnings {
+		fmt.Fprintf(&b, "Warning: %s\n\n", w)
+	}
 	if len(v.Exceptions) > 0 {
 		b.WriteString("Exceptions applied:\n\n")
 		for _, e := range v.Exceptions {

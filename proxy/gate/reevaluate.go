@@ -15,12 +15,15 @@ type ReevalStats struct {
 	// Verdicts is how many digests' facts were made with another DB than the current one
 	// and were detected again; Judgements how many (repository, digest) judgements
 	// followed, Flipped how many of those changed state.
-	Verdicts   int           `json:"verdicts"`
-	Current    int           `json:"current"`
-	Judgements int           `json:"judgements"`
-	Flipped    int           `json:"flipped"`
-	Failed     int           `json:"failed"`
-	Duration   time.Duration `json:"duration"`
+	Verdicts   int `json:"verdicts"`
+	Current    int `json:"current"`
+	Judgements int `json:"judgements"`
+	// Rescanned counts digests scanned again because their stored analysis was made
+	// with other analyzers (or before a Java DB was loaded).
+	Rescanned int           `json:"rescanned"`
+	Flipped   int           `json:"flipped"`
+	Failed    int           `json:"failed"`
+	Duration  time.Duration `json:"duration"`
 }
 
 // Reevaluate brings every stored digest's facts to the scanner's current vulnerability
@@ -46,10 +49,15 @@ func (g *Gate) Reevaluate(ctx context.Context) (ReevalStats, error) {
 		}
 	}
 	start := time.Now()
-	var stale []*Facts
+	ac, _ := g.scanner.(AnalysisChecker)
+	var stale, rescan []*Facts
 	if err := g.store.Verdicts(func(_ digest.Digest, b []byte) error {
 		f, err := decodeFacts(b)
 		if err != nil || f.State != stateScanned || f.ScanKey == nil {
+			return nil
+		}
+		if ac != nil && ac.NeedsAnalysis(f.ScanKey) && f.Source != "" {
+			rescan = append(rescan, f)
 			return nil
 		}
 		if current != "" && f.DBVersion == current {
@@ -61,8 +69,30 @@ func (g *Gate) Reevaluate(ctx context.Context) (ReevalStats, error) {
 	}); err != nil {
 		return st, err
 	}
+	// A stored analysis the scanner would not make now is made again: a full scan of the
+	// digest (its blobs are in the store), through the pull singleflight.
+	rescanned := map[digest.Digest]bool{}
+	for _, f := range rescan {
+		if ctx.Err() != nil {
+			break
+		}
+		d := digest.Digest(f.Digest)
+		res, err, _ := g.sf.Do("scan\x00"+f.Digest, func() (any, error) { return g.scanFacts(ctx, f.Source, d, f.MediaType) })
+		if err == nil && res.(*Facts).Final() {
+			rescanned[d] = true
+		} else {
+			st.Failed++
+			g.log.Warn("rescan with the current analyzers failed; the old verdict stays", "digest", f.Digest, "err", err)
+		}
+	}
+	st.Rescanned = len(rescanned)
 	st.Verdicts = len(stale)
 	if len(stale) == 0 {
+		if len(rescanned) > 0 {
+			var err error
+			st.Judgements, st.Flipped, err = g.rejudge(rescanned)
+			return st, err
+		}
 		return st, nil
 	}
 	g.metrics.reevalRunning.Set(1)
@@ -106,6 +136,9 @@ dispatch:
 	}
 	close(work)
 	wg.Wait()
+	for d := range rescanned {
+		redone[d] = true
+	}
 	var err error
 	st.Judgements, st.Flipped, err = g.rejudge(redone)
 	st.Duration = time.Since(start)

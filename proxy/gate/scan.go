@@ -37,6 +37,8 @@ type ScanResult struct {
 	Created     time.Time
 	OSPackages  int
 	Executables []string
+	// UnanalysedJARs counts JAR files the scanner could not identify (no Java DB).
+	UnanalysedJARs int
 	// Report is the scanner's full report (Trivy's JSON report schema).
 	Report json.RawMessage
 	// DBVersion identifies the vulnerability database the scan used.
@@ -55,6 +57,13 @@ type Redetector interface {
 // Readiness is a Scanner that can say it cannot scan yet (no vulnerability DB loaded).
 type Readiness interface {
 	Ready() error
+}
+
+// AnalysisChecker is a Scanner that can tell a stored analysis is not what a scan
+// would make now (other analyzers, a Java DB loaded since): such a digest is scanned
+// again, not only re-detected.
+type AnalysisChecker interface {
+	NeedsAnalysis(key json.RawMessage) bool
 }
 
 // DBVersioner is a Scanner that names the vulnerability DB it would scan with now:
@@ -445,7 +454,7 @@ func (g *Gate) scanFacts(ctx context.Context, source string, dgst digest.Digest,
 	}
 	f.State = stateScanned
 	f.Input = &policy.Input{Digest: dgst.String(), OS: res.OS, EOSL: res.EOSL, Vulnerabilities: res.Vulnerabilities,
-		User: res.User, Created: res.Created, OSPackages: res.OSPackages, Executables: res.Executables}
+		User: res.User, Created: res.Created, OSPackages: res.OSPackages, Executables: res.Executables, UnanalysedJARs: res.UnanalysedJARs}
 	f.DBVersion, f.ScanKey = res.DBVersion, res.Key
 	log.Info("scan", "os", res.OS, "vulnerabilities", len(res.Vulnerabilities))
 	g.metrics.scans.WithLabelValues(stateScanned).Inc()

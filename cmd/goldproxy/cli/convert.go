@@ -32,6 +32,7 @@ func ToScanResult(res *scanner.Result) (*gate.ScanResult, error) {
 		Vulnerabilities: vulnerabilities(res.Report),
 		OSPackages:      osPackages(res.Report),
 		Executables:     res.Executables,
+		UnanalysedJARs:  res.UnanalysedJARs,
 		Report:          report,
 		DBVersion:       res.DB.ID(),
 	}
@@ -47,7 +48,7 @@ func ToScanResult(res *scanner.Result) (*gate.ScanResult, error) {
 // tag is "").
 func PolicyInput(res *gate.ScanResult, repo, tag, digest string) policy.Input {
 	return policy.Input{Repository: repo, Tag: tag, Digest: digest, OS: res.OS, EOSL: res.EOSL, Vulnerabilities: res.Vulnerabilities,
-		User: res.User, Created: res.Created, OSPackages: res.OSPackages, Executables: res.Executables}
+		User: res.User, Created: res.Created, OSPackages: res.OSPackages, Executables: res.Executables, UnanalysedJARs: res.UnanalysedJARs}
 }
 
 func osPackages(r types.Report) int {
