@@ -5,7 +5,6 @@ import (
 	"fmt"
 
 	asbom "github.com/aquasecurity/trivy/pkg/fanal/artifact/sbom"
-	"github.com/aquasecurity/trivy/pkg/scan"
 )
 
 // ScanSBOM detects vulnerabilities in the packages an SBOM file lists — CycloneDX or
@@ -25,15 +24,9 @@ func (s *Scanner) ScanSBOM(ctx context.Context, path string) (*Result, error) {
 	if err != nil {
 		return nil, fmt.Errorf("scanner: sbom %s: %w", path, err)
 	}
-	info, release, err := s.db.acquire()
-	if err != nil {
-		return nil, err
-	}
-	defer release()
-	info.Java = java
-	report, err := scan.NewService(s.backend(), analysed{Artifact: inner, ref: inspected}).ScanArtifact(ctx, scanOptions())
+	res, err := s.detect(ctx, inner, inspected, java, opt)
 	if err != nil {
 		return nil, fmt.Errorf("scanner: sbom %s: %w", path, err)
 	}
-	return &Result{Report: report, DB: info, Key: Key{ArtifactID: inspected.ID, BlobIDs: inspected.BlobIDs, Analysis: analysisID(opt)}}, nil
+	return res, nil
 }

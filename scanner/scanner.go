@@ -259,6 +259,20 @@ func (s *Scanner) scan(ctx context.Context, img v1.Image, ref string, option fun
 	if ex.err != nil {
 		return nil, fmt.Errorf("scanner: layer walk: %w", ex.err)
 	}
+	res, err := s.detect(ctx, inner, inspected, java, opt)
+	if err != nil {
+		return nil, fmt.Errorf("scanner: %w", err)
+	}
+	res.Executables = ex.facts.Executables
+	if !java {
+		res.UnanalysedJARs = len(ex.facts.JARs)
+	}
+	return res, nil
+}
+
+// detect detects vulnerabilities in an analysed artifact, holding the DB only now: the
+// analysis before it ran without the DB, so a swap never waits for a long one.
+func (s *Scanner) detect(ctx context.Context, inner artifact.Artifact, inspected artifact.Reference, java bool, opt artifact.Option) (*Result, error) {
 	info, release, err := s.db.acquire()
 	if err != nil {
 		return nil, err
@@ -267,14 +281,9 @@ func (s *Scanner) scan(ctx context.Context, img v1.Image, ref string, option fun
 	info.Java = java
 	report, err := scan.NewService(s.backend(), analysed{Artifact: inner, ref: inspected}).ScanArtifact(ctx, scanOptions())
 	if err != nil {
-		return nil, fmt.Errorf("scanner: %w", err)
+		return nil, err
 	}
-	res := &Result{Report: report, Executables: ex.facts.Executables, DB: info,
-		Key: Key{ArtifactID: inspected.ID, BlobIDs: inspected.BlobIDs, Analysis: analysisID(opt)}}
-	if !java {
-		res.UnanalysedJARs = len(ex.facts.JARs)
-	}
-	return res, nil
+	return &Result{Report: report, DB: info, Key: Key{ArtifactID: inspected.ID, BlobIDs: inspected.BlobIDs, Analysis: analysisID(opt)}}, nil
 }
 
 // analysed is an artifact whose analysis is done: Trivy's scan service asks it again
