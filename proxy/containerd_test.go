@@ -40,75 +40,6 @@ func requireE2E(t *testing.T, tools ...string) {
 	t.Skipf("needs %v; set GOLDPROXY_E2E=1 to require it", missing)
 }
 
-// containerd is a containerd daemon with its root, state and socket in a temp dir.
-type containerd struct {
-	sock string
-}
-
-func startContainerd(t *testing.T) *containerd { return startContainerdWith(t, "") }
-
-// startContainerdCRI starts containerd with its CRI plugin (what kubelet and crictl talk
-// to), resolving registries through the hosts.toml files under hostsDir.
-func startContainerdCRI(t *testing.T, hostsDir string) *containerd {
-	return startContainerdWith(t, fmt.Sprintf(`[plugins."io.containerd.grpc.v1.cri"]
-  [plugins."io.containerd.grpc.v1.cri".containerd]
-    snapshotter = "native"
-  [plugins."io.containerd.grpc.v1.cri".registry]
-    config_path = %q
-`, hostsDir))
-}
-
-func startContainerdWith(t *testing.T, cri string) *containerd {
-	t.Helper()
-	dir, err := os.MkdirTemp("", "ctd")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { os.RemoveAll(dir) })
-	c := &containerd{sock: filepath.Join(dir, "c.sock")}
-	disabled := `disabled_plugins = ["io.containerd.grpc.v1.cri"]`
-	if cri != "" {
-		disabled = ""
-	}
-	cfg := fmt.Sprintf(`version = 2
-root = %q
-state = %q
-%s
-[grpc]
-  address = %q
-[ttrpc]
-  address = %q
-%s`, filepath.Join(dir, "root"), filepath.Join(dir, "state"), disabled, c.sock, c.sock+".ttrpc", cri)
-	if err := os.WriteFile(filepath.Join(dir, "config.toml"), []byte(cfg), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	cmd := exec.CommandContext(ctx, "containerd", "--config", filepath.Join(dir, "config.toml"))
-	logf, _ := os.Create(filepath.Join(dir, "containerd.log"))
-	cmd.Stdout, cmd.Stderr = logf, logf
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { cancel(); _ = cmd.Wait(); logf.Close() })
-	deadline := time.Now().Add(20 * time.Second)
-	for {
-		if out, err := c.ctr("version"); err == nil {
-			return c
-		} else if time.Now().After(deadline) {
-			log, _ := os.ReadFile(filepath.Join(dir, "containerd.log"))
-			t.Fatalf("containerd did not start: %v\n%s\n%s", err, out, log)
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
-}
-
-func (c *containerd) ctr(args ...string) (string, error) {
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-	defer cancel()
-	out, err := exec.CommandContext(ctx, "ctr", append([]string{"--address", c.sock, "--namespace", "goldproxy-test"}, args...)...).CombinedOutput()
-	return string(out), err
-}
-
 // hostsDir writes a containerd hosts.toml that sends pulls of upstreamHost to mirror.
 func hostsDir(t *testing.T, upstreamHost, mirror string) string {
 	return hostsDirServer(t, upstreamHost, mirror, upstreamHost)
@@ -135,9 +66,9 @@ func TestContainerdPullsThroughMirror(t *testing.T) {
 	img := randomImage(t, 2)
 	dgst := up.Push(t, "test/app:1", img)
 	p := proxytest.Start(t, proxytest.Config(t, up))
-	c := startContainerd(t)
+	c := proxytest.StartContainerd(t)
 
-	out, err := c.ctr("images", "pull", "--hosts-dir", hostsDir(t, up.Host, p.Host), "--plain-http",
+	out, err := c.Ctr("images", "pull", "--hosts-dir", hostsDir(t, up.Host, p.Host), "--plain-http",
 		"--snapshotter", "native", up.Host+"/test/app:1")
 	if err != nil {
 		t.Fatalf("ctr pull: %v\n%s", err, out)
@@ -156,7 +87,7 @@ func TestContainerdPullsThroughMirror(t *testing.T) {
 	if _, ok := p.Store.HasManifest(up.Name+"/test/app", digest.Digest(dgst.String())); !ok {
 		t.Error("manifest not in the proxy's store")
 	}
-	list, _ := c.ctr("images", "ls", "-q")
+	list, _ := c.Ctr("images", "ls", "-q")
 	if !strings.Contains(list, up.Host+"/test/app:1") {
 		t.Fatalf("image not in containerd: %s", list)
 	}
@@ -165,14 +96,14 @@ func TestContainerdPullsThroughMirror(t *testing.T) {
 func TestContainerdPullsWithLogin(t *testing.T) {
 	requireE2E(t, "containerd", "ctr")
 	up, p := authSetup(t, nil)
-	c := startContainerd(t)
+	c := proxytest.StartContainerd(t)
 	// No fallback: what containerd gets, it gets through the proxy.
 	hosts := hostsDirServer(t, up.Host, p.Host, "127.0.0.1:1")
 	ref := up.Host + "/team/app:1"
-	if out, err := c.ctr("images", "pull", "--hosts-dir", hosts, "--plain-http", "--snapshotter", "native", ref); err == nil {
+	if out, err := c.Ctr("images", "pull", "--hosts-dir", hosts, "--plain-http", "--snapshotter", "native", ref); err == nil {
 		t.Fatalf("pull without credentials succeeded:\n%s", out)
 	}
-	out, err := c.ctr("images", "pull", "--hosts-dir", hosts, "--plain-http", "--snapshotter", "native", "--user", "bob:bob-pw", ref)
+	out, err := c.Ctr("images", "pull", "--hosts-dir", hosts, "--plain-http", "--snapshotter", "native", "--user", "bob:bob-pw", ref)
 	if err != nil {
 		t.Fatalf("ctr pull --user: %v\n%s", err, out)
 	}
@@ -180,7 +111,7 @@ func TestContainerdPullsWithLogin(t *testing.T) {
 		t.Fatal("containerd did not use the token flow")
 	}
 	// bob may not pull other/*: DENIED even though the image is on the allowlist.
-	if out, err := c.ctr("images", "pull", "--hosts-dir", hosts, "--plain-http", "--snapshotter", "native", "--user", "bob:bob-pw", up.Host+"/other/app:1"); err == nil {
+	if out, err := c.Ctr("images", "pull", "--hosts-dir", hosts, "--plain-http", "--snapshotter", "native", "--user", "bob:bob-pw", up.Host+"/other/app:1"); err == nil {
 		t.Fatalf("bob pulled outside his scopes:\n%s", out)
 	}
 }
@@ -219,17 +150,17 @@ func TestContainerdShowsWhyItWasDenied(t *testing.T) {
 	img := vulnImage(t, sc)
 	up.Push(t, "test/vuln:1", img)
 	p := proxytest.Start(t, proxytest.Config(t, up), proxy.WithScanner(sc, policy.DefaultSet()))
-	c := startContainerd(t)
+	c := proxytest.StartContainerd(t)
 	// The configs goldproxy node-config writes fail closed: server and [host] are both
 	// goldproxy. (With the real registry as server, containerd would fetch the denied
 	// image from it after goldproxy's 403 — the upstream here is reachable, as the real
 	// one would be.)
-	out, err := c.ctr("images", "pull", "--hosts-dir", nodeHostsDir(t, p), "--plain-http",
+	out, err := c.Ctr("images", "pull", "--hosts-dir", nodeHostsDir(t, p), "--plain-http",
 		"--snapshotter", "native", up.Host+"/test/vuln:1")
 	if err == nil {
 		t.Fatalf("a denied image was pulled:\n%s", out)
 	}
-	if list, _ := c.ctr("images", "ls", "-q"); strings.Contains(list, "test/vuln") {
+	if list, _ := c.Ctr("images", "ls", "-q"); strings.Contains(list, "test/vuln") {
 		t.Fatalf("the denied image is in containerd: %s", list)
 	}
 	t.Logf("ctr:\n%s", out)
@@ -248,11 +179,11 @@ func TestCRIPullShowsWhyItWasDenied(t *testing.T) {
 	up.Push(t, "test/vuln:1", vulnImage(t, sc))
 	up.Push(t, "test/ok:1", randomImage(t, 1))
 	p := proxytest.Start(t, proxytest.Config(t, up), proxy.WithScanner(sc, policy.DefaultSet()))
-	c := startContainerdCRI(t, nodeHostsDir(t, p))
+	c := proxytest.StartContainerdCRI(t, nodeHostsDir(t, p))
 	crictl := func(args ...string) (string, error) {
 		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 		defer cancel()
-		out, err := exec.CommandContext(ctx, "crictl", append([]string{"--runtime-endpoint", "unix://" + c.sock, "--image-endpoint", "unix://" + c.sock, "--timeout", "60s"}, args...)...).CombinedOutput()
+		out, err := exec.CommandContext(ctx, "crictl", append([]string{"--runtime-endpoint", "unix://" + c.Sock, "--image-endpoint", "unix://" + c.Sock, "--timeout", "60s"}, args...)...).CombinedOutput()
 		return string(out), err
 	}
 	if out, err := crictl("pull", up.Host+"/test/ok:1"); err != nil {

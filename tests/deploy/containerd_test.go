@@ -1,14 +1,12 @@
 package deploy
 
 import (
-	"context"
 	"fmt"
 	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"testing"
-	"time"
 
 	"github.com/google/go-containerregistry/pkg/v1/random"
 
@@ -27,49 +25,6 @@ func requireRootTools(t *testing.T, tools ...string) {
 		}
 		t.Skip("needs root for containerd; set GOLDPROXY_E2E=1 to require it")
 	}
-}
-
-// ctrd is a containerd daemon with its root, state and socket in a temp dir.
-type ctrd struct{ sock string }
-
-func startContainerd(t *testing.T) *ctrd {
-	t.Helper()
-	dir, err := os.MkdirTemp("", "ctd")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { os.RemoveAll(dir) })
-	c := &ctrd{sock: filepath.Join(dir, "c.sock")}
-	cfg := fmt.Sprintf("version = 2\nroot = %q\nstate = %q\ndisabled_plugins = [\"io.containerd.grpc.v1.cri\"]\n[grpc]\n  address = %q\n[ttrpc]\n  address = %q\n",
-		filepath.Join(dir, "root"), filepath.Join(dir, "state"), c.sock, c.sock+".ttrpc")
-	if err := os.WriteFile(filepath.Join(dir, "config.toml"), []byte(cfg), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	cmd := exec.CommandContext(ctx, "containerd", "--config", filepath.Join(dir, "config.toml"))
-	logf, _ := os.Create(filepath.Join(dir, "containerd.log"))
-	cmd.Stdout, cmd.Stderr = logf, logf
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { cancel(); _ = cmd.Wait(); logf.Close() })
-	for deadline := time.Now().Add(20 * time.Second); ; time.Sleep(100 * time.Millisecond) {
-		out, err := c.ctr("version")
-		if err == nil {
-			return c
-		}
-		if time.Now().After(deadline) {
-			log, _ := os.ReadFile(filepath.Join(dir, "containerd.log"))
-			t.Fatalf("containerd did not start: %v\n%s\n%s", err, out, log)
-		}
-	}
-}
-
-func (c *ctrd) ctr(args ...string) (string, error) {
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-	defer cancel()
-	out, err := exec.CommandContext(ctx, "ctr", append([]string{"--address", c.sock, "--namespace", "goldproxy-nodes"}, args...)...).CombinedOutput()
-	return string(out), err
 }
 
 // TestContainerdNodeFailsClosed installs deploy/nodes/containerd's hosts.toml files with
@@ -96,9 +51,9 @@ func TestContainerdNodeFailsClosed(t *testing.T) {
 	if out, err := install.CombinedOutput(); err != nil {
 		t.Fatalf("install.sh: %v\n%s", err, out)
 	}
-	c := startContainerd(t)
+	c := proxytest.StartContainerd(t)
 	pull := func(ref string) (string, error) {
-		return c.ctr("images", "pull", "--hosts-dir", certs, "--plain-http", "--snapshotter", "native", ref)
+		return c.Ctr("images", "pull", "--hosts-dir", certs, "--plain-http", "--snapshotter", "native", ref)
 	}
 	if out, err := pull(up.Host + "/team/app:1"); err != nil {
 		t.Fatalf("pull through goldproxy: %v\n%s", err, out)
@@ -135,7 +90,7 @@ func TestContainerdNodeFailsClosed(t *testing.T) {
 	if err := os.WriteFile(filepath.Join(open, up.Host, "hosts.toml"), []byte(toml), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	if out, err := c.ctr("images", "pull", "--hosts-dir", open, "--plain-http", "--snapshotter", "native", up.Host+"/team/app:2"); err != nil || up.Total() == 0 {
+	if out, err := c.Ctr("images", "pull", "--hosts-dir", open, "--plain-http", "--snapshotter", "native", up.Host+"/team/app:2"); err != nil || up.Total() == 0 {
 		t.Fatalf("a fallback hosts.toml did not go around goldproxy (%d upstream requests): %v\n%s", up.Total(), err, out)
 	}
 }
