@@ -110,6 +110,9 @@ func NotAllowedMessage(repo string) string {
 	return fmt.Sprintf("repository %s is not on the allowlist of this proxy; ask the platform team to add it (allow.repositories or an allow list file) or use an approved hardened image", repo)
 }
 
+// A repository path component, as the distribution spec defines it.
+var reComponent = regexp.MustCompile(`^[a-z0-9]+((\.|_|__|-+)[a-z0-9]+)*$`)
+
 // ParseImageList reads the seed list format: one image reference per line, "#" starts a
 // comment, blank lines are ignored. A line that is not a valid reference is an error
 // naming its line number.
@@ -128,6 +131,12 @@ func ParseImageList(r io.Reader) ([]name.Reference, error) {
 		ref, err := name.ParseReference(line)
 		if err != nil {
 			return nil, fmt.Errorf("line %d: %q: %w", n, line, err)
+		}
+		// go-containerregistry accepts "/" and "a//b"; no registry serves such a name.
+		for _, c := range strings.Split(ref.Context().RepositoryStr(), "/") {
+			if !reComponent.MatchString(c) {
+				return nil, fmt.Errorf("line %d: %q: repository %q is not a valid repository name", n, line, ref.Context().RepositoryStr())
+			}
 		}
 		refs = append(refs, ref)
 	}

@@ -116,9 +116,13 @@ func (rr *router) resolve(rt *Route) *httpx.Error {
 		name = "library/" + name
 	}
 	for _, c := range strings.Split(name, "/") {
-		if !reComponent.MatchString(c) {
+		if !reComponent.MatchString(c) || len(c) > maxComponentLen {
 			return httpx.NameInvalid("invalid repository name %q", rt.Name)
 		}
+	}
+	if len(name) > maxNameLen {
+		// An alias can lengthen a name: the upstream repository is held to the limit too.
+		return httpx.NameInvalid("repository name %.32q… of %d characters on %s is longer than %d", name, len(name), up.name, maxNameLen)
 	}
 	rt.up, rt.Repo, rt.Key = up, name, up.name+"/"+name
 	return nil

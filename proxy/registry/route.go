@@ -14,21 +14,26 @@ var (
 	reResource = regexp.MustCompile(`^/v2/(.+)/(manifests|blobs|referrers)/([^/]+)$`)
 )
 
-// parsePath splits a /v2/ path into its kind, name and reference.
+// parsePath splits a /v2/ path into its kind, name and reference. A name with an empty
+// component, a leading or trailing slash or ".." is no route: no repository is spelled
+// so, and nothing past this point has to think about path traversal.
 func parsePath(p string) (kind, name, ref string, ok bool) {
 	if p == "/v2/" || p == "/v2" {
 		return mirror.KindBase, "", "", true
 	}
 	if m := reUpload.FindStringSubmatch(p); m != nil {
-		return mirror.KindUpload, m[1], "", true
+		kind, name = mirror.KindUpload, m[1]
+	} else if m := reTags.FindStringSubmatch(p); m != nil {
+		kind, name = mirror.KindTags, m[1]
+	} else if m := reResource.FindStringSubmatch(p); m != nil {
+		kind, name, ref = m[2], m[1], m[3]
+	} else {
+		return "", "", "", false
 	}
-	if m := reTags.FindStringSubmatch(p); m != nil {
-		return mirror.KindTags, m[1], "", true
+	if strings.Contains(name, "..") || strings.HasPrefix(name, "/") || strings.HasSuffix(name, "/") || strings.Contains(name, "//") {
+		return "", "", "", false
 	}
-	if m := reResource.FindStringSubmatch(p); m != nil {
-		return m[2], m[1], m[3], true
-	}
-	return "", "", "", false
+	return kind, name, ref, true
 }
 
 // parseRoute parses a request into a route; it does not resolve the upstream.
