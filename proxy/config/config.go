@@ -41,6 +41,9 @@ type Config struct {
 	UpstreamTimeout time.Duration `yaml:"upstream_timeout"`
 	// UpstreamIdleTimeout aborts a transfer from an upstream that sent no bytes this long.
 	UpstreamIdleTimeout time.Duration `yaml:"upstream_idle_timeout"`
+	// ClientWriteTimeout drops a client fed from a shared fetch that accepts no bytes
+	// this long: the fetch goes on without it.
+	ClientWriteTimeout time.Duration `yaml:"client_write_timeout"`
 	// UpstreamBackoff is how long an upstream that failed at the network level (refused,
 	// reset, timed out) is not asked again: tags known to the store are served from it.
 	UpstreamBackoff time.Duration     `yaml:"upstream_backoff"`
@@ -207,6 +210,9 @@ func (c *Config) setDefaults() {
 	if c.UpstreamIdleTimeout == 0 {
 		c.UpstreamIdleTimeout = 30 * time.Second
 	}
+	if c.ClientWriteTimeout == 0 {
+		c.ClientWriteTimeout = 30 * time.Second
+	}
 	if c.UpstreamBackoff == 0 {
 		c.UpstreamBackoff = 30 * time.Second
 	}
@@ -292,6 +298,9 @@ func (c *Config) Validate() error {
 	}
 	if c.UpstreamIdleTimeout < 0 {
 		return fmt.Errorf("config: upstream_idle_timeout: must not be negative")
+	}
+	if c.ClientWriteTimeout < 0 {
+		return fmt.Errorf("config: client_write_timeout: must not be negative")
 	}
 	if c.UpstreamBackoff < 0 {
 		return fmt.Errorf("config: upstream_backoff: must not be negative")

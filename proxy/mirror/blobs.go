@@ -9,6 +9,7 @@ import (
 	"strconv"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/google/go-containerregistry/pkg/v1/remote/transport"
 	"github.com/opencontainers/go-digest"
@@ -226,10 +227,19 @@ func (m *Mirror) ingestBlob(ctx context.Context, rt *Route, dgst digest.Digest, 
 		client.WriteHeader(http.StatusOK)
 	}
 	clientOK := client != nil
+	var rc *http.ResponseController
+	if client != nil {
+		rc = http.NewResponseController(client)
+		defer func() { _ = rc.SetWriteDeadline(time.Time{}) }() // the connection may serve more requests
+	}
 	send := func(b []byte) {
 		if clientOK {
+			// A client that stops reading is dropped after client_write_timeout: the
+			// store, and every request waiting on this fetch, never wait on it longer.
+			_ = rc.SetWriteDeadline(time.Now().Add(m.cfg.ClientWriteTimeout))
 			if _, err := client.Write(b); err != nil {
-				clientOK = false // the client left; the store still gets the blob
+				clientOK = false // the client left or stalled; the store still gets the blob
+				m.log.Warn("client dropped from a shared blob fetch", "digest", dgst, "err", err)
 			}
 		}
 	}
