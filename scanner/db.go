@@ -15,6 +15,7 @@ import (
 	"github.com/aquasecurity/trivy-db/pkg/metadata"
 	ftypes "github.com/aquasecurity/trivy/pkg/fanal/types"
 	"github.com/aquasecurity/trivy/pkg/javadb"
+	xos "github.com/aquasecurity/trivy/pkg/x/os"
 	"github.com/google/go-containerregistry/pkg/name"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 	bolt "go.etcd.io/bbolt"
@@ -290,3 +291,7 @@ func untar(r io.Reader, dir string) error {
 		}
 	}
 }
+
+// CleanupTemp removes the temporary directory Trivy makes once per process
+// (/tmp/trivy-NNN). Call it when the process ends: nothing may scan after it.
+func CleanupTemp() error { return xos.Cleanup() }

@@ -75,10 +75,15 @@ func run(t *testing.T, dir string, env []string, bin string, args ...string) (st
 	t.Helper()
 	cmd := exec.Command(filepath.Join(binaries(t), bin), args...)
 	cmd.Dir = dir
-	cmd.Env = append([]string{"PATH=" + os.Getenv("PATH"), "HOME=" + dir, "DOCKER_CONFIG=" + t.TempDir()}, env...)
+	tmp := t.TempDir()
+	cmd.Env = append([]string{"PATH=" + os.Getenv("PATH"), "HOME=" + dir, "DOCKER_CONFIG=" + t.TempDir(), "TMPDIR=" + tmp}, env...)
 	var out bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &out
 	err := cmd.Run()
+	// The binaries leave no temporary directories behind (Trivy makes one per process).
+	if left, _ := filepath.Glob(filepath.Join(tmp, "trivy-*")); len(left) > 0 {
+		t.Errorf("%s left %v behind", bin, left)
+	}
 	var ee *exec.ExitError
 	switch {
 	case err == nil:

@@ -13,6 +13,7 @@ import (
 
 	"github.com/goldproxy/goldproxy/policy"
 	"github.com/goldproxy/goldproxy/proxy/config"
+	"github.com/goldproxy/goldproxy/scanner"
 )
 
 // ExitError carries a process exit status out of a command: 1 for a denial or a
@@ -33,6 +34,7 @@ var ErrDenied = errors.New("denied by policy")
 // Execute runs root and returns the process exit status, printing any error to stderr
 // prefixed with the command's name. A main is `os.Exit(cli.Execute(root))`.
 func Execute(root *cobra.Command) int {
+	defer func() { _ = scanner.CleanupTemp() }() // Trivy's per-process temp directory
 	return ExecuteTo(root, os.Stderr)
 }
 
