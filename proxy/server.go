@@ -35,8 +35,8 @@ type Server struct {
 	store  *storage.Store
 	mirror *mirror.Mirror
 	allow  *gate.Allowlist
-	check  Checker    // the allowlist, or the scanning gate
-	gate   *gate.Gate // nil without a scanner
+	check  registry.Gate // the allowlist, or the scanning gate
+	gate   *gate.Gate    // nil without a scanner
 	log    *slog.Logger
 	life   *lifetime
 	gc     *gc.Collector
@@ -58,15 +58,9 @@ type Server struct {
 // Option configures a Server.
 type Option func(*Server)
 
-// Checker decides whether a manifest may be served, for one request. The server asks
-// it for every manifest digest before a byte of it reaches a client.
-type Checker interface {
-	Check(ctx context.Context, m gate.Manifest) (gate.Verdict, error)
-}
-
 // WithGate replaces what decides whether a manifest is served (default: the
 // allowlist, or the scanning gate with WithScanner).
-func WithGate(c Checker) Option { return func(s *Server) { s.check = c } }
+func WithGate(c registry.Gate) Option { return func(s *Server) { s.check = c } }
 
 // WithScanner puts a scanning gate behind the allowlist: every image manifest is
 // ingested whole, scanned and judged by pol before it is served.

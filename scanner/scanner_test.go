@@ -28,8 +28,15 @@ import (
 
 func newScanner(t *testing.T) *scanner.Scanner {
 	t.Helper()
+	s, _ := newScannerDB(t, time.Now())
+	return s
+}
+
+// newScannerDB is a scanner over a test DB built at updatedAt, and that DB.
+func newScannerDB(t *testing.T, updatedAt time.Time) (*scanner.Scanner, *scanner.DB) {
+	t.Helper()
 	dbDir := filepath.Join(t.TempDir(), "db")
-	scannertest.BuildDB(t, dbDir, time.Now())
+	scannertest.BuildDB(t, dbDir, updatedAt)
 	db := scanner.NewDB()
 	if _, err := db.Load(dbDir, "test"); err != nil {
 		t.Fatal(err)
@@ -40,7 +47,7 @@ func newScanner(t *testing.T) *scanner.Scanner {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { s.Close() })
-	return s
+	return s, db
 }
 
 // findings lists "CVE pkg" pairs of a scan.
@@ -363,18 +370,7 @@ func (l *blockingLayer) Uncompressed() (io.ReadCloser, error) {
 // A DB swap while a long scan is analysing its layers neither waits for that scan nor
 // holds new scans behind it: another image is scanned meanwhile.
 func TestDBSwapDuringALongScan(t *testing.T) {
-	dbDir := filepath.Join(t.TempDir(), "db")
-	scannertest.BuildDB(t, dbDir, time.Now().Add(-time.Hour))
-	db := scanner.NewDB()
-	if _, err := db.Load(dbDir, "test"); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { db.Close() })
-	s, err := scanner.New(filepath.Join(t.TempDir(), "cache"), db)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { s.Close() })
+	s, db := newScannerDB(t, time.Now().Add(-time.Hour))
 
 	gate, reached := make(chan struct{}), make(chan struct{})
 	var once sync.Once

@@ -510,34 +510,32 @@ func (g *Gate) judgeArtifact(ctx context.Context, f *Facts, repo, tag string, po
 // Subject says whether the image subject is allowed in repo, for its referrers: known
 // is false when it was never pulled or judged there.
 func (g *Gate) Subject(ctx context.Context, repo string, subject digest.Digest) (allowed, known bool, reason string) {
-	rec, ok := g.store.HasManifest(repo, subject)
-	if !ok {
-		return false, false, ""
-	}
-	if types.MediaType(rec.MediaType).IsIndex() {
-		return true, true, ""
-	}
-	v, known := g.judged(ctx, Manifest{Repository: repo, Descriptor: v1.Descriptor{MediaType: types.MediaType(rec.MediaType), Digest: toHash(subject)}}, 1)
+	v, known := g.subject(ctx, repo, subject, 1)
 	return known && v.Allowed, known, v.Message
 }
 
-// subjectAllowed reports whether the image subject is allowed in repo (an index: when
-// it is stored there; each platform is judged on its own), or says why not.
-func (g *Gate) subjectAllowed(ctx context.Context, repo string, subject digest.Digest, depth int) (bool, string) {
+// subject judges the image subject in repo from what is known (an index: allowed when
+// it is stored there; each platform is judged on its own).
+func (g *Gate) subject(ctx context.Context, repo string, subject digest.Digest, depth int) (Verdict, bool) {
 	rec, ok := g.store.HasManifest(repo, subject)
 	if !ok {
-		return false, fmt.Sprintf("%s@%s has not been pulled through this proxy: pull the image first", repo, subject)
+		return Verdict{}, false
 	}
 	if types.MediaType(rec.MediaType).IsIndex() {
-		return true, ""
+		return Verdict{Allowed: true, Rule: "index"}, true
 	}
+	return g.judged(ctx, Manifest{Repository: repo, Descriptor: v1.Descriptor{MediaType: types.MediaType(rec.MediaType), Digest: toHash(subject)}}, depth)
+}
+
+// subjectAllowed reports whether the image subject is allowed in repo, or says why not.
+func (g *Gate) subjectAllowed(ctx context.Context, repo string, subject digest.Digest, depth int) (bool, string) {
 	if depth > 3 {
 		return false, "artifacts nest too deep"
 	}
-	v, known := g.judged(ctx, Manifest{Repository: repo, Descriptor: v1.Descriptor{MediaType: types.MediaType(rec.MediaType), Digest: toHash(subject)}}, depth+1)
+	v, known := g.subject(ctx, repo, subject, depth+1)
 	switch {
 	case !known:
-		return false, fmt.Sprintf("%s@%s has not been judged yet: pull the image first", repo, subject)
+		return false, fmt.Sprintf("%s@%s has not been pulled and judged through this proxy: pull the image first", repo, subject)
 	case !v.Allowed:
 		return false, fmt.Sprintf("%s@%s is denied (%s)", repo, subject, v.Rule)
 	}
