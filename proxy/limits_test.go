@@ -14,6 +14,7 @@ import (
 	"strings"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/empty"
@@ -211,5 +212,83 @@ func TestUncompressedBytesLimits(t *testing.T) {
 				t.Fatalf("small image under the limits: %d %s", resp.StatusCode, b)
 			}
 		})
+	}
+}
+
+// firstByteScanner tells when it has read the first bytes of every layer, then reads on.
+type firstByteScanner struct {
+	fakeScanner
+	started chan struct{}
+}
+
+func (s *firstByteScanner) Scan(ctx context.Context, img v1.Image, ref string) (*gate.ScanResult, error) {
+	layers, err := img.Layers()
+	if err != nil {
+		return nil, err
+	}
+	rc, err := layers[0].Uncompressed()
+	if err != nil {
+		return nil, err
+	}
+	buf := make([]byte, 512)
+	if _, err := io.ReadFull(rc, buf); err != nil {
+		return nil, err
+	}
+	close(s.started)
+	if _, err := io.Copy(io.Discard, rc); err != nil {
+		return nil, err
+	}
+	rc.Close()
+	return s.fakeScanner.Scan(ctx, img, ref)
+}
+
+// A layer is analysed while it downloads: the scanner reads its first bytes while the
+// upstream still holds back the rest; a layer whose bytes turn out wrong fails the scan.
+func TestLayersAreAnalysedWhileTheyDownload(t *testing.T) {
+	up := proxytest.NewUpstream(t)
+	img := imageOf(t, gzipLayer(t, tarOf(t, "opt/data", 4<<20, rand.Reader)))
+	up.Push(t, "test/app:1", img)
+	layers, _ := img.Layers()
+	ld, _ := layers[0].Digest()
+	rc, _ := layers[0].Compressed()
+	body, _ := io.ReadAll(rc)
+	release := make(chan struct{})
+	up.SetFault(func(w http.ResponseWriter, r *http.Request) bool {
+		if r.Method != http.MethodGet || !strings.HasSuffix(r.URL.Path, "/blobs/"+ld.String()) {
+			return false
+		}
+		w.Header().Set("Content-Length", fmt.Sprint(len(body)))
+		w.WriteHeader(http.StatusOK)
+		w.Write(body[:len(body)/2])
+		w.(http.Flusher).Flush()
+		select {
+		case <-release:
+		case <-r.Context().Done():
+			return true
+		}
+		w.Write(body[len(body)/2:])
+		return true
+	})
+	sc := &firstByteScanner{started: make(chan struct{})}
+	p := proxytest.Start(t, proxytest.Config(t, up), proxy.WithScanner(sc, policy.DefaultSet()))
+	pulled := make(chan int, 1)
+	go func() {
+		resp, _ := get(t, http.MethodGet, p.URL+"/v2/"+up.Name+"/test/app/manifests/1", nil)
+		pulled <- resp.StatusCode
+	}()
+	select {
+	case <-sc.started:
+	case <-time.After(10 * time.Second):
+		close(release)
+		t.Fatal("the scan did not start reading the layer while it downloaded")
+	}
+	select {
+	case code := <-pulled:
+		t.Fatalf("the manifest was served (%d) before its layer was in", code)
+	default:
+	}
+	close(release)
+	if code := <-pulled; code != http.StatusOK {
+		t.Fatalf("pull after the layer arrived: %d", code)
 	}
 }

@@ -4,11 +4,13 @@ import (
 	"archive/tar"
 	"bytes"
 	"context"
+	"errors"
 	"io"
 	"os"
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync/atomic"
 	"testing"
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
@@ -94,5 +96,51 @@ func TestTarTraversalAndLinkEscapes(t *testing.T) {
 	}
 	if !slices.Contains(res.Executables, "usr/bin/escape") {
 		t.Errorf("the link in usr/bin is an executable entry of the image: %v", res.Executables)
+	}
+}
+
+// unverified is an image whose layers' bytes fail their digest check after the
+// analysis read them (a layer streamed while it downloaded, then found wrong).
+type unverified struct {
+	v1.Image
+	err error
+}
+
+type unverifiedLayer struct {
+	v1.Layer
+	err error
+}
+
+func (l unverifiedLayer) Verify() error { return l.err }
+
+func (i unverified) Layers() ([]v1.Layer, error) {
+	ls, err := i.Image.Layers()
+	for n := range ls {
+		ls[n] = unverifiedLayer{ls[n], i.err}
+	}
+	return ls, err
+}
+
+func (i unverified) LayerByDiffID(h v1.Hash) (v1.Layer, error) {
+	l, err := i.Image.LayerByDiffID(h)
+	return unverifiedLayer{l, i.err}, err
+}
+
+// An analysis of bytes that then fail their digest check is not kept: the scan fails,
+// and the next scan of the layer analyses it again instead of reusing what was made of
+// the wrong bytes.
+func TestAnalysisOfUnverifiedBytesIsNotKept(t *testing.T) {
+	s := newScanner(t)
+	img := scannertest.AlpineImage(t, true)
+	if _, err := s.Scan(context.Background(), unverified{img, errors.New("digest mismatch")}, "r.test/app:1"); err == nil || !strings.Contains(err.Error(), "digest mismatch") {
+		t.Fatalf("scan of unverified layers: %v", err)
+	}
+	reads := &atomic.Int64{}
+	if got := findings(t, s, countingImage{img, reads}); len(got) == 0 {
+		t.Fatal("no findings on the verified image")
+	}
+	layers, _ := img.Layers()
+	if n := reads.Load(); n != int64(len(layers)) {
+		t.Fatalf("the verified scan read %d layers, want %d: an unverified analysis was kept", n, len(layers))
 	}
 }

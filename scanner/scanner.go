@@ -243,13 +243,23 @@ func (s *Scanner) scan(ctx context.Context, img v1.Image, ref string, option fun
 	teed := s.tee(img)
 	defer teed.close()
 	opt := option(java)
-	inner, err := aimage.NewArtifact(&namedImage{Image: teed, ref: ref}, s.cache, opt)
+	ov := newOverlay(s.cache)
+	inner, err := aimage.NewArtifact(&namedImage{Image: teed, ref: ref}, ov, opt)
 	if err != nil {
 		return nil, fmt.Errorf("scanner: %w", err)
 	}
 	inspected, err := inner.Inspect(ctx)
 	if err != nil {
 		return nil, fmt.Errorf("scanner: failed analysis: %w", err)
+	}
+	// Layers may have been analysed as they arrived: what was made of them is kept (and
+	// detected on) only once their bytes are checked against their digests.
+	if err := verifyLayers(img); err != nil {
+		return nil, fmt.Errorf("scanner: %w", err)
+	}
+	teed.commit()
+	if err := ov.commit(ctx); err != nil {
+		return nil, fmt.Errorf("scanner: layer cache: %w", err)
 	}
 	facts, err := s.walkLayers(img, teed)
 	if err != nil {

@@ -18,13 +18,25 @@ type teeImage struct {
 	v1.Image
 	s *Scanner
 
-	mu  sync.Mutex
-	got map[v1.Hash]*layerEntries // by layer digest
-	wg  sync.WaitGroup
+	mu    sync.Mutex
+	got   map[v1.Hash]*layerEntries // by layer digest
+	fresh map[v1.Hash]bool          // entries teed, not yet cached
+	wg    sync.WaitGroup
 }
 
 func (s *Scanner) tee(img v1.Image) *teeImage {
-	return &teeImage{Image: img, s: s, got: map[v1.Hash]*layerEntries{}}
+	return &teeImage{Image: img, s: s, got: map[v1.Hash]*layerEntries{}, fresh: map[v1.Hash]bool{}}
+}
+
+// commit caches the teed entries; the scan calls it once the layers are verified.
+func (t *teeImage) commit() {
+	t.wg.Wait()
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	for d := range t.fresh {
+		_ = t.s.cacheEntries(d, t.got[d]) // uncached, the next scan of the layer walks it again
+	}
+	t.fresh = map[v1.Hash]bool{}
 }
 
 // close waits for the tees still reading (a stream Trivy did not close).
@@ -109,10 +121,9 @@ func (l *teeLayer) Uncompressed() (io.ReadCloser, error) {
 		}
 		l.t.mu.Lock()
 		if _, dup := l.t.got[l.d]; !dup {
-			l.t.got[l.d] = &e
+			l.t.got[l.d], l.t.fresh[l.d] = &e, true
 		}
 		l.t.mu.Unlock()
-		_ = l.t.s.cacheEntries(l.d, &e) // uncached, the next scan of the layer walks it again
 	}()
 	return &teeReader{rc: rc, pw: pw}, nil
 }

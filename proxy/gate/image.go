@@ -39,11 +39,12 @@ type limitError struct {
 func (e *limitError) Error() string { return e.reason + " (" + e.key + ")" }
 
 // storedImage is a v1.Image whose manifest, config and layers are read from the store:
-// what the scanner analyses, so a scan never pulls anything a second time. ready is
-// called before a layer is opened and returns once that blob is in the store. Layers
+// what the scanner analyses, so a scan never pulls anything a second time. A layer still
+// being fetched is read from its stream as it arrives, else from the store once it is
+// in; Verify tells the scanner when its bytes are checked against its digest. Layers
 // decompress (gzip, zstd or none, by their first bytes) within lim: a read past a limit
 // fails, and refused says which limit it was.
-func storedImage(ctx context.Context, st *storage.Store, mediaType string, raw []byte, lim config.LimitsConfig, ready func(context.Context, digest.Digest) error) (*storedCore, v1.Image, error) {
+func storedImage(ctx context.Context, st *storage.Store, mediaType string, raw []byte, lim config.LimitsConfig, fetches *fetchSet) (*storedCore, v1.Image, error) {
 	m, err := v1.ParseManifest(bytes.NewReader(raw))
 	if err != nil {
 		return nil, nil, fmt.Errorf("parse manifest: %w", err)
@@ -62,7 +63,7 @@ func storedImage(ctx context.Context, st *storage.Store, mediaType string, raw [
 	if len(cf.RootFS.DiffIDs) != len(m.Layers) {
 		return nil, nil, fmt.Errorf("config %s lists %d layer diff IDs for %d layers", m.Config.Digest, len(cf.RootFS.DiffIDs), len(m.Layers))
 	}
-	core := &storedCore{ctx: ctx, st: st, ready: ready, raw: raw, mt: types.MediaType(mediaType), cfg: cfg, lim: lim,
+	core := &storedCore{ctx: ctx, st: st, fetches: fetches, raw: raw, mt: types.MediaType(mediaType), cfg: cfg, lim: lim,
 		layers: map[v1.Hash]*storedLayer{}, read: map[v1.Hash]int64{}}
 	img := &limitedImage{c: core}
 	for i, l := range m.Layers {
@@ -109,10 +110,10 @@ func (i *limitedImage) LayerByDiffID(h v1.Hash) (v1.Layer, error) {
 }
 
 type storedCore struct {
-	ctx    context.Context
-	st     *storage.Store
-	ready  func(context.Context, digest.Digest) error
-	raw    []byte
+	ctx     context.Context
+	st      *storage.Store
+	fetches *fetchSet
+	raw     []byte
 	mt     types.MediaType
 	cfg    []byte
 	lim    config.LimitsConfig
@@ -188,10 +189,19 @@ func (l *storedLayer) Size() (int64, error)                { return l.d.Size, ni
 func (l *storedLayer) MediaType() (types.MediaType, error) { return l.d.MediaType, nil }
 func (l *storedLayer) Compressed() (io.ReadCloser, error) {
 	d := digest.Digest(l.d.Digest.String())
-	if err := l.c.ready(l.c.ctx, d); err != nil {
+	if s := l.c.fetches.streams[d]; s != nil && s.claim() {
+		return &streamReader{ctx: l.c.ctx, s: s, d: d, open: l.c.st.OpenBlob}, nil
+	}
+	if err := l.c.fetches.wait(l.c.ctx, d); err != nil {
 		return nil, err
 	}
 	return l.c.st.OpenBlob(l.c.ctx, d)
+}
+
+// Verify returns once the layer is in the store, its digest checked, or why it is not:
+// what a scanner made of the layer's bytes before that is kept only if this is nil.
+func (l *storedLayer) Verify() error {
+	return l.c.fetches.wait(l.c.ctx, digest.Digest(l.d.Digest.String()))
 }
 
 // Uncompressed decompresses the stored layer by its first bytes: gzip (klauspost's,

@@ -123,7 +123,9 @@ func (f *Facts) Final() bool {
 // Fetcher brings a blob of a repository ("<upstream>/<repository>") into the store;
 // the mirror implements it. Scans read only what it stored.
 type Fetcher interface {
-	EnsureBlob(ctx context.Context, repo string, d digest.Digest) error
+	// EnsureBlob hands tap (when not nil, and when this call fetches the blob) each
+	// chunk as it is stored, until tap returns false.
+	EnsureBlob(ctx context.Context, repo string, d digest.Digest, tap func([]byte) bool) error
 }
 
 // Lifetime is the server's: work the gate starts outlives the request it came from but
@@ -499,16 +501,17 @@ func (g *Gate) scanOne(ctx context.Context, source string, dgst digest.Digest) (
 		defer g.leases.Hold(b)()
 	}
 	// Every blob is fetched at once and the scan starts as soon as the config is in: a
-	// layer is analysed when its own fetch is done (a cached layer is not waited for), so
-	// analysis overlaps the download of the rest. The facts still wait for every blob.
-	fetches := newFetchSet(ctx, blobs, func(ctx context.Context, d digest.Digest) error {
-		return g.fetch.EnsureBlob(ctx, source, d)
+	// layer is analysed as it downloads (its stream), or from the store once its fetch is
+	// done; a cached layer is not waited for. The scanner keeps an analysis only once its
+	// layer is verified, and the facts wait for every blob.
+	fetches := newFetchSet(ctx, blobs, func(ctx context.Context, d digest.Digest, tap func([]byte) bool) error {
+		return g.fetch.EnsureBlob(ctx, source, d, tap)
 	})
 	defer fetches.wg.Wait() // nothing of this scan runs on after it returned
 	if err := fetches.wait(ctx, blobs[0]); err != nil {
 		return nil, c, err
 	}
-	core, img, err := storedImage(ctx, g.store, mrec.MediaType, raw, g.limits, fetches.wait)
+	core, img, err := storedImage(ctx, g.store, mrec.MediaType, raw, g.limits, fetches)
 	if err != nil {
 		return nil, c, err
 	}
@@ -528,13 +531,21 @@ func (g *Gate) scanOne(ctx context.Context, source string, dgst digest.Digest) (
 // fetchSet runs the fetches of an image's blobs concurrently and lets the scan wait for
 // any one of them.
 type fetchSet struct {
-	done map[digest.Digest]chan struct{}
-	errs map[digest.Digest]*error
-	wg   sync.WaitGroup
+	done    map[digest.Digest]chan struct{}
+	errs    map[digest.Digest]*error
+	streams map[digest.Digest]*layerStream // the layers' (blobs[1:])
+	wg      sync.WaitGroup
 }
 
-func newFetchSet(ctx context.Context, blobs []digest.Digest, fetch func(context.Context, digest.Digest) error) *fetchSet {
-	fs := &fetchSet{done: map[digest.Digest]chan struct{}{}, errs: map[digest.Digest]*error{}}
+// newFetchSet fetches blobs (the config, then the layers), at most 4 at a time; each
+// layer's bytes are also streamed to the scan as they are stored.
+func newFetchSet(ctx context.Context, blobs []digest.Digest, fetch func(context.Context, digest.Digest, func([]byte) bool) error) *fetchSet {
+	fs := &fetchSet{done: map[digest.Digest]chan struct{}{}, errs: map[digest.Digest]*error{}, streams: map[digest.Digest]*layerStream{}}
+	for i, b := range blobs {
+		if _, dup := fs.streams[b]; i > 0 && !dup {
+			fs.streams[b] = newLayerStream()
+		}
+	}
 	sem := make(chan struct{}, 4)
 	for _, b := range blobs {
 		if _, dup := fs.done[b]; dup {
@@ -542,10 +553,20 @@ func newFetchSet(ctx context.Context, blobs []digest.Digest, fetch func(context.
 		}
 		done, errp := make(chan struct{}), new(error)
 		fs.done[b], fs.errs[b] = done, errp
+		stream := fs.streams[b]
+		var tap func([]byte) bool
+		if stream != nil {
+			tap = stream.tap
+		}
 		fs.wg.Add(1)
 		go func() {
 			defer fs.wg.Done()
 			defer close(done)
+			defer func() {
+				if stream != nil {
+					stream.finish(*errp)
+				}
+			}()
 			select {
 			case sem <- struct{}{}:
 			case <-ctx.Done():
@@ -553,7 +574,7 @@ func newFetchSet(ctx context.Context, blobs []digest.Digest, fetch func(context.
 				return
 			}
 			defer func() { <-sem }()
-			if err := fetch(ctx, b); err != nil {
+			if err := fetch(ctx, b, tap); err != nil {
 				*errp = fmt.Errorf("ingest %s: %w", b, err)
 			}
 		}()

@@ -130,7 +130,7 @@ func (m *Mirror) fetchBlob(w http.ResponseWriter, r *http.Request, rt *Route, dg
 	if r.Header.Get("Range") == "" {
 		client = w
 	}
-	streamed, err := m.sharedFetch(r.Context(), rt, dgst, client)
+	streamed, err := m.sharedFetch(r.Context(), rt, dgst, client, nil)
 	if err != nil || streamed {
 		return err
 	}
@@ -138,19 +138,19 @@ func (m *Mirror) fetchBlob(w http.ResponseWriter, r *http.Request, rt *Route, dg
 }
 
 // ensureBlob makes sure a blob of rt's repository is in the store.
-func (m *Mirror) ensureBlob(ctx context.Context, rt *Route, dgst digest.Digest) error {
+func (m *Mirror) ensureBlob(ctx context.Context, rt *Route, dgst digest.Digest, tap func([]byte) bool) error {
 	defer m.leases.Hold(dgst)()
 	if _, err := m.store.StatBlob(ctx, dgst); err == nil {
 		return m.ensureLinked(ctx, rt, dgst)
 	}
-	_, err := m.sharedFetch(ctx, rt, dgst, nil)
+	_, err := m.sharedFetch(ctx, rt, dgst, nil, tap)
 	return err
 }
 
 // sharedFetch ingests a blob with one upstream fetch however many ask at once. The first
 // caller fetches, streaming to client when it has one; the others wait for that fetch
 // and find the blob in the store. streamed reports whether client got the response.
-func (m *Mirror) sharedFetch(ctx context.Context, rt *Route, dgst digest.Digest, client http.ResponseWriter) (streamed bool, err error) {
+func (m *Mirror) sharedFetch(ctx context.Context, rt *Route, dgst digest.Digest, client http.ResponseWriter, tap func([]byte) bool) (streamed bool, err error) {
 	m.mu.Lock()
 	if f, ok := m.inflight[dgst]; ok {
 		m.mu.Unlock()
@@ -179,7 +179,7 @@ func (m *Mirror) sharedFetch(ctx context.Context, rt *Route, dgst digest.Digest,
 
 	// The fetch outlives a caller that goes away (others may be waiting on it), not Close.
 	bctx, done := m.life.Background(ctx)
-	streamed, err = m.ingestBlob(bctx, rt, dgst, client)
+	streamed, err = m.ingestBlob(bctx, rt, dgst, client, tap)
 	done()
 	f.err = err
 	m.mu.Lock()
@@ -193,8 +193,9 @@ func (m *Mirror) sharedFetch(ctx context.Context, rt *Route, dgst digest.Digest,
 // digest, and streams it to client (when not nil) as it goes. The last chunk is held back
 // until the digest is verified, so a client never receives a complete wrong blob: on a
 // mismatch or a broken upstream the error is returned after headers were sent, and the
-// connection is cut. streamed reports whether the response went to the client.
-func (m *Mirror) ingestBlob(ctx context.Context, rt *Route, dgst digest.Digest, client http.ResponseWriter) (streamed bool, err error) {
+// connection is cut. streamed reports whether the response went to the client. tap, when
+// not nil, is handed each chunk once it is written to the store, until it returns false.
+func (m *Mirror) ingestBlob(ctx context.Context, rt *Route, dgst digest.Digest, client http.ResponseWriter, tap func([]byte) bool) (streamed bool, err error) {
 	// The wait for headers is bounded by the transport (upstream_timeout); the body
 	// streams for as long as it takes, but not through a silence longer than
 	// upstream_idle_timeout.
@@ -281,6 +282,9 @@ func (m *Mirror) ingestBlob(ctx context.Context, rt *Route, dgst digest.Digest, 
 		for c := range storeCh {
 			if storeErr == nil {
 				_, storeErr = bw.Write((*c.buf)[:c.n])
+			}
+			if tap != nil && storeErr == nil && !tap((*c.buf)[:c.n]) {
+				tap = nil
 			}
 			release(c)
 		}

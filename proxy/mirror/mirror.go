@@ -118,13 +118,15 @@ func reValidName(name string) bool {
 }
 
 // EnsureBlob makes sure blob d of repository repo ("<upstream>/<repository>") is in the
-// store, fetching it once however many ask.
-func (m *Mirror) EnsureBlob(ctx context.Context, repo string, d digest.Digest) error {
+// store, fetching it once however many ask. When this call is the one that fetches it and tap is not nil, tap is handed each
+// chunk as it is stored (before the digest is verified; the chunk is reused after tap
+// returns) until it returns false.
+func (m *Mirror) EnsureBlob(ctx context.Context, repo string, d digest.Digest, tap func([]byte) bool) error {
 	rt, err := m.RouteFor(repo)
 	if err != nil {
 		return err
 	}
-	return m.ensureBlob(ctx, rt, d)
+	return m.ensureBlob(ctx, rt, d, tap)
 }
 
 // Owners are the manifests of repo ("<upstream>/<repository>") that reference blob.
