@@ -114,10 +114,10 @@ type storedCore struct {
 	st      *storage.Store
 	fetches *fetchSet
 	raw     []byte
-	mt     types.MediaType
-	cfg    []byte
-	lim    config.LimitsConfig
-	layers map[v1.Hash]*storedLayer
+	mt      types.MediaType
+	cfg     []byte
+	lim     config.LimitsConfig
+	layers  map[v1.Hash]*storedLayer
 
 	mu      sync.Mutex
 	read    map[v1.Hash]int64 // the most bytes one read of a layer expanded to

@@ -176,14 +176,14 @@ type Gate struct {
 	external string
 	limits   config.LimitsConfig
 	metrics  *metrics
-	notify    *notifier
-	sf        singleflight.Group // one scan per digest
-	policy    atomic.Pointer[policy.Set]
-	now       func() time.Time
-	slots     chan struct{}
-	scans     atomic.Int64
-	memo      memo
-	states    judgementStates
+	notify   *notifier
+	sf       singleflight.Group // one scan per digest
+	policy   atomic.Pointer[policy.Set]
+	now      func() time.Time
+	slots    chan struct{}
+	scans    atomic.Int64
+	memo     memo
+	states   judgementStates
 	// auditDenials counts images served that an audit-mode policy would have denied.
 	auditDenials atomic.Int64
 	queued       atomic.Int64
