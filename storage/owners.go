@@ -13,7 +13,7 @@ import (
 var bucketOwners = []byte("blob-owners") // repo\x00blob\x00manifest → ""
 
 // Owners lists the manifests of repo that reference blob.
-func (s *Store) Owners(repo string, blob digest.Digest) ([]digest.Digest, error) {
+func (s *boltMeta) Owners(repo string, blob digest.Digest) ([]digest.Digest, error) {
 	var out []digest.Digest
 	prefix := key(repo, blob.String(), "")
 	err := s.db.View(func(tx *bolt.Tx) error {

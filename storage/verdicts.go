@@ -19,12 +19,12 @@ var (
 )
 
 // PutJudgement stores the judgement of a manifest digest under a repository.
-func (s *Store) PutJudgement(repo string, dgst digest.Digest, rec []byte) error {
+func (s *boltMeta) PutJudgement(repo string, dgst digest.Digest, rec []byte) error {
 	return s.db.Update(func(tx *bolt.Tx) error { return tx.Bucket(bucketJudgements).Put(key(repo, dgst.String()), rec) })
 }
 
 // PutJudgements stores many judgements in one transaction (repo\x00digest → record).
-func (s *Store) PutJudgements(recs map[string][]byte) error {
+func (s *boltMeta) PutJudgements(recs map[string][]byte) error {
 	if len(recs) == 0 {
 		return nil
 	}
@@ -40,12 +40,12 @@ func (s *Store) PutJudgements(recs map[string][]byte) error {
 }
 
 // Judgement returns the judgement of a digest under a repository, or ErrNotFound.
-func (s *Store) Judgement(repo string, dgst digest.Digest) ([]byte, error) {
+func (s *boltMeta) Judgement(repo string, dgst digest.Digest) ([]byte, error) {
 	return s.getRaw(bucketJudgements, key(repo, dgst.String()))
 }
 
 // Judgements calls fn for every stored judgement, in (repository, digest) order.
-func (s *Store) Judgements(fn func(repo string, dgst digest.Digest, rec []byte) error) error {
+func (s *boltMeta) Judgements(fn func(repo string, dgst digest.Digest, rec []byte) error) error {
 	return s.db.View(func(tx *bolt.Tx) error {
 		return tx.Bucket(bucketJudgements).ForEach(func(k, v []byte) error {
 			repo, d, ok := bytes.Cut(k, []byte{0})
@@ -58,12 +58,12 @@ func (s *Store) Judgements(fn func(repo string, dgst digest.Digest, rec []byte) 
 }
 
 // PutVerdict stores the verdict record of a manifest digest.
-func (s *Store) PutVerdict(dgst digest.Digest, rec []byte) error {
+func (s *boltMeta) PutVerdict(dgst digest.Digest, rec []byte) error {
 	return s.db.Update(func(tx *bolt.Tx) error { return tx.Bucket(bucketVerdicts).Put([]byte(dgst), rec) })
 }
 
 // PutVerdictAndReport stores a verdict record and its scan report in one transaction.
-func (s *Store) PutVerdictAndReport(dgst digest.Digest, rec, report []byte) error {
+func (s *boltMeta) PutVerdictAndReport(dgst digest.Digest, rec, report []byte) error {
 	return s.db.Update(func(tx *bolt.Tx) error {
 		if err := tx.Bucket(bucketReports).Put([]byte(dgst), report); err != nil {
 			return err
@@ -73,17 +73,17 @@ func (s *Store) PutVerdictAndReport(dgst digest.Digest, rec, report []byte) erro
 }
 
 // Verdict returns the verdict record of a manifest digest, or ErrNotFound.
-func (s *Store) Verdict(dgst digest.Digest) ([]byte, error) {
+func (s *boltMeta) Verdict(dgst digest.Digest) ([]byte, error) {
 	return s.getRaw(bucketVerdicts, []byte(dgst))
 }
 
 // Report returns the scan report of a manifest digest, or ErrNotFound.
-func (s *Store) Report(dgst digest.Digest) ([]byte, error) {
+func (s *boltMeta) Report(dgst digest.Digest) ([]byte, error) {
 	return s.getRaw(bucketReports, []byte(dgst))
 }
 
 // Verdicts calls fn for every stored verdict record, in digest order.
-func (s *Store) Verdicts(fn func(dgst digest.Digest, rec []byte) error) error {
+func (s *boltMeta) Verdicts(fn func(dgst digest.Digest, rec []byte) error) error {
 	return s.db.View(func(tx *bolt.Tx) error {
 		return tx.Bucket(bucketVerdicts).ForEach(func(k, v []byte) error {
 			return fn(digest.Digest(k), bytes.Clone(v))
@@ -91,7 +91,7 @@ func (s *Store) Verdicts(fn func(dgst digest.Digest, rec []byte) error) error {
 	})
 }
 
-func (s *Store) getRaw(bucket, k []byte) ([]byte, error) {
+func (s *boltMeta) getRaw(bucket, k []byte) ([]byte, error) {
 	var out []byte
 	err := s.db.View(func(tx *bolt.Tx) error {
 		v := tx.Bucket(bucket).Get(k)
@@ -107,7 +107,7 @@ func (s *Store) getRaw(bucket, k []byte) ([]byte, error) {
 var bucketBaselines = []byte("baselines") // RFC 3339 time → baseline comparison (JSON)
 
 // PutBaseline keeps a baseline comparison; only the newest ten are kept.
-func (s *Store) PutBaseline(at time.Time, b []byte) error {
+func (s *boltMeta) PutBaseline(at time.Time, b []byte) error {
 	return s.db.Update(func(tx *bolt.Tx) error {
 		bk := tx.Bucket(bucketBaselines)
 		if err := bk.Put([]byte(at.UTC().Format(time.RFC3339Nano)), b); err != nil {
@@ -133,7 +133,7 @@ func (s *Store) PutBaseline(at time.Time, b []byte) error {
 }
 
 // LatestBaseline returns the newest baseline comparison and when it was stored.
-func (s *Store) LatestBaseline() (time.Time, []byte, error) {
+func (s *boltMeta) LatestBaseline() (time.Time, []byte, error) {
 	var at time.Time
 	var out []byte
 	err := s.db.View(func(tx *bolt.Tx) error {

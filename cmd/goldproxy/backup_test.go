@@ -53,7 +53,12 @@ func TestBackup(t *testing.T) {
 			return
 		}
 		w.Header().Set("Content-Type", "application/octet-stream")
-		if _, err := cli.WriteBackup(w, p.Store.DB()); err != nil {
+		db, err := p.Store.DB()
+		if err != nil {
+			t.Error(err)
+			return
+		}
+		if _, err := cli.WriteBackup(w, db); err != nil {
 			t.Error(err)
 		}
 	}))
