@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"encoding/binary"
 	"encoding/json"
+	"fmt"
+	"strings"
 	"time"
 
 	"github.com/opencontainers/go-digest"
@@ -35,6 +37,11 @@ func (s *boltMeta) MarkPulled(pulls map[string]time.Time) error {
 	if len(pulls) == 0 {
 		return nil
 	}
+	for k := range pulls {
+		if _, _, err := SplitPullKey(k); err != nil {
+			return err
+		}
+	}
 	return s.db.Update(func(tx *bolt.Tx) error {
 		b, err := tx.CreateBucketIfNotExists(bucketPulled)
 		if err != nil {
@@ -53,6 +60,15 @@ func (s *boltMeta) MarkPulled(pulls map[string]time.Time) error {
 
 // PullKey is the MarkPulled key of a repository's manifest.
 func PullKey(repo string, dgst digest.Digest) string { return string(key(repo, dgst.String())) }
+
+// SplitPullKey is the repository and digest of a PullKey; an error for anything else.
+func SplitPullKey(k string) (repo string, dgst digest.Digest, err error) {
+	repo, d, ok := strings.Cut(k, "\x00")
+	if !ok || repo == "" || digest.Digest(d).Validate() != nil {
+		return "", "", fmt.Errorf("storage: %q is not a PullKey(repository, digest)", k)
+	}
+	return repo, digest.Digest(d), nil
+}
 
 // Images lists every stored manifest with its use times.
 func (s *boltMeta) Images() ([]Image, error) {

@@ -23,10 +23,16 @@ func (s *boltMeta) PutJudgement(repo string, dgst digest.Digest, rec []byte) err
 	return s.db.Update(func(tx *bolt.Tx) error { return tx.Bucket(bucketJudgements).Put(key(repo, dgst.String()), rec) })
 }
 
-// PutJudgements stores many judgements in one transaction (repo\x00digest → record).
+// PutJudgements stores many judgements (PullKey(repo, digest) → record) in one
+// transaction; a key that is not a PullKey fails them all.
 func (s *boltMeta) PutJudgements(recs map[string][]byte) error {
 	if len(recs) == 0 {
 		return nil
+	}
+	for k := range recs {
+		if _, _, err := SplitPullKey(k); err != nil {
+			return err
+		}
 	}
 	return s.db.Update(func(tx *bolt.Tx) error {
 		b := tx.Bucket(bucketJudgements)
@@ -104,13 +110,18 @@ func (s *boltMeta) getRaw(bucket, k []byte) ([]byte, error) {
 	return out, err
 }
 
-var bucketBaselines = []byte("baselines") // RFC 3339 time → baseline comparison (JSON)
+var bucketBaselines = []byte("baselines") // baselineKey time → baseline comparison (JSON)
+
+// baselineKey is RFC 3339 with all nine fraction digits: keys sort as their times do
+// (RFC3339Nano drops trailing zeros, and "05Z" sorts after "05.5Z"). Older keys in
+// RFC3339Nano still parse.
+const baselineKey = "2006-01-02T15:04:05.000000000Z07:00"
 
 // PutBaseline keeps a baseline comparison; only the newest ten are kept.
 func (s *boltMeta) PutBaseline(at time.Time, b []byte) error {
 	return s.db.Update(func(tx *bolt.Tx) error {
 		bk := tx.Bucket(bucketBaselines)
-		if err := bk.Put([]byte(at.UTC().Format(time.RFC3339Nano)), b); err != nil {
+		if err := bk.Put([]byte(at.UTC().Format(baselineKey)), b); err != nil {
 			return err
 		}
 		// Count with a cursor: Stats does not see deletes of the same transaction.
