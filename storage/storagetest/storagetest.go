@@ -30,6 +30,21 @@ func Conformance(t *testing.T, open func(t *testing.T) storage.Metadata) {
 		{"robots", robots},
 		{"baselines keep the newest ten", baselines},
 		{"last pulls", lastPulls},
+		{"a refused manifest leaves nothing", refusedManifest},
+		{"manifest records round-trip", manifestRecords},
+		{"listings come in byte order", byteOrder},
+		{"a tag moves", tagMoves},
+		{"referrers are per subject and go with their manifest", referrerLifecycle},
+		{"owners of a shared blob", sharedOwners},
+		{"unlink forgets every repository's link", unlink},
+		{"delete manifest forgets everything of its repository", deleteDetails},
+		{"iterations stop at the first error", iterationErrors},
+		{"keys that are not pull keys are refused", badPullKeys},
+		{"records keep their exact bytes", exactBytes},
+		{"robots are listed by name and replaced", robotDetails},
+		{"baselines: the newest by time, even within a second", baselineOrder},
+		{"times keep microseconds", timePrecision},
+		{"concurrent writers", concurrentWriters},
 	} {
 		t.Run(tc.name, func(t *testing.T) { tc.fn(t, open(t)) })
 	}

@@ -67,8 +67,14 @@ func Start(t testing.TB) *Server {
 		}
 		return nil
 	}
-	if err := run("initdb", "-D", data, "-U", "postgres", "--auth=trust", "--encoding=UTF8", "--locale=C", "--no-sync"); err != nil {
-		t.Fatalf("pgtest: %v", err)
+	// The default collation is ICU's en-US, as on most real servers, not C: a query that
+	// forgets the schema's byte-order collation sorts differently and the suite sees it.
+	initdb := []string{"-D", data, "-U", "postgres", "--auth=trust", "--encoding=UTF8", "--locale=C", "--no-sync"}
+	if err := run("initdb", append(initdb, "--locale-provider=icu", "--icu-locale=en-US")...); err != nil {
+		_ = os.RemoveAll(data)
+		if err := run("initdb", initdb...); err != nil { // a server built without ICU
+			t.Fatalf("pgtest: %v", err)
+		}
 	}
 	logFile := filepath.Join(dir, "postgres.log")
 	var port int
