@@ -124,6 +124,23 @@ func migrate(ctx context.Context, pool *pgxpool.Pool) error {
 	if err != nil {
 		return err
 	}
+	// Up to date: nothing to lock or write (a replica can open a read-only database and
+	// report it not writable, rather than fail to start).
+	var newest int
+	var exists bool
+	err = pool.QueryRow(ctx, `SELECT to_regclass('schema_migrations') IS NOT NULL`).Scan(&exists)
+	if err == nil && exists {
+		err = pool.QueryRow(ctx, `SELECT coalesce(max(version), 0) FROM schema_migrations`).Scan(&newest)
+	}
+	if err != nil {
+		return fmt.Errorf("postgres: schema_migrations: %w", err)
+	}
+	if newest > len(migs) {
+		return newerSchema(newest, len(migs))
+	}
+	if newest == len(migs) {
+		return nil
+	}
 	return pgx.BeginFunc(ctx, pool, func(tx pgx.Tx) error {
 		if _, err := tx.Exec(ctx, `SELECT pg_advisory_xact_lock($1)`, migrationLock); err != nil {
 			return fmt.Errorf("postgres: migration lock: %w", err)
@@ -139,7 +156,7 @@ func migrate(ctx context.Context, pool *pgxpool.Pool) error {
 			return fmt.Errorf("postgres: schema_migrations: %w", err)
 		}
 		if newest > len(migs) {
-			return fmt.Errorf("postgres: the database's schema is version %d, newer than this goldproxy knows (%d): upgrade goldproxy", newest, len(migs))
+			return newerSchema(newest, len(migs))
 		}
 		for _, m := range migs[newest:] {
 			if _, err := tx.Exec(ctx, m.sql); err != nil {
@@ -151,6 +168,10 @@ func migrate(ctx context.Context, pool *pgxpool.Pool) error {
 		}
 		return nil
 	})
+}
+
+func newerSchema(have, know int) error {
+	return fmt.Errorf("postgres: the database's schema is version %d, newer than this goldproxy knows (%d): upgrade goldproxy", have, know)
 }
 
 // SchemaVersion is the newest migration applied to the database.

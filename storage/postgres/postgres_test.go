@@ -2,7 +2,15 @@ package postgres_test
 
 import (
 	"context"
+	"fmt"
+	"net"
+	"strings"
+	"sync"
 	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/opencontainers/go-digest"
 
 	"github.com/goldproxy/goldproxy/storage"
 	"github.com/goldproxy/goldproxy/storage/postgres"
@@ -20,4 +28,184 @@ func TestPostgresConformance(t *testing.T) {
 		t.Cleanup(func() { m.Close() })
 		return m
 	})
+}
+
+func TestMigrationsTwoReplicasAtOnce(t *testing.T) {
+	srv := pgtest.Start(t)
+	dsn := srv.NewDatabase(t)
+	ctx := context.Background()
+	const n = 4
+	var wg sync.WaitGroup
+	stores := make([]*postgres.Store, n)
+	errs := make([]error, n)
+	for i := range n {
+		wg.Go(func() { stores[i], errs[i] = postgres.Open(ctx, dsn) })
+	}
+	wg.Wait()
+	for i := range n {
+		if errs[i] != nil {
+			t.Fatalf("replica %d: %v", i, errs[i])
+		}
+		defer stores[i].Close()
+	}
+	conn, err := pgx.Connect(ctx, dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close(ctx)
+	var rows, version int
+	if err := conn.QueryRow(ctx, `SELECT count(*), max(version) FROM schema_migrations`).Scan(&rows, &version); err != nil {
+		t.Fatal(err)
+	}
+	if rows != 1 || version != 1 {
+		t.Fatalf("schema_migrations: %d rows, version %d; want each migration applied once", rows, version)
+	}
+	if v, err := stores[0].SchemaVersion(ctx); err != nil || v != 1 {
+		t.Fatalf("SchemaVersion: %d %v", v, err)
+	}
+	// What one replica writes, another reads.
+	if err := stores[0].PutRobot(storage.Robot{Name: "ci", Hash: "h"}); err != nil {
+		t.Fatal(err)
+	}
+	if r, err := stores[1].Robot("ci"); err != nil || r.Hash != "h" {
+		t.Fatalf("robot on the other replica: %+v %v", r, err)
+	}
+}
+
+func TestReopenKeepsEverything(t *testing.T) {
+	srv := pgtest.Start(t)
+	dsn := srv.NewDatabase(t)
+	ctx := context.Background()
+	m, err := postgres.Open(ctx, dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	raw := []byte(`{"schemaVersion":2}`)
+	rec := storage.ManifestRecord{Descriptor: storage.Descriptor{MediaType: "application/vnd.oci.image.manifest.v1+json", Digest: digest.FromBytes(raw)}}
+	at := time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
+	if err := m.PutTaggedManifest("r.test/a", "1", at, rec, raw); err != nil {
+		t.Fatal(err)
+	}
+	if err := m.PutVerdict(rec.Digest, []byte(`{"state":"scanned"}`)); err != nil {
+		t.Fatal(err)
+	}
+	for i := range 12 {
+		if err := m.PutBaseline(at.Add(time.Duration(i)*time.Minute), []byte("b")); err != nil {
+			t.Fatal(err)
+		}
+	}
+	m.Close()
+	m, err = postgres.Open(ctx, dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer m.Close()
+	if tr, err := m.Tag("r.test/a", "1"); err != nil || tr.Digest != rec.Digest || !tr.FetchedAt.Equal(at) {
+		t.Fatalf("tag after reopen: %+v %v", tr, err)
+	}
+	if b, err := m.Verdict(rec.Digest); err != nil || string(b) != `{"state":"scanned"}` {
+		t.Fatalf("facts after reopen: %s %v", b, err)
+	}
+	conn, err := pgx.Connect(ctx, dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close(ctx)
+	var n int
+	if err := conn.QueryRow(ctx, `SELECT count(*) FROM baselines`).Scan(&n); err != nil || n != 10 {
+		t.Fatalf("%d baselines kept, want the newest 10 (%v)", n, err)
+	}
+}
+
+func TestNewerSchemaRefused(t *testing.T) {
+	srv := pgtest.Start(t)
+	dsn := srv.NewDatabase(t)
+	ctx := context.Background()
+	m, err := postgres.Open(ctx, dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m.Close()
+	conn, err := pgx.Connect(ctx, dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close(ctx)
+	if _, err := conn.Exec(ctx, `INSERT INTO schema_migrations (version, name) VALUES (99, '0099_future.sql')`); err != nil {
+		t.Fatal(err)
+	}
+	_, err = postgres.Open(ctx, dsn)
+	if err == nil || !strings.Contains(err.Error(), "version 99, newer than this goldproxy") {
+		t.Fatalf("a database migrated by a newer goldproxy: %v", err)
+	}
+}
+
+func TestWritable(t *testing.T) {
+	srv := pgtest.Start(t)
+	ctx := context.Background()
+	conn, err := pgx.Connect(ctx, srv.DSN())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close(ctx)
+	readOnly := func(dsn string) {
+		t.Helper()
+		name := dsn[strings.LastIndex(dsn, "/")+1 : strings.Index(dsn, "?")]
+		if _, err := conn.Exec(ctx, `ALTER DATABASE `+name+` SET default_transaction_read_only = on`); err != nil {
+			t.Fatal(err)
+		}
+	}
+	dsn := srv.NewDatabase(t)
+	m, err := postgres.Open(ctx, dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := m.Writable(); err != nil {
+		t.Fatalf("a fresh database: %v", err)
+	}
+	m.Close()
+	// A migrated database that turned read-only opens (nothing to migrate), reads, and
+	// says it is not writable.
+	readOnly(dsn)
+	m, err = postgres.Open(ctx, dsn)
+	if err != nil {
+		t.Fatalf("open an up-to-date read-only database: %v", err)
+	}
+	defer m.Close()
+	if err := m.Writable(); err == nil || !strings.Contains(err.Error(), "read-only") {
+		t.Fatalf("Writable on a read-only database: %v", err)
+	}
+	if _, err := m.Tags("r.test/app"); err != nil {
+		t.Fatalf("reads on a read-only database: %v", err)
+	}
+	if err := m.Link("r.test/app", digest.FromString("x")); err == nil {
+		t.Fatal("a write to a read-only database succeeded")
+	}
+	// One that still needs its schema cannot be opened.
+	fresh := srv.NewDatabase(t)
+	readOnly(fresh)
+	if m, err := postgres.Open(ctx, fresh); err == nil {
+		m.Close()
+		t.Fatal("opened a read-only database without a schema")
+	} else if !strings.Contains(err.Error(), "migration") && !strings.Contains(err.Error(), "schema_migrations") {
+		t.Fatalf("error does not say what failed: %v", err)
+	}
+}
+
+func TestOpenErrors(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	if _, err := postgres.Open(ctx, "postgres://u@127.0.0.1:notaport/db"); err == nil {
+		t.Fatal("a DSN that does not parse was accepted")
+	}
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	port := l.Addr().(*net.TCPAddr).Port
+	l.Close()
+	_, err = postgres.Open(ctx, fmt.Sprintf("postgres://u:secretpw@127.0.0.1:%d/db?connect_timeout=2", port))
+	if err == nil || !strings.Contains(err.Error(), fmt.Sprintf("connect to 127.0.0.1:%d", port)) || strings.Contains(err.Error(), "secretpw") {
+		t.Fatalf("no server: %v (want where it tried, without the password)", err)
+	}
 }
