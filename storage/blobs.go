@@ -49,6 +49,7 @@ func (s *Store) ServeBlob(ctx context.Context, w http.ResponseWriter, r *http.Re
 type BlobWriter struct {
 	s  *Store
 	bw distribution.BlobWriter
+	n  int64 // bytes written: the driver's count may lag behind what it buffers (S3)
 }
 
 // CreateBlob starts writing a new blob.
@@ -61,17 +62,24 @@ func (s *Store) CreateBlob(ctx context.Context) (*BlobWriter, error) {
 }
 
 // Write appends to the blob being written.
-func (w *BlobWriter) Write(p []byte) (int, error) { return w.bw.Write(p) }
+func (w *BlobWriter) Write(p []byte) (int, error) {
+	n, err := w.bw.Write(p)
+	w.n += int64(n)
+	return n, err
+}
 
 // Written is the number of bytes written so far.
-func (w *BlobWriter) Written() int64 { return w.bw.Size() }
+func (w *BlobWriter) Written() int64 { return w.n }
 
 // Commit verifies the written bytes against dgst (and size, when >= 0) and makes the
 // blob visible atomically. On a mismatch nothing is stored and ErrDigestMismatch is
 // returned.
 func (w *BlobWriter) Commit(ctx context.Context, dgst digest.Digest, size int64) error {
-	if size < 0 {
-		size = 0 // distribution: "unknown"
+	// distribution's Commit takes the size from what was written, whatever it is told:
+	// the size is checked here.
+	if size >= 0 && size != w.n {
+		_ = w.bw.Cancel(ctx)
+		return fmt.Errorf("%w: %s: %d bytes written, %d expected", ErrDigestMismatch, dgst, w.n, size)
 	}
 	_, err := w.bw.Commit(ctx, ocispec.Descriptor{Digest: dgst, Size: size, MediaType: "application/octet-stream"})
 	if err != nil {

@@ -1,0 +1,107 @@
+package storage_test
+
+import (
+	"context"
+	"strings"
+	"testing"
+
+	"github.com/aws/aws-sdk-go/aws"
+	"github.com/aws/aws-sdk-go/service/s3"
+
+	"github.com/goldproxy/goldproxy/storage"
+	"github.com/goldproxy/goldproxy/storage/postgres"
+	"github.com/goldproxy/goldproxy/storage/postgres/pgtest"
+	"github.com/goldproxy/goldproxy/storage/s3test"
+	"github.com/goldproxy/goldproxy/storage/storagetest"
+)
+
+// s3Store opens a store on a fresh bucket of srv with metadata meta, and lists what the
+// bucket holds of uploads in progress.
+func s3Store(t *testing.T, srv *s3test.Server, meta storage.Option) (*storage.Store, func() []string) {
+	t.Helper()
+	bucket := srv.NewBucket(t)
+	s, err := storage.New(context.Background(), meta, storage.WithS3(storage.S3{
+		Bucket: bucket, Endpoint: srv.Endpoint, ForcePathStyle: true, RootDirectory: "/goldproxy",
+		AccessKey: srv.AccessKey, SecretKey: srv.SecretKey,
+	}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close() })
+	uploads := func() []string {
+		var out []string
+		err := srv.Client(t).ListObjectsV2Pages(&s3.ListObjectsV2Input{Bucket: aws.String(bucket)}, func(p *s3.ListObjectsV2Output, _ bool) bool {
+			for _, o := range p.Contents {
+				if !strings.HasPrefix(*o.Key, "goldproxy/") {
+					t.Errorf("object %s outside the root directory", *o.Key)
+				}
+				if strings.Contains(*o.Key, "/_uploads/") {
+					out = append(out, *o.Key)
+				}
+			}
+			return true
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return out
+	}
+	return s, uploads
+}
+
+func TestS3Blobs(t *testing.T) {
+	srv := s3test.Start(t)
+	s, uploads := s3Store(t, srv, storage.WithBolt(t.TempDir()+"/meta.db"))
+	storagetest.Blobs(t, s, uploads)
+}
+
+func TestS3WrongCredentials(t *testing.T) {
+	srv := s3test.Start(t)
+	bucket := srv.NewBucket(t)
+	s, err := storage.New(context.Background(), storage.WithBolt(t.TempDir()+"/meta.db"), storage.WithS3(storage.S3{
+		Bucket: bucket, Endpoint: srv.Endpoint, ForcePathStyle: true, AccessKey: srv.AccessKey, SecretKey: "wrong",
+	}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	w, err := s.CreateBlob(context.Background())
+	if err == nil {
+		_, _ = w.Write([]byte("x"))
+		err = w.Commit(context.Background(), "sha256:2d711642b726b04401627ca9fbac32f5c8530fb1903cc4db02258717921a4881", 1)
+	}
+	if err == nil {
+		t.Fatal("a blob was stored with a wrong secret key")
+	}
+}
+
+// TestS3PostgresStore is the replicas' store: blobs on S3, metadata on PostgreSQL.
+func TestS3PostgresStore(t *testing.T) {
+	srv := s3test.Start(t)
+	pg := pgtest.Start(t)
+	open := func(t *testing.T) *storage.Store {
+		m, err := postgres.Open(context.Background(), pg.NewDatabase(t))
+		if err != nil {
+			t.Fatal(err)
+		}
+		s, _ := s3Store(t, srv, storage.WithMetadata(m))
+		return s
+	}
+	t.Run("conformance", func(t *testing.T) {
+		storagetest.Conformance(t, func(t *testing.T) storage.Metadata { return open(t) })
+	})
+	t.Run("blobs", func(t *testing.T) {
+		m, err := postgres.Open(context.Background(), pg.NewDatabase(t))
+		if err != nil {
+			t.Fatal(err)
+		}
+		s, uploads := s3Store(t, srv, storage.WithMetadata(m))
+		if _, err := s.DB(); err == nil {
+			t.Fatal("DB on PostgreSQL metadata")
+		}
+		if err := s.Writable(); err != nil {
+			t.Fatal(err)
+		}
+		storagetest.Blobs(t, s, uploads)
+	})
+}
