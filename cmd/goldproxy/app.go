@@ -22,6 +22,7 @@ import (
 	"github.com/goldproxy/goldproxy/proxy/registry/httpx"
 	"github.com/goldproxy/goldproxy/scanner"
 	"github.com/goldproxy/goldproxy/storage"
+	"github.com/goldproxy/goldproxy/storage/fromconfig"
 )
 
 // app is a wired goldproxy: store, scanner and DB, and the registry server.
@@ -39,7 +40,7 @@ type app struct {
 // newApp opens the store and the scanner and builds the server. The vulnerability DB is
 // loaded by a.dbs.Load; until then every new image is denied and /readyz says why.
 func newApp(ctx context.Context, cfg *config.Config, log *slog.Logger) (*app, error) {
-	store, err := storage.Open(ctx, cfg.DataDir)
+	store, err := fromconfig.Open(ctx, cfg)
 	if err != nil {
 		return nil, err
 	}
