@@ -3,6 +3,7 @@ package postgres
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"time"
 
@@ -29,7 +30,7 @@ func (s *Store) DeleteManifest(repo string, dgst digest.Digest) (orphaned bool, 
 		err := tx.QueryRow(ctx, `SELECT record FROM manifests WHERE repo = $1 AND digest = $2`, repo, d).Scan(&b)
 		if err == nil {
 			_ = json.Unmarshal(b, &rec)
-		} else if err != pgx.ErrNoRows {
+		} else if !errors.Is(err, pgx.ErrNoRows) {
 			return err
 		}
 		for _, q := range []string{
@@ -103,7 +104,7 @@ func (s *Store) Images() ([]storage.Image, error) {
 		return img, nil
 	})
 	if err != nil || len(out) == 0 {
-		return nil, notFoundOK(err)
+		return nil, listErr(err)
 	}
 	return out, nil
 }

@@ -32,12 +32,12 @@ func (s *Store) SetTag(repo, tag string, dgst digest.Digest, fetchedAt time.Time
 
 // Tags lists the tags of repo, sorted.
 func (s *Store) Tags(repo string) ([]string, error) {
-	return s.strings(`SELECT tag FROM tags WHERE repo = $1 ORDER BY tag`, repo)
+	return s.texts(`SELECT tag FROM tags WHERE repo = $1 ORDER BY tag`, repo)
 }
 
 // TagsOf lists repo's tags that point at dgst, sorted.
 func (s *Store) TagsOf(repo string, dgst digest.Digest) ([]string, error) {
-	return s.strings(`SELECT tag FROM tags WHERE repo = $1 AND digest = $2 ORDER BY tag`, repo, dgst.String())
+	return s.texts(`SELECT tag FROM tags WHERE repo = $1 AND digest = $2 ORDER BY tag`, repo, dgst.String())
 }
 
 // Link records that dgst is content of repo.
@@ -172,14 +172,14 @@ func (s *Store) Referrers(repo string, subject digest.Digest) ([]storage.Descrip
 		return d, json.Unmarshal(b, &d)
 	})
 	if err != nil || len(out) == 0 {
-		return nil, notFoundOK(err)
+		return nil, listErr(err)
 	}
 	return out, nil
 }
 
 // Owners lists the manifests of repo that reference blob, by digest.
 func (s *Store) Owners(repo string, blob digest.Digest) ([]digest.Digest, error) {
-	ds, err := s.strings(`SELECT manifest FROM blob_owners WHERE repo = $1 AND blob = $2 ORDER BY manifest`, repo, blob.String())
+	ds, err := s.texts(`SELECT manifest FROM blob_owners WHERE repo = $1 AND blob = $2 ORDER BY manifest`, repo, blob.String())
 	var out []digest.Digest
 	for _, d := range ds {
 		out = append(out, digest.Digest(d))
@@ -187,8 +187,8 @@ func (s *Store) Owners(repo string, blob digest.Digest) ([]digest.Digest, error)
 	return out, err
 }
 
-// notFoundOK wraps an error of a listing (where nothing found is no error).
-func notFoundOK(err error) error {
+// listErr wraps the error of a listing, where finding nothing is no error.
+func listErr(err error) error {
 	if err != nil {
 		return fmt.Errorf("postgres: %w", err)
 	}

@@ -217,8 +217,8 @@ func (s *Store) inTx(fn func(ctx context.Context, tx pgx.Tx) error) error {
 	return err
 }
 
-// strings queries one text column.
-func (s *Store) strings(sql string, args ...any) ([]string, error) {
+// texts queries one text column.
+func (s *Store) texts(sql string, args ...any) ([]string, error) {
 	ctx, cancel := opCtx()
 	defer cancel()
 	rows, err := s.pool.Query(ctx, sql, args...)

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"net"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -207,5 +208,38 @@ func TestOpenErrors(t *testing.T) {
 	_, err = postgres.Open(ctx, fmt.Sprintf("postgres://u:secretpw@127.0.0.1:%d/db?connect_timeout=2", port))
 	if err == nil || !strings.Contains(err.Error(), fmt.Sprintf("connect to 127.0.0.1:%d", port)) || strings.Contains(err.Error(), "secretpw") {
 		t.Fatalf("no server: %v (want where it tried, without the password)", err)
+	}
+}
+
+// TestVerdictsPaged: more facts records than one page, each listed once in digest order.
+func TestVerdictsPaged(t *testing.T) {
+	srv := pgtest.Start(t)
+	m, err := postgres.Open(context.Background(), srv.NewDatabase(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer m.Close()
+	const n = 1100
+	var want []digest.Digest
+	for i := range n {
+		d := digest.FromString(fmt.Sprint("paged ", i))
+		want = append(want, d)
+		if err := m.PutVerdict(d, []byte(d)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	slices.Sort(want)
+	var got []digest.Digest
+	if err := m.Verdicts(func(d digest.Digest, b []byte) error {
+		if string(b) != string(d) {
+			t.Errorf("%s: %q", d, b)
+		}
+		got = append(got, d)
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Equal(got, want) {
+		t.Fatalf("%d verdicts listed, want %d in digest order", len(got), n)
 	}
 }

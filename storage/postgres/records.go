@@ -37,12 +37,12 @@ func (s *Store) PutVerdictAndReport(dgst digest.Digest, rec, report []byte) erro
 
 // Verdict returns the scan facts of a manifest digest, or storage.ErrNotFound.
 func (s *Store) Verdict(dgst digest.Digest) ([]byte, error) {
-	return s.bytes(`SELECT record FROM verdicts WHERE digest = $1`, dgst.String())
+	return s.bytea(`SELECT record FROM verdicts WHERE digest = $1`, dgst.String())
 }
 
 // Report returns the scan report of a manifest digest, or storage.ErrNotFound.
 func (s *Store) Report(dgst digest.Digest) ([]byte, error) {
-	return s.bytes(`SELECT report FROM reports WHERE digest = $1`, dgst.String())
+	return s.bytea(`SELECT report FROM reports WHERE digest = $1`, dgst.String())
 }
 
 // Verdicts calls fn for every stored scan facts record, in digest order, a page at a
@@ -106,7 +106,7 @@ func (s *Store) PutJudgements(recs map[string][]byte) error {
 
 // Judgement returns the judgement of a digest under a repository, or storage.ErrNotFound.
 func (s *Store) Judgement(repo string, dgst digest.Digest) ([]byte, error) {
-	return s.bytes(`SELECT record FROM judgements WHERE repo = $1 AND digest = $2`, repo, dgst.String())
+	return s.bytea(`SELECT record FROM judgements WHERE repo = $1 AND digest = $2`, repo, dgst.String())
 }
 
 // Judgements calls fn for every stored judgement, in (repository, digest) order, a page
@@ -159,7 +159,7 @@ func (s *Store) PutRobot(r storage.Robot) error {
 // Robot returns a robot by name, or storage.ErrNotFound.
 func (s *Store) Robot(name string) (storage.Robot, error) {
 	var r storage.Robot
-	b, err := s.bytes(`SELECT record FROM robots WHERE name = $1`, name)
+	b, err := s.bytea(`SELECT record FROM robots WHERE name = $1`, name)
 	if err != nil {
 		return r, err
 	}
@@ -183,7 +183,7 @@ func (s *Store) Robots() ([]storage.Robot, error) {
 		return r, json.Unmarshal(b, &r)
 	})
 	if err != nil || len(out) == 0 {
-		return nil, notFoundOK(err)
+		return nil, listErr(err)
 	}
 	return out, nil
 }
@@ -226,8 +226,8 @@ func (s *Store) LatestBaseline() (time.Time, []byte, error) {
 	return at.UTC(), b, notFound(err)
 }
 
-// bytes queries one bytea; storage.ErrNotFound for no row.
-func (s *Store) bytes(sql string, args ...any) ([]byte, error) {
+// bytea queries one bytea column; storage.ErrNotFound for no row.
+func (s *Store) bytea(sql string, args ...any) ([]byte, error) {
 	ctx, cancel := opCtx()
 	defer cancel()
 	var b []byte

@@ -295,3 +295,32 @@ func concurrentWriters(t *testing.T, m storage.Metadata) {
 		t.Fatalf("%d tags, want %d", len(ts), n)
 	}
 }
+
+// manyJudgements is more than one page of any paged implementation.
+func manyJudgements(t *testing.T, m storage.Metadata) {
+	const n = 1234
+	batch := map[string][]byte{}
+	var want []string
+	for i := range n {
+		repo := fmt.Sprintf("r.test/app-%d", i%7)
+		d := digest.FromString(fmt.Sprint("many ", i))
+		batch[storage.PullKey(repo, d)] = []byte(fmt.Sprint(i))
+		want = append(want, storage.PullKey(repo, d))
+	}
+	if err := m.PutJudgements(batch); err != nil {
+		t.Fatal(err)
+	}
+	slices.Sort(want)
+	var got []string
+	err := m.Judgements(func(repo string, d digest.Digest, b []byte) error {
+		k := storage.PullKey(repo, d)
+		if string(b) != string(batch[k]) {
+			t.Errorf("%s: %q, want %q", k, b, batch[k])
+		}
+		got = append(got, k)
+		return nil
+	})
+	if err != nil || !slices.Equal(got, want) {
+		t.Fatalf("judgements: %d listed (%v), want %d in (repository, digest) order", len(got), err, n)
+	}
+}

@@ -45,6 +45,7 @@ func Conformance(t *testing.T, open func(t *testing.T) storage.Metadata) {
 		{"baselines: the newest by time, even within a second", baselineOrder},
 		{"times keep microseconds", timePrecision},
 		{"concurrent writers", concurrentWriters},
+		{"many judgements: one batch, each listed once in order", manyJudgements},
 	} {
 		t.Run(tc.name, func(t *testing.T) { tc.fn(t, open(t)) })
 	}
