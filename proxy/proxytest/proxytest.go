@@ -22,6 +22,7 @@ import (
 	"github.com/goldproxy/goldproxy/proxy"
 	"github.com/goldproxy/goldproxy/proxy/config"
 	"github.com/goldproxy/goldproxy/storage"
+	"github.com/goldproxy/goldproxy/storage/fromconfig"
 )
 
 // Upstream is an in-process OCI registry (go-containerregistry's, with referrers) that
@@ -190,11 +191,11 @@ func (p *Proxy) Requests(substr string) []string {
 	return out
 }
 
-// Start opens the store under cfg.DataDir and serves a proxy on loopback until the test
-// ends or Close is called.
+// Start opens the store cfg describes (by default under cfg.DataDir) and serves a proxy
+// on loopback until the test ends or Close is called.
 func Start(t testing.TB, cfg *config.Config, opts ...proxy.Option) *Proxy {
 	t.Helper()
-	store, err := storage.Open(context.Background(), cfg.DataDir)
+	store, err := fromconfig.Open(context.Background(), cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
