@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -116,13 +117,24 @@ func (s *Store) MarkPulled(pulls map[string]time.Time) error {
 	}
 	var repos, digests []string
 	var ats []time.Time
-	for k, t := range pulls {
+	for _, k := range sortedKeys(pulls) {
 		repo, d, err := storage.SplitPullKey(k)
 		if err != nil {
 			return err
 		}
-		repos, digests, ats = append(repos, repo), append(digests, d.String()), append(ats, t)
+		repos, digests, ats = append(repos, repo), append(digests, d.String()), append(ats, pulls[k])
 	}
 	return s.exec(`INSERT INTO last_pulled (repo, digest, at) SELECT * FROM unnest($1::text[], $2::text[], $3::timestamptz[])
 		ON CONFLICT (repo, digest) DO UPDATE SET at = excluded.at`, repos, digests, ats)
+}
+
+// sortedKeys are a batch's keys in order: batches of two replicas that share rows lock
+// them in the same order (no deadlock).
+func sortedKeys[V any](m map[string]V) []string {
+	ks := make([]string, 0, len(m))
+	for k := range m {
+		ks = append(ks, k)
+	}
+	slices.Sort(ks)
+	return ks
 }

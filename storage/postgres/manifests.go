@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"slices"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -96,6 +97,12 @@ func (s *Store) PutTaggedManifest(repo, tag string, fetchedAt time.Time, rec sto
 	for _, bl := range storage.ManifestBlobs(raw) {
 		blobs = append(blobs, bl.String())
 	}
+	// Rows in key order: two writers sharing rows lock them in the same order, and
+	// neither waits on the other in a cycle (deadlock).
+	slices.Sort(links)
+	links = slices.Compact(links)
+	slices.Sort(blobs)
+	blobs = slices.Compact(blobs)
 	return s.inTx(func(ctx context.Context, tx pgx.Tx) error {
 		// DO UPDATE, not DO NOTHING: it takes the row lock DeleteManifest takes, so a put
 		// and a delete of one digest are serialized.

@@ -196,8 +196,8 @@ func TestWritable(t *testing.T) {
 func TestOpenErrors(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
-	if _, err := postgres.Open(ctx, "postgres://u@127.0.0.1:notaport/db"); err == nil {
-		t.Fatal("a DSN that does not parse was accepted")
+	if _, err := postgres.Open(ctx, "postgres://u:secretpw@127.0.0.1:notaport/db"); err == nil || strings.Contains(err.Error(), "secretpw") {
+		t.Fatalf("a DSN that does not parse: %v (want an error without the password)", err)
 	}
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -241,5 +241,58 @@ func TestVerdictsPaged(t *testing.T) {
 	}
 	if !slices.Equal(got, want) {
 		t.Fatalf("%d verdicts listed, want %d in digest order", len(got), n)
+	}
+}
+
+// TestNoDeadlocks: writers that touch the same rows in different orders (manifests that
+// share layers listed in another order, pull and judgement batches of the same images
+// from two replicas) all succeed: rows are written in key order.
+func TestNoDeadlocks(t *testing.T) {
+	srv := pgtest.Start(t)
+	m, err := postgres.Open(context.Background(), srv.NewDatabase(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer m.Close()
+	var refs []digest.Digest
+	for i := range 20 {
+		refs = append(refs, digest.FromString(fmt.Sprint("layer ", i)))
+	}
+	keys := map[string]time.Time{}
+	recs := map[string][]byte{}
+	for _, r := range refs {
+		keys[storage.PullKey("r.test/app", r)] = time.Now()
+		recs[storage.PullKey("r.test/app", r)] = []byte(`{}`)
+	}
+	var wg sync.WaitGroup
+	errs := make(chan error, 64)
+	for w := range 8 {
+		wg.Go(func() {
+			for round := range 10 {
+				rs := slices.Clone(refs)
+				if w%2 == 1 {
+					slices.Reverse(rs)
+				}
+				raw := []byte(fmt.Sprintf(`{"schemaVersion":2,"w":%d,"r":%d}`, w, round))
+				rec := storage.ManifestRecord{Descriptor: storage.Descriptor{MediaType: "application/vnd.oci.image.manifest.v1+json", Digest: digest.FromBytes(raw)}}
+				if err := m.PutManifest("r.test/app", rec, raw, rs...); err != nil {
+					errs <- err
+					return
+				}
+				if err := m.MarkPulled(keys); err != nil {
+					errs <- err
+					return
+				}
+				if err := m.PutJudgements(recs); err != nil {
+					errs <- err
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Fatal(err)
 	}
 }

@@ -93,12 +93,12 @@ func (s *Store) PutJudgements(recs map[string][]byte) error {
 	}
 	var repos, digests []string
 	var bs [][]byte
-	for k, v := range recs {
+	for _, k := range sortedKeys(recs) {
 		repo, d, err := storage.SplitPullKey(k)
 		if err != nil {
 			return err
 		}
-		repos, digests, bs = append(repos, repo), append(digests, d.String()), append(bs, nonNil(v))
+		repos, digests, bs = append(repos, repo), append(digests, d.String()), append(bs, nonNil(recs[k]))
 	}
 	return s.exec(`INSERT INTO judgements (repo, digest, record) SELECT * FROM unnest($1::text[], $2::text[], $3::bytea[])
 		ON CONFLICT (repo, digest) DO UPDATE SET record = excluded.record`, repos, digests, bs)
