@@ -2,8 +2,10 @@ package storage_test
 
 import (
 	"context"
+	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/aws/aws-sdk-go/aws"
 	"github.com/aws/aws-sdk-go/service/s3"
@@ -104,4 +106,63 @@ func TestS3PostgresStore(t *testing.T) {
 		}
 		storagetest.Blobs(t, s, uploads)
 	})
+}
+
+// TestS3UploadsOfOtherReplicas: a store opening on a shared bucket leaves young uploads
+// alone (another replica may be writing them) and removes those older than a day.
+func TestS3UploadsOfOtherReplicas(t *testing.T) {
+	srv := s3test.Start(t)
+	bucket := srv.NewBucket(t)
+	ctx := context.Background()
+	open := func() *storage.Store {
+		m, err := storage.New(ctx, storage.WithBolt(filepath.Join(t.TempDir(), "meta.db")), storage.WithS3(storage.S3{
+			Bucket: bucket, Endpoint: srv.Endpoint, ForcePathStyle: true, AccessKey: srv.AccessKey, SecretKey: srv.SecretKey,
+		}))
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { m.Close() })
+		return m
+	}
+	client := srv.Client(t)
+	startedAt := func() []string {
+		var out []string
+		err := client.ListObjectsV2Pages(&s3.ListObjectsV2Input{Bucket: aws.String(bucket)}, func(p *s3.ListObjectsV2Output, _ bool) bool {
+			for _, o := range p.Contents {
+				if strings.Contains(*o.Key, "/_uploads/") && strings.HasSuffix(*o.Key, "/startedat") {
+					out = append(out, *o.Key)
+				}
+			}
+			return true
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return out
+	}
+	a := open()
+	w, err := a.CreateBlob(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := w.Write([]byte("in progress on replica a")); err != nil {
+		t.Fatal(err)
+	}
+	young := startedAt()
+	if len(young) != 1 {
+		t.Fatalf("uploads in progress: %v", young)
+	}
+	open() // replica b starts
+	if got := startedAt(); len(got) != 1 {
+		t.Fatalf("replica b removed replica a's upload in progress: %v", got)
+	}
+	// The upload is abandoned (a crashed), and a day passes.
+	old := time.Now().Add(-25 * time.Hour).UTC().Format(time.RFC3339)
+	if _, err := client.PutObject(&s3.PutObjectInput{Bucket: aws.String(bucket), Key: aws.String(young[0]), Body: strings.NewReader(old)}); err != nil {
+		t.Fatal(err)
+	}
+	open()
+	if got := startedAt(); len(got) != 0 {
+		t.Fatalf("an upload abandoned a day ago survived a start: %v", got)
+	}
 }
