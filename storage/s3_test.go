@@ -57,23 +57,30 @@ func TestS3Blobs(t *testing.T) {
 	storagetest.Blobs(t, s, uploads)
 }
 
-func TestS3WrongCredentials(t *testing.T) {
+// TestS3Refused: a missing bucket or a wrong key stops the store at open, naming the
+// bucket, rather than failing the first pull.
+func TestS3Refused(t *testing.T) {
 	srv := s3test.Start(t)
 	bucket := srv.NewBucket(t)
-	s, err := storage.New(context.Background(), storage.WithBolt(t.TempDir()+"/meta.db"), storage.WithS3(storage.S3{
-		Bucket: bucket, Endpoint: srv.Endpoint, ForcePathStyle: true, AccessKey: srv.AccessKey, SecretKey: "wrong",
-	}))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer s.Close()
-	w, err := s.CreateBlob(context.Background())
-	if err == nil {
-		_, _ = w.Write([]byte("x"))
-		err = w.Commit(context.Background(), "sha256:2d711642b726b04401627ca9fbac32f5c8530fb1903cc4db02258717921a4881", 1)
-	}
-	if err == nil {
-		t.Fatal("a blob was stored with a wrong secret key")
+	for _, tc := range []struct {
+		name           string
+		bucket, secret string
+	}{
+		{"wrong secret key", bucket, "wrong"},
+		{"no such bucket", "never-created", srv.SecretKey},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			s, err := storage.New(context.Background(), storage.WithBolt(filepath.Join(t.TempDir(), "meta.db")), storage.WithS3(storage.S3{
+				Bucket: tc.bucket, Endpoint: srv.Endpoint, ForcePathStyle: true, AccessKey: srv.AccessKey, SecretKey: tc.secret,
+			}))
+			if err == nil {
+				s.Close()
+				t.Fatal("opened")
+			}
+			if !strings.Contains(err.Error(), `s3 bucket "`+tc.bucket+`"`) || strings.Contains(err.Error(), srv.SecretKey) {
+				t.Fatalf("error %v: want the bucket named, and no secret", err)
+			}
+		})
 	}
 }
 

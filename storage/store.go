@@ -149,6 +149,14 @@ func New(ctx context.Context, opts ...Option) (*Store, error) {
 	if err != nil {
 		return fail(err)
 	}
+	if o.s3 != nil {
+		// Fail at start, not on the first pull, when the bucket is missing or the keys
+		// are wrong.
+		var pnf storagedriver.PathNotFoundError
+		if _, err := drv.List(ctx, "/"); err != nil && !errors.As(err, &pnf) {
+			return fail(fmt.Errorf("storage: s3 bucket %q: %w", o.s3.Bucket, err))
+		}
+	}
 	// The blob store keeps the context it was built with: give it one that outlives ctx.
 	bg := context.WithoutCancel(ctx)
 	ns, err := dstorage.NewRegistry(bg, drv, dstorage.DisableDigestResumption, dstorage.EnableDelete)
