@@ -1,6 +1,10 @@
-// Package storagetest is the conformance suite of storage.Metadata: every
-// implementation (bbolt embedded, a shared database) must pass it, so the gate and the
-// mirror behave the same on each.
+// Package storagetest is the conformance suite of storage.Metadata (Conformance) and of
+// the store's blobs over a storage driver (Blobs): every implementation (bbolt embedded,
+// PostgreSQL; the filesystem, S3) must pass it, so the gate and the mirror behave the
+// same on each. The suite pins behaviour, not implementation: listings in byte order,
+// one transaction per manifest, exact record bytes, microsecond times.
+//
+// It never skips a case for one implementation: what one store does, all do.
 package storagetest
 
 import (
