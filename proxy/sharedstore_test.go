@@ -6,8 +6,6 @@ import (
 
 	"github.com/goldproxy/goldproxy/proxy/config"
 	"github.com/goldproxy/goldproxy/proxy/proxytest"
-	"github.com/goldproxy/goldproxy/storage/postgres/pgtest"
-	"github.com/goldproxy/goldproxy/storage/s3test"
 )
 
 // TestPullOnS3AndPostgres: a proxy with blobs in S3 and metadata in PostgreSQL serves an
@@ -17,21 +15,12 @@ func TestPullOnS3AndPostgres(t *testing.T) {
 	up := proxytest.NewUpstream(t)
 	img := randomImage(t, 3)
 	up.Push(t, "test/app:1", img)
-	srv, pg := s3test.Start(t), pgtest.Start(t)
-	bucket := srv.NewBucket(t)
-	t.Setenv("TEST_S3_ACCESS_KEY", srv.AccessKey)
-	t.Setenv("TEST_S3_SECRET_KEY", srv.SecretKey)
-	t.Setenv("TEST_PG_DSN", pg.NewDatabase(t))
+	cfg := proxytest.Config(t, up)
+	proxytest.SharedStorage(t, cfg)
 	shared := func() *config.Config {
-		cfg := proxytest.Config(t, up)
-		cfg.Storage.Driver = "s3"
-		cfg.Storage.S3 = config.S3Config{Bucket: bucket, Endpoint: srv.Endpoint, ForcePathStyle: true,
-			AccessKeyEnv: "TEST_S3_ACCESS_KEY", SecretKeyEnv: "TEST_S3_SECRET_KEY"}
-		cfg.Storage.Metadata = config.MetadataConfig{Driver: "postgres", Postgres: config.PostgresConfig{DSNEnv: "TEST_PG_DSN"}}
-		if err := cfg.Validate(); err != nil {
-			t.Fatal(err)
-		}
-		return cfg
+		c := proxytest.Config(t, up)
+		c.Storage = cfg.Storage // the same bucket and database, another data_dir
+		return c
 	}
 	a := proxytest.Start(t, shared())
 	if err := proxytest.PullAll(a.Host, up.Name+"/test/app:1"); err != nil {
