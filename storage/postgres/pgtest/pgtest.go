@@ -28,6 +28,8 @@ import (
 
 // Server is a running PostgreSQL started by Start.
 type Server struct {
+	// Dir holds the cluster and its log; it is removed when the test ends.
+	Dir  string
 	base string // DSN of the postgres database, as the superuser
 	n    atomic.Int64
 }
@@ -99,7 +101,7 @@ func Start(t testing.TB) *Server {
 			t.Errorf("pgtest: %v", err)
 		}
 	})
-	return &Server{base: fmt.Sprintf("postgres://postgres@127.0.0.1:%d/postgres?sslmode=disable", port)}
+	return &Server{Dir: dir, base: fmt.Sprintf("postgres://postgres@127.0.0.1:%d/postgres?sslmode=disable", port)}
 }
 
 // NewDatabase creates an empty database on the server and returns its DSN.
