@@ -1,6 +1,8 @@
 package config_test
 
 import (
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 
@@ -78,5 +80,29 @@ func TestStorageConfigErrorsNameTheKey(t *testing.T) {
 				t.Fatalf("the error repeats the inline secret: %v", err)
 			}
 		})
+	}
+}
+
+// TestReadmeStorageExample: the README's S3 + PostgreSQL example is a valid config.
+func TestReadmeStorageExample(t *testing.T) {
+	b, err := os.ReadFile(filepath.Join("..", "..", "README.md"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, rest, ok := strings.Cut(string(b), "### Storage:")
+	if !ok {
+		t.Fatal("README has no storage section")
+	}
+	_, rest, ok = strings.Cut(rest, "```yaml\n")
+	example, _, ok2 := strings.Cut(rest, "```")
+	if !ok || !ok2 {
+		t.Fatal("the storage section has no yaml example")
+	}
+	cfg, err := config.Parse([]byte(upstream+example), "")
+	if err != nil {
+		t.Fatalf("README example: %v\n%s", err, example)
+	}
+	if cfg.Storage.Driver != "s3" || cfg.Storage.Metadata.Driver != "postgres" {
+		t.Fatalf("README example: %+v", cfg.Storage)
 	}
 }
