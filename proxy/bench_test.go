@@ -155,11 +155,11 @@ func BenchmarkWarmManifestScopedPolicy(b *testing.B) {
 	}
 }
 
-// BenchmarkColdPull is one pull of an image the proxy has never seen (a manifest, a
+// BenchmarkColdPullOne is one pull of an image the proxy has never seen (a manifest, a
 // config and three 1 MiB layers fetched, verified and stored), without a scanner. With
 // GOLDPROXY_TEST_SHARED_STORAGE=1 it runs on S3 and PostgreSQL: the difference is the
 // cost of the shared store on a cold pull.
-func BenchmarkColdPull(b *testing.B) {
+func BenchmarkColdPullOne(b *testing.B) {
 	up := proxytest.NewUpstream(b)
 	p := proxytest.Start(b, proxytest.Config(b, up))
 	i := 0
