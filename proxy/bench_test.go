@@ -154,3 +154,27 @@ func BenchmarkWarmManifestScopedPolicy(b *testing.B) {
 		do()
 	}
 }
+
+// BenchmarkColdPullOne is one pull of an image the proxy has never seen (a manifest, a
+// config and three 1 MiB layers fetched, verified and stored), without a scanner. With
+// GOLDPROXY_TEST_SHARED_STORAGE=1 it runs on S3 and PostgreSQL: the difference is the
+// cost of the shared store on a cold pull.
+func BenchmarkColdPullOne(b *testing.B) {
+	up := proxytest.NewUpstream(b)
+	p := proxytest.Start(b, proxytest.Config(b, up))
+	i := 0
+	for b.Loop() {
+		b.StopTimer()
+		img, err := random.Image(1<<20, 3)
+		if err != nil {
+			b.Fatal(err)
+		}
+		tag := fmt.Sprintf("bench/cold:%d", i)
+		i++
+		up.Push(b, tag, img)
+		b.StartTimer()
+		if err := proxytest.PullAll(p.Host, up.Name+"/"+tag); err != nil {
+			b.Fatal(err)
+		}
+	}
+}

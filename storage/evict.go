@@ -2,16 +2,12 @@ package storage
 
 import (
 	"bytes"
-	"context"
 	"encoding/binary"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"strings"
 	"time"
 
-	dstorage "github.com/distribution/distribution/v3/registry/storage"
-	storagedriver "github.com/distribution/distribution/v3/registry/storage/driver"
 	"github.com/opencontainers/go-digest"
 	bolt "go.etcd.io/bbolt"
 )
@@ -37,9 +33,14 @@ func (i Image) Used() time.Time {
 }
 
 // MarkPulled records pulls (repo\x00digest → time), in one transaction for many.
-func (s *Store) MarkPulled(pulls map[string]time.Time) error {
+func (s *boltMeta) MarkPulled(pulls map[string]time.Time) error {
 	if len(pulls) == 0 {
 		return nil
+	}
+	for k := range pulls {
+		if _, _, err := SplitPullKey(k); err != nil {
+			return err
+		}
 	}
 	return s.db.Update(func(tx *bolt.Tx) error {
 		b, err := tx.CreateBucketIfNotExists(bucketPulled)
@@ -60,8 +61,17 @@ func (s *Store) MarkPulled(pulls map[string]time.Time) error {
 // PullKey is the MarkPulled key of a repository's manifest.
 func PullKey(repo string, dgst digest.Digest) string { return string(key(repo, dgst.String())) }
 
+// SplitPullKey is the repository and digest of a PullKey; an error for anything else.
+func SplitPullKey(k string) (repo string, dgst digest.Digest, err error) {
+	repo, d, ok := strings.Cut(k, "\x00")
+	if !ok || repo == "" || digest.Digest(d).Validate() != nil {
+		return "", "", fmt.Errorf("storage: %q is not a PullKey(repository, digest)", k)
+	}
+	return repo, digest.Digest(d), nil
+}
+
 // Images lists every stored manifest with its use times.
-func (s *Store) Images() ([]Image, error) {
+func (s *boltMeta) Images() ([]Image, error) {
 	var out []Image
 	err := s.db.View(func(tx *bolt.Tx) error {
 		pulled := tx.Bucket(bucketPulled)
@@ -91,7 +101,7 @@ func (s *Store) Images() ([]Image, error) {
 // DeleteManifest forgets a repository's manifest: its record, link, last pull, the tags
 // of that repository pointing at it and its referrer entry. The bytes, verdict and
 // report stay while another repository still holds the digest.
-func (s *Store) DeleteManifest(repo string, dgst digest.Digest) (orphaned bool, err error) {
+func (s *boltMeta) DeleteManifest(repo string, dgst digest.Digest) (orphaned bool, err error) {
 	err = s.db.Update(func(tx *bolt.Tx) error {
 		k := key(repo, dgst.String())
 		var rec ManifestRecord
@@ -148,49 +158,8 @@ func (s *Store) DeleteManifest(repo string, dgst digest.Digest) (orphaned bool, 
 	return orphaned, err
 }
 
-// BlobInfo is a stored blob and its size.
-type BlobInfo struct {
-	Digest digest.Digest
-	Size   int64
-}
-
-// Blobs lists every blob in the blob store with its size.
-func (s *Store) Blobs(ctx context.Context) ([]BlobInfo, error) {
-	var out []BlobInfo
-	root := "/docker/registry/v2/blobs"
-	err := s.driver.Walk(ctx, root, func(fi storagedriver.FileInfo) error {
-		if fi.IsDir() || !strings.HasSuffix(fi.Path(), "/data") {
-			return nil
-		}
-		// /docker/registry/v2/blobs/<alg>/<2 hex>/<hex>/data
-		parts := strings.Split(strings.TrimPrefix(fi.Path(), root+"/"), "/")
-		if len(parts) != 4 {
-			return nil
-		}
-		d := digest.NewDigestFromEncoded(digest.Algorithm(parts[0]), parts[2])
-		if d.Validate() == nil {
-			out = append(out, BlobInfo{Digest: d, Size: fi.Size()})
-		}
-		return nil
-	})
-	var pnf storagedriver.PathNotFoundError
-	if errors.As(err, &pnf) {
-		return nil, nil
-	}
-	return out, err
-}
-
-// DeleteBlob removes a blob's content and every repository's link to it.
-func (s *Store) DeleteBlob(ctx context.Context, dgst digest.Digest) error {
-	if err := s.blobs.Delete(ctx, dgst); err != nil && !errors.Is(mapErr(err), ErrNotFound) {
-		return fmt.Errorf("storage: unlink %s: %w", dgst, err)
-	}
-	if err := dstorage.NewVacuum(ctx, s.driver).RemoveBlob(dgst.String()); err != nil {
-		var pnf storagedriver.PathNotFoundError
-		if !errors.As(err, &pnf) {
-			return fmt.Errorf("storage: remove %s: %w", dgst, err)
-		}
-	}
+// Unlink forgets every repository's link to dgst (its content is gone).
+func (s *boltMeta) Unlink(dgst digest.Digest) error {
 	return s.db.Update(func(tx *bolt.Tx) error {
 		c := tx.Bucket(bucketLinks).Cursor()
 		suffix := []byte("\x00" + dgst.String())

@@ -71,7 +71,7 @@ type TagRecord struct {
 	FetchedAt time.Time     `json:"fetchedAt"`
 }
 
-func (s *Store) put(bucket, k []byte, v any) error {
+func (s *boltMeta) put(bucket, k []byte, v any) error {
 	b, err := json.Marshal(v)
 	if err != nil {
 		return err
@@ -79,7 +79,7 @@ func (s *Store) put(bucket, k []byte, v any) error {
 	return s.db.Update(func(tx *bolt.Tx) error { return tx.Bucket(bucket).Put(k, b) })
 }
 
-func (s *Store) get(bucket, k []byte, v any) error {
+func (s *boltMeta) get(bucket, k []byte, v any) error {
 	return s.db.View(func(tx *bolt.Tx) error {
 		b := tx.Bucket(bucket).Get(k)
 		if b == nil {
@@ -90,19 +90,19 @@ func (s *Store) get(bucket, k []byte, v any) error {
 }
 
 // Tag returns the last known resolution of repo:tag, or ErrNotFound.
-func (s *Store) Tag(repo, tag string) (TagRecord, error) {
+func (s *boltMeta) Tag(repo, tag string) (TagRecord, error) {
 	var t TagRecord
 	err := s.get(bucketTags, key(repo, tag), &t)
 	return t, err
 }
 
 // SetTag records that repo:tag resolved to dgst at fetchedAt.
-func (s *Store) SetTag(repo, tag string, dgst digest.Digest, fetchedAt time.Time) error {
+func (s *boltMeta) SetTag(repo, tag string, dgst digest.Digest, fetchedAt time.Time) error {
 	return s.put(bucketTags, key(repo, tag), TagRecord{Digest: dgst, FetchedAt: fetchedAt})
 }
 
 // Tags lists the tags of repo that the store has seen, sorted.
-func (s *Store) Tags(repo string) ([]string, error) {
+func (s *boltMeta) Tags(repo string) ([]string, error) {
 	var tags []string
 	prefix := key(repo, "")
 	err := s.db.View(func(tx *bolt.Tx) error {
@@ -117,7 +117,7 @@ func (s *Store) Tags(repo string) ([]string, error) {
 }
 
 // Link records that dgst is content of repo, so it may be served under that name.
-func (s *Store) Link(repo string, dgst digest.Digest) error {
+func (s *boltMeta) Link(repo string, dgst digest.Digest) error {
 	if s.Linked(repo, dgst) {
 		return nil // a read, not a write transaction and its fsync
 	}
@@ -125,7 +125,7 @@ func (s *Store) Link(repo string, dgst digest.Digest) error {
 }
 
 // Linked reports whether dgst was seen as content of repo.
-func (s *Store) Linked(repo string, dgst digest.Digest) bool {
+func (s *boltMeta) Linked(repo string, dgst digest.Digest) bool {
 	found := false
 	_ = s.db.View(func(tx *bolt.Tx) error {
 		found = tx.Bucket(bucketLinks).Get(key(repo, dgst.String())) != nil
@@ -138,13 +138,13 @@ func (s *Store) Linked(repo string, dgst digest.Digest) bool {
 // and records it, its link and, when it has a subject, its referrer entry under repo, in
 // one transaction. refs are the blobs the manifest references: content a verified
 // manifest of repo names is repo's, so they are linked to repo too.
-func (s *Store) PutManifest(repo string, rec ManifestRecord, raw []byte, refs ...digest.Digest) error {
+func (s *boltMeta) PutManifest(repo string, rec ManifestRecord, raw []byte, refs ...digest.Digest) error {
 	return s.PutTaggedManifest(repo, "", time.Time{}, rec, raw, refs...)
 }
 
 // PutTaggedManifest is PutManifest that also records repo:tag → the manifest, resolved
 // at fetchedAt, in the same transaction. An empty tag records no tag.
-func (s *Store) PutTaggedManifest(repo, tag string, fetchedAt time.Time, rec ManifestRecord, raw []byte, refs ...digest.Digest) error {
+func (s *boltMeta) PutTaggedManifest(repo, tag string, fetchedAt time.Time, rec ManifestRecord, raw []byte, refs ...digest.Digest) error {
 	if err := rec.Digest.Validate(); err != nil {
 		return err
 	}
@@ -196,7 +196,7 @@ func (s *Store) PutTaggedManifest(repo, tag string, fetchedAt time.Time, rec Man
 }
 
 // Manifest returns the record and exact bytes of a manifest stored under repo.
-func (s *Store) Manifest(repo string, dgst digest.Digest) (ManifestRecord, []byte, error) {
+func (s *boltMeta) Manifest(repo string, dgst digest.Digest) (ManifestRecord, []byte, error) {
 	var rec ManifestRecord
 	var raw []byte
 	err := s.db.View(func(tx *bolt.Tx) error {
@@ -212,14 +212,14 @@ func (s *Store) Manifest(repo string, dgst digest.Digest) (ManifestRecord, []byt
 }
 
 // HasManifest reports whether repo has the manifest dgst without reading its bytes.
-func (s *Store) HasManifest(repo string, dgst digest.Digest) (ManifestRecord, bool) {
+func (s *boltMeta) HasManifest(repo string, dgst digest.Digest) (ManifestRecord, bool) {
 	var rec ManifestRecord
 	err := s.get(bucketManifests, key(repo, dgst.String()), &rec)
 	return rec, err == nil
 }
 
 // Referrers lists the stored manifests of repo whose subject is subject.
-func (s *Store) Referrers(repo string, subject digest.Digest) ([]Descriptor, error) {
+func (s *boltMeta) Referrers(repo string, subject digest.Digest) ([]Descriptor, error) {
 	var out []Descriptor
 	prefix := key(repo, subject.String(), "")
 	err := s.db.View(func(tx *bolt.Tx) error {
@@ -237,7 +237,7 @@ func (s *Store) Referrers(repo string, subject digest.Digest) ([]Descriptor, err
 }
 
 // TagsOf lists repo's tags that point at dgst.
-func (s *Store) TagsOf(repo string, dgst digest.Digest) ([]string, error) {
+func (s *boltMeta) TagsOf(repo string, dgst digest.Digest) ([]string, error) {
 	var tags []string
 	prefix := key(repo, "")
 	err := s.db.View(func(tx *bolt.Tx) error {

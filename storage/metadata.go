@@ -9,8 +9,11 @@ import (
 // Metadata is everything the store keeps beside blob content: manifests and their
 // exact bytes, tags with fetch times, links (which repository may see which digest),
 // referrers, scan facts and reports by digest, judgements by repository and digest,
-// last pulls, robots and baselines. bbolt implements it embedded (Store); a shared
-// implementation must pass storagetest.Conformance, as Store does.
+// last pulls, robots and baselines. bbolt implements it embedded (the default), the
+// storage/postgres package on a shared database; each must pass storagetest.Conformance.
+//
+// Keys given to PutJudgements and MarkPulled are PullKey(repository, digest). Times are
+// kept to the microsecond at least. Listings come in byte order of their keys.
 type Metadata interface {
 	Tag(repo, tag string) (TagRecord, error)
 	SetTag(repo, tag string, dgst digest.Digest, fetchedAt time.Time) error
@@ -19,6 +22,8 @@ type Metadata interface {
 
 	Link(repo string, dgst digest.Digest) error
 	Linked(repo string, dgst digest.Digest) bool
+	// Unlink forgets every repository's link to dgst: its content is gone.
+	Unlink(dgst digest.Digest) error
 
 	PutManifest(repo string, rec ManifestRecord, raw []byte, refs ...digest.Digest) error
 	PutTaggedManifest(repo, tag string, fetchedAt time.Time, rec ManifestRecord, raw []byte, refs ...digest.Digest) error
@@ -48,6 +53,10 @@ type Metadata interface {
 
 	PutBaseline(at time.Time, b []byte) error
 	LatestBaseline() (time.Time, []byte, error)
+
+	// Writable checks that the metadata accepts writes (readiness).
+	Writable() error
+	Close() error
 }
 
 var _ Metadata = (*Store)(nil)

@@ -13,7 +13,7 @@ import (
 var bucketOwners = []byte("blob-owners") // repo\x00blob\x00manifest → ""
 
 // Owners lists the manifests of repo that reference blob.
-func (s *Store) Owners(repo string, blob digest.Digest) ([]digest.Digest, error) {
+func (s *boltMeta) Owners(repo string, blob digest.Digest) ([]digest.Digest, error) {
 	var out []digest.Digest
 	prefix := key(repo, blob.String(), "")
 	err := s.db.View(func(tx *bolt.Tx) error {
@@ -26,8 +26,9 @@ func (s *Store) Owners(repo string, blob digest.Digest) ([]digest.Digest, error)
 	return out, err
 }
 
-// blobsOf are the blobs a manifest's bytes reference: its config and layers.
-func blobsOf(raw []byte) []digest.Digest {
+// ManifestBlobs are the blobs a manifest's bytes reference: its config and layers (an
+// index references none). Every Metadata records the manifest as their owner.
+func ManifestBlobs(raw []byte) []digest.Digest {
 	var m struct {
 		Config *struct {
 			Digest digest.Digest `json:"digest"`
@@ -54,7 +55,7 @@ func blobsOf(raw []byte) []digest.Digest {
 // putOwners records manifest as an owner of the blobs its bytes reference, in tx.
 func putOwners(tx *bolt.Tx, repo string, manifest digest.Digest, raw []byte) error {
 	b := tx.Bucket(bucketOwners)
-	for _, blob := range blobsOf(raw) {
+	for _, blob := range ManifestBlobs(raw) {
 		if err := b.Put(key(repo, blob.String(), manifest.String()), nil); err != nil {
 			return err
 		}
@@ -65,7 +66,7 @@ func putOwners(tx *bolt.Tx, repo string, manifest digest.Digest, raw []byte) err
 // deleteOwners forgets manifest as an owner, in tx.
 func deleteOwners(tx *bolt.Tx, repo string, manifest digest.Digest, raw []byte) error {
 	b := tx.Bucket(bucketOwners)
-	for _, blob := range blobsOf(raw) {
+	for _, blob := range ManifestBlobs(raw) {
 		if err := b.Delete(key(repo, blob.String(), manifest.String())); err != nil {
 			return err
 		}

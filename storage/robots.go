@@ -20,7 +20,7 @@ type Robot struct {
 }
 
 // PutRobot creates or replaces a robot.
-func (s *Store) PutRobot(r Robot) error {
+func (s *boltMeta) PutRobot(r Robot) error {
 	b, err := json.Marshal(r)
 	if err != nil {
 		return err
@@ -29,14 +29,14 @@ func (s *Store) PutRobot(r Robot) error {
 }
 
 // Robot returns a robot by name, or ErrNotFound.
-func (s *Store) Robot(name string) (Robot, error) {
+func (s *boltMeta) Robot(name string) (Robot, error) {
 	var r Robot
 	err := s.get(bucketRobots, []byte(name), &r)
 	return r, err
 }
 
 // Robots lists the robots, by name.
-func (s *Store) Robots() ([]Robot, error) {
+func (s *boltMeta) Robots() ([]Robot, error) {
 	var out []Robot
 	err := s.db.View(func(tx *bolt.Tx) error {
 		return tx.Bucket(bucketRobots).ForEach(func(_, v []byte) error {
@@ -53,7 +53,7 @@ func (s *Store) Robots() ([]Robot, error) {
 }
 
 // DeleteRobot revokes a robot; ErrNotFound when there is none of that name.
-func (s *Store) DeleteRobot(name string) error {
+func (s *boltMeta) DeleteRobot(name string) error {
 	return s.db.Update(func(tx *bolt.Tx) error {
 		b := tx.Bucket(bucketRobots)
 		if b.Get([]byte(name)) == nil {

@@ -4,8 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
-	"net/http"
+	"net/url"
 	"os"
 	"path"
 	"path/filepath"
@@ -17,9 +16,8 @@ import (
 	dstorage "github.com/distribution/distribution/v3/registry/storage"
 	storagedriver "github.com/distribution/distribution/v3/registry/storage/driver"
 	"github.com/distribution/distribution/v3/registry/storage/driver/filesystem"
+	s3 "github.com/distribution/distribution/v3/registry/storage/driver/s3-aws"
 	"github.com/distribution/reference"
-	"github.com/opencontainers/go-digest"
-	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 	"github.com/sirupsen/logrus"
 	bolt "go.etcd.io/bbolt"
 )
@@ -36,11 +34,17 @@ var (
 	ErrDigestMismatch = errors.New("content does not match its digest")
 	// ErrTooManyRanges is returned for a Range header with more than MaxRanges ranges.
 	ErrTooManyRanges = errors.New("too many ranges")
+	// ErrNotBolt is returned by DB when the metadata is not in an embedded bbolt database.
+	ErrNotBolt = errors.New("the metadata is not in a bbolt database (back up PostgreSQL with pg_dump)")
 )
 
 // MaxRanges is the most byte ranges one blob request may ask for: a multipart answer to
 // thousands of tiny ranges is many times the blob's size.
 const MaxRanges = 16
+
+// staleUpload is how old an upload must be before a store shared with other processes
+// removes it at open: younger ones may be another replica's, still being written.
+const staleUpload = 24 * time.Hour
 
 // CheckRanges refuses a Range header value with more than MaxRanges ranges.
 func CheckRanges(h string) error {
@@ -53,173 +57,184 @@ func CheckRanges(h string) error {
 	return nil
 }
 
+// metadata is embedded in Store so that the metadata methods are the store's own.
+type metadata = Metadata
+
 // Store keeps blobs and manifests by digest (distribution's storage over a storage
-// driver) and the metadata around them in bbolt.
+// driver) and the metadata around them (bbolt embedded, or a shared implementation).
 type Store struct {
+	metadata
 	reads  atomic.Int64 // blobs opened for reading (scans), for tests and metrics
 	driver storagedriver.StorageDriver
 	blobs  distribution.BlobStore
-	db     *bolt.DB
+}
+
+// S3 says where blobs are kept in an S3 bucket (or an S3-compatible server).
+type S3 struct {
+	Bucket string
+	// Region is required on AWS; with Endpoint set it may be empty.
+	Region string
+	// Endpoint is the server's URL (http:// or https://); empty: AWS.
+	Endpoint string
+	// RootDirectory is the key prefix everything is kept under.
+	RootDirectory  string
+	ForcePathStyle bool
+	// AccessKey and SecretKey; both empty: the AWS default chain (environment, IAM role).
+	AccessKey, SecretKey string
+}
+
+// Option configures New.
+type Option func(*options)
+
+type options struct {
+	fsRoot  string
+	s3      *S3
+	boltAt  string
+	meta    Metadata
+	backend int // blob backends given
+	metas   int // metadata given
+}
+
+// WithFilesystem keeps blobs in files under root.
+func WithFilesystem(root string) Option {
+	return func(o *options) { o.fsRoot, o.backend = root, o.backend+1 }
+}
+
+// WithS3 keeps blobs in an S3 bucket.
+func WithS3(c S3) Option {
+	return func(o *options) { o.s3, o.backend = &c, o.backend+1 }
+}
+
+// WithBolt keeps the metadata in an embedded bbolt database at path.
+func WithBolt(path string) Option {
+	return func(o *options) { o.boltAt, o.metas = path, o.metas+1 }
+}
+
+// WithMetadata keeps the metadata in m (storage/postgres). The store owns it from then
+// on: Close closes it.
+func WithMetadata(m Metadata) Option {
+	return func(o *options) { o.meta, o.metas = m, o.metas+1 }
 }
 
 // Open opens (creating if needed) the store under dir: blobs in dir/registry through the
-// filesystem driver, metadata in dir/meta.db. Uploads left by a crash are purged: they
-// were never committed, so nothing in them was ever served.
+// filesystem driver, metadata in dir/meta.db.
 func Open(ctx context.Context, dir string) (*Store, error) {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return nil, fmt.Errorf("storage: %w", err)
 	}
+	return New(ctx, WithFilesystem(filepath.Join(dir, "registry")), WithBolt(filepath.Join(dir, "meta.db")))
+}
+
+// New opens a store from one blob backend (WithFilesystem or WithS3) and one metadata
+// store (WithBolt or WithMetadata). Uploads left by a crash are purged: they were never
+// committed, so nothing in them was ever served. On error a WithMetadata store is closed.
+func New(ctx context.Context, opts ...Option) (*Store, error) {
+	var o options
+	for _, opt := range opts {
+		opt(&o)
+	}
+	fail := func(err error) (*Store, error) {
+		if o.meta != nil {
+			o.meta.Close()
+		}
+		return nil, err
+	}
+	if o.backend != 1 || o.metas != 1 {
+		return fail(fmt.Errorf("storage: want one blob backend (WithFilesystem or WithS3) and one metadata store (WithBolt or WithMetadata); got %d and %d", o.backend, o.metas))
+	}
 	// distribution logs through logrus, down to digest mismatches we already report with
 	// the repository and upstream they came from; keep its log quiet.
 	logrus.SetLevel(logrus.FatalLevel)
-	drv := filesystem.New(filesystem.DriverParameters{RootDirectory: filepath.Join(dir, "registry"), MaxThreads: 100})
+	drv, err := o.driver(ctx)
+	if err != nil {
+		return fail(err)
+	}
+	if o.s3 != nil {
+		// Fail at start, not on the first pull, when the bucket is missing or the keys
+		// are wrong.
+		var pnf storagedriver.PathNotFoundError
+		if _, err := drv.List(ctx, "/"); err != nil && !errors.As(err, &pnf) {
+			return fail(fmt.Errorf("storage: s3 bucket %q: %w", o.s3.Bucket, err))
+		}
+	}
 	// The blob store keeps the context it was built with: give it one that outlives ctx.
 	bg := context.WithoutCancel(ctx)
 	ns, err := dstorage.NewRegistry(bg, drv, dstorage.DisableDigestResumption, dstorage.EnableDelete)
 	if err != nil {
-		return nil, fmt.Errorf("storage: %w", err)
+		return fail(fmt.Errorf("storage: %w", err))
 	}
 	named, err := reference.WithName(contentRepo)
 	if err != nil {
-		return nil, err
+		return fail(err)
 	}
 	repo, err := ns.Repository(bg, named)
 	if err != nil {
-		return nil, fmt.Errorf("storage: %w", err)
+		return fail(fmt.Errorf("storage: %w", err))
 	}
-	db, err := bolt.Open(filepath.Join(dir, "meta.db"), 0o600, &bolt.Options{Timeout: 5 * time.Second})
-	if err != nil {
-		return nil, fmt.Errorf("storage: open metadata: %w", err)
+	m := o.meta
+	if m == nil {
+		if m, err = openBolt(o.boltAt); err != nil {
+			return nil, err
+		}
 	}
-	if err := initBuckets(db); err != nil {
-		db.Close()
-		return nil, err
-	}
-	if err := backfillOwners(db); err != nil {
-		db.Close()
-		return nil, fmt.Errorf("storage: %w", err)
-	}
-	s := &Store{driver: drv, blobs: repo.Blobs(bg), db: db}
-	s.purgeUploads(ctx)
+	s := &Store{metadata: m, driver: drv, blobs: repo.Blobs(bg)}
+	// Only a filesystem store with bbolt metadata is this process's alone (bbolt locks the
+	// data dir): a shared one may hold other replicas' uploads in progress.
+	_, exclusive := m.(*boltMeta)
+	s.purgeUploads(ctx, exclusive && o.fsRoot != "")
 	return s, nil
+}
+
+func (o *options) driver(ctx context.Context) (storagedriver.StorageDriver, error) {
+	if o.s3 == nil {
+		return filesystem.New(filesystem.DriverParameters{RootDirectory: o.fsRoot, MaxThreads: 100}), nil
+	}
+	c := o.s3
+	params := map[string]any{
+		"bucket":         c.Bucket,
+		"region":         c.Region,
+		"rootdirectory":  c.RootDirectory,
+		"forcepathstyle": c.ForcePathStyle,
+		"accesskey":      c.AccessKey,
+		"secretkey":      c.SecretKey,
+	}
+	if c.Endpoint != "" {
+		u, err := url.Parse(c.Endpoint)
+		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+			return nil, fmt.Errorf("storage: s3 endpoint %q is not an http(s) URL", c.Endpoint)
+		}
+		params["regionendpoint"] = c.Endpoint
+		params["secure"] = u.Scheme == "https"
+		if c.Region == "" {
+			params["region"] = "us-east-1" // signed into requests; servers other than AWS ignore it
+		}
+	}
+	d, err := s3.FromParameters(ctx, params)
+	if err != nil {
+		return nil, fmt.Errorf("storage: s3: %w", err)
+	}
+	return d, nil
 }
 
 // BlobReads is how many times a blob was opened for reading (layer reads by scans).
 func (s *Store) BlobReads() int64 { return s.reads.Load() }
 
-// Close closes the metadata database.
-func (s *Store) Close() error { return s.db.Close() }
+// Close closes the metadata store.
+func (s *Store) Close() error { return s.metadata.Close() }
 
-// DB exposes the metadata database to packages that keep their own buckets in it
-// (verdicts). They must use bucket names of their own.
-func (s *Store) DB() *bolt.DB { return s.db }
-
-func (s *Store) purgeUploads(ctx context.Context) {
-	uploads := path.Join("/docker/registry/v2/repositories", contentRepo, "_uploads")
-	_ = s.driver.Delete(ctx, uploads)
+// DB exposes the bbolt metadata database (for backups); ErrNotBolt when the metadata is
+// kept elsewhere.
+func (s *Store) DB() (*bolt.DB, error) {
+	if b, ok := s.metadata.(*boltMeta); ok {
+		return b.db, nil
+	}
+	return nil, ErrNotBolt
 }
 
-// StatBlob returns the size of a stored blob, or ErrNotFound.
-func (s *Store) StatBlob(ctx context.Context, dgst digest.Digest) (int64, error) {
-	desc, err := s.blobs.Stat(ctx, dgst)
-	if err != nil {
-		return 0, mapErr(err)
+func (s *Store) purgeUploads(ctx context.Context, all bool) {
+	if all {
+		_ = s.driver.Delete(ctx, path.Join("/docker/registry/v2/repositories", contentRepo, "_uploads"))
+		return
 	}
-	return desc.Size, nil
-}
-
-// OpenBlob opens a stored blob for reading.
-func (s *Store) OpenBlob(ctx context.Context, dgst digest.Digest) (io.ReadSeekCloser, error) {
-	s.reads.Add(1)
-	rc, err := s.blobs.Open(ctx, dgst)
-	if err != nil {
-		return nil, mapErr(err)
-	}
-	return rc, nil
-}
-
-// ServeBlob writes a stored blob to w, honouring Range (at most MaxRanges ranges) and
-// conditional requests. The
-// caller sets any headers it wants to win (Content-Type, Docker-Content-Digest) first.
-func (s *Store) ServeBlob(ctx context.Context, w http.ResponseWriter, r *http.Request, dgst digest.Digest) error {
-	if err := CheckRanges(r.Header.Get("Range")); err != nil {
-		return err
-	}
-	return mapErr(s.blobs.ServeBlob(ctx, w, r, dgst))
-}
-
-// BlobWriter receives a blob. Nothing written is visible until Commit verified it.
-type BlobWriter struct {
-	s  *Store
-	bw distribution.BlobWriter
-}
-
-// CreateBlob starts writing a new blob.
-func (s *Store) CreateBlob(ctx context.Context) (*BlobWriter, error) {
-	bw, err := s.blobs.Create(ctx)
-	if err != nil {
-		return nil, fmt.Errorf("storage: create blob: %w", err)
-	}
-	return &BlobWriter{s: s, bw: bw}, nil
-}
-
-// Write appends to the blob being written.
-func (w *BlobWriter) Write(p []byte) (int, error) { return w.bw.Write(p) }
-
-// Written is the number of bytes written so far.
-func (w *BlobWriter) Written() int64 { return w.bw.Size() }
-
-// Commit verifies the written bytes against dgst (and size, when >= 0) and makes the
-// blob visible atomically. On a mismatch nothing is stored and ErrDigestMismatch is
-// returned.
-func (w *BlobWriter) Commit(ctx context.Context, dgst digest.Digest, size int64) error {
-	if size < 0 {
-		size = 0 // distribution: "unknown"
-	}
-	_, err := w.bw.Commit(ctx, ocispec.Descriptor{Digest: dgst, Size: size, MediaType: "application/octet-stream"})
-	if err != nil {
-		// A failed commit leaves its upload behind; remove it so it is never mistaken for content.
-		_ = w.s.driver.Delete(ctx, path.Join("/docker/registry/v2/repositories", contentRepo, "_uploads", w.bw.ID()))
-		var inv distribution.ErrBlobInvalidDigest
-		if errors.As(err, &inv) || errors.Is(err, distribution.ErrBlobInvalidLength) {
-			return fmt.Errorf("%w: %s: %v", ErrDigestMismatch, dgst, err)
-		}
-		return fmt.Errorf("storage: commit %s: %w", dgst, err)
-	}
-	return nil
-}
-
-// Cancel abandons the blob and removes what was written.
-func (w *BlobWriter) Cancel(ctx context.Context) error { return w.bw.Cancel(ctx) }
-
-// ReadBlob reads a whole small blob (a manifest or config) into memory.
-func (s *Store) ReadBlob(ctx context.Context, dgst digest.Digest) ([]byte, error) {
-	rc, err := s.OpenBlob(ctx, dgst)
-	if err != nil {
-		return nil, err
-	}
-	defer rc.Close()
-	return io.ReadAll(rc)
-}
-
-func mapErr(err error) error {
-	if err == nil {
-		return nil
-	}
-	if errors.Is(err, distribution.ErrBlobUnknown) {
-		return fmt.Errorf("%w: %v", ErrNotFound, err)
-	}
-	var pnf storagedriver.PathNotFoundError
-	if errors.As(err, &pnf) {
-		return fmt.Errorf("%w: %v", ErrNotFound, err)
-	}
-	return err
-}
-
-// Writable checks that the metadata database accepts writes.
-func (s *Store) Writable() error {
-	return s.db.Update(func(tx *bolt.Tx) error {
-		_, err := tx.CreateBucketIfNotExists([]byte("health"))
-		return err
-	})
+	_, _ = dstorage.PurgeUploads(ctx, s.driver, time.Now().Add(-staleUpload), true)
 }

@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"io"
+	"io/fs"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -11,6 +13,7 @@ import (
 	"github.com/opencontainers/go-digest"
 
 	"github.com/goldproxy/goldproxy/storage"
+	"github.com/goldproxy/goldproxy/storage/storagetest"
 )
 
 func open(t *testing.T) (*storage.Store, string) {
@@ -71,6 +74,46 @@ func TestBlobCommitVerifies(t *testing.T) {
 				t.Fatalf("read back %q", b)
 			}
 		})
+	}
+}
+
+func TestFilesystemBlobs(t *testing.T) {
+	s, dir := open(t)
+	storagetest.Blobs(t, s, func() []string {
+		var out []string
+		_ = filepath.WalkDir(filepath.Join(dir, "registry"), func(p string, d fs.DirEntry, err error) error {
+			if err == nil && !d.IsDir() && strings.Contains(p, "/_uploads/") {
+				out = append(out, p)
+			}
+			return nil
+		})
+		return out
+	})
+}
+
+func TestNewNeedsOneOfEach(t *testing.T) {
+	dir := t.TempDir()
+	for _, opts := range [][]storage.Option{
+		nil,
+		{storage.WithFilesystem(dir)},
+		{storage.WithBolt(filepath.Join(dir, "meta.db"))},
+		{storage.WithFilesystem(dir), storage.WithS3(storage.S3{Bucket: "b", Region: "us-east-1"}), storage.WithBolt(filepath.Join(dir, "meta.db"))},
+	} {
+		if s, err := storage.New(context.Background(), opts...); err == nil {
+			s.Close()
+			t.Errorf("New with %d options: no error", len(opts))
+		}
+	}
+	if _, err := storage.New(context.Background(), storage.WithBolt(filepath.Join(dir, "meta.db")), storage.WithS3(storage.S3{Bucket: "b", Endpoint: "ftp://x"})); err == nil || !strings.Contains(err.Error(), "endpoint") {
+		t.Errorf("a bad endpoint: %v", err)
+	}
+	s, err := storage.Open(context.Background(), dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	if db, err := s.DB(); err != nil || db == nil {
+		t.Fatalf("DB on bbolt: %v", err)
 	}
 }
 

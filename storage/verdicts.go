@@ -19,14 +19,20 @@ var (
 )
 
 // PutJudgement stores the judgement of a manifest digest under a repository.
-func (s *Store) PutJudgement(repo string, dgst digest.Digest, rec []byte) error {
+func (s *boltMeta) PutJudgement(repo string, dgst digest.Digest, rec []byte) error {
 	return s.db.Update(func(tx *bolt.Tx) error { return tx.Bucket(bucketJudgements).Put(key(repo, dgst.String()), rec) })
 }
 
-// PutJudgements stores many judgements in one transaction (repo\x00digest → record).
-func (s *Store) PutJudgements(recs map[string][]byte) error {
+// PutJudgements stores many judgements (PullKey(repo, digest) → record) in one
+// transaction; a key that is not a PullKey fails them all.
+func (s *boltMeta) PutJudgements(recs map[string][]byte) error {
 	if len(recs) == 0 {
 		return nil
+	}
+	for k := range recs {
+		if _, _, err := SplitPullKey(k); err != nil {
+			return err
+		}
 	}
 	return s.db.Update(func(tx *bolt.Tx) error {
 		b := tx.Bucket(bucketJudgements)
@@ -40,12 +46,12 @@ func (s *Store) PutJudgements(recs map[string][]byte) error {
 }
 
 // Judgement returns the judgement of a digest under a repository, or ErrNotFound.
-func (s *Store) Judgement(repo string, dgst digest.Digest) ([]byte, error) {
+func (s *boltMeta) Judgement(repo string, dgst digest.Digest) ([]byte, error) {
 	return s.getRaw(bucketJudgements, key(repo, dgst.String()))
 }
 
 // Judgements calls fn for every stored judgement, in (repository, digest) order.
-func (s *Store) Judgements(fn func(repo string, dgst digest.Digest, rec []byte) error) error {
+func (s *boltMeta) Judgements(fn func(repo string, dgst digest.Digest, rec []byte) error) error {
 	return s.db.View(func(tx *bolt.Tx) error {
 		return tx.Bucket(bucketJudgements).ForEach(func(k, v []byte) error {
 			repo, d, ok := bytes.Cut(k, []byte{0})
@@ -58,12 +64,12 @@ func (s *Store) Judgements(fn func(repo string, dgst digest.Digest, rec []byte) 
 }
 
 // PutVerdict stores the verdict record of a manifest digest.
-func (s *Store) PutVerdict(dgst digest.Digest, rec []byte) error {
+func (s *boltMeta) PutVerdict(dgst digest.Digest, rec []byte) error {
 	return s.db.Update(func(tx *bolt.Tx) error { return tx.Bucket(bucketVerdicts).Put([]byte(dgst), rec) })
 }
 
 // PutVerdictAndReport stores a verdict record and its scan report in one transaction.
-func (s *Store) PutVerdictAndReport(dgst digest.Digest, rec, report []byte) error {
+func (s *boltMeta) PutVerdictAndReport(dgst digest.Digest, rec, report []byte) error {
 	return s.db.Update(func(tx *bolt.Tx) error {
 		if err := tx.Bucket(bucketReports).Put([]byte(dgst), report); err != nil {
 			return err
@@ -73,17 +79,17 @@ func (s *Store) PutVerdictAndReport(dgst digest.Digest, rec, report []byte) erro
 }
 
 // Verdict returns the verdict record of a manifest digest, or ErrNotFound.
-func (s *Store) Verdict(dgst digest.Digest) ([]byte, error) {
+func (s *boltMeta) Verdict(dgst digest.Digest) ([]byte, error) {
 	return s.getRaw(bucketVerdicts, []byte(dgst))
 }
 
 // Report returns the scan report of a manifest digest, or ErrNotFound.
-func (s *Store) Report(dgst digest.Digest) ([]byte, error) {
+func (s *boltMeta) Report(dgst digest.Digest) ([]byte, error) {
 	return s.getRaw(bucketReports, []byte(dgst))
 }
 
 // Verdicts calls fn for every stored verdict record, in digest order.
-func (s *Store) Verdicts(fn func(dgst digest.Digest, rec []byte) error) error {
+func (s *boltMeta) Verdicts(fn func(dgst digest.Digest, rec []byte) error) error {
 	return s.db.View(func(tx *bolt.Tx) error {
 		return tx.Bucket(bucketVerdicts).ForEach(func(k, v []byte) error {
 			return fn(digest.Digest(k), bytes.Clone(v))
@@ -91,7 +97,7 @@ func (s *Store) Verdicts(fn func(dgst digest.Digest, rec []byte) error) error {
 	})
 }
 
-func (s *Store) getRaw(bucket, k []byte) ([]byte, error) {
+func (s *boltMeta) getRaw(bucket, k []byte) ([]byte, error) {
 	var out []byte
 	err := s.db.View(func(tx *bolt.Tx) error {
 		v := tx.Bucket(bucket).Get(k)
@@ -104,13 +110,18 @@ func (s *Store) getRaw(bucket, k []byte) ([]byte, error) {
 	return out, err
 }
 
-var bucketBaselines = []byte("baselines") // RFC 3339 time → baseline comparison (JSON)
+var bucketBaselines = []byte("baselines") // baselineKey time → baseline comparison (JSON)
+
+// baselineKey is RFC 3339 with all nine fraction digits: keys sort as their times do
+// (RFC3339Nano drops trailing zeros, and "05Z" sorts after "05.5Z"). Older keys in
+// RFC3339Nano still parse.
+const baselineKey = "2006-01-02T15:04:05.000000000Z07:00"
 
 // PutBaseline keeps a baseline comparison; only the newest ten are kept.
-func (s *Store) PutBaseline(at time.Time, b []byte) error {
+func (s *boltMeta) PutBaseline(at time.Time, b []byte) error {
 	return s.db.Update(func(tx *bolt.Tx) error {
 		bk := tx.Bucket(bucketBaselines)
-		if err := bk.Put([]byte(at.UTC().Format(time.RFC3339Nano)), b); err != nil {
+		if err := bk.Put([]byte(at.UTC().Format(baselineKey)), b); err != nil {
 			return err
 		}
 		// Count with a cursor: Stats does not see deletes of the same transaction.
@@ -133,7 +144,7 @@ func (s *Store) PutBaseline(at time.Time, b []byte) error {
 }
 
 // LatestBaseline returns the newest baseline comparison and when it was stored.
-func (s *Store) LatestBaseline() (time.Time, []byte, error) {
+func (s *boltMeta) LatestBaseline() (time.Time, []byte, error) {
 	var at time.Time
 	var out []byte
 	err := s.db.View(func(tx *bolt.Tx) error {

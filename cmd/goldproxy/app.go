@@ -19,8 +19,10 @@ import (
 	"github.com/goldproxy/goldproxy/proxy"
 	"github.com/goldproxy/goldproxy/proxy/config"
 	"github.com/goldproxy/goldproxy/proxy/gate"
+	"github.com/goldproxy/goldproxy/proxy/registry/httpx"
 	"github.com/goldproxy/goldproxy/scanner"
 	"github.com/goldproxy/goldproxy/storage"
+	"github.com/goldproxy/goldproxy/storage/fromconfig"
 )
 
 // app is a wired goldproxy: store, scanner and DB, and the registry server.
@@ -38,7 +40,7 @@ type app struct {
 // newApp opens the store and the scanner and builds the server. The vulnerability DB is
 // loaded by a.dbs.Load; until then every new image is denied and /readyz says why.
 func newApp(ctx context.Context, cfg *config.Config, log *slog.Logger) (*app, error) {
-	store, err := storage.Open(ctx, cfg.DataDir)
+	store, err := fromconfig.Open(ctx, cfg)
 	if err != nil {
 		return nil, err
 	}
@@ -57,7 +59,7 @@ func newApp(ctx context.Context, cfg *config.Config, log *slog.Logger) (*app, er
 	a := &app{cfg: cfg, log: log, store: store, db: db, scanner: sc, reg: prometheus.NewRegistry()}
 	a.reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}), cli.BuildInfoCollector())
 	srv, err := proxy.New(cfg, store, proxy.WithLogger(log), proxy.WithScanner(trivyGate{sc}, pol), proxy.WithDBUpdater(a.updateDB), proxy.WithRegistry(a.reg),
-		proxy.WithVersion(cli.VersionHandler(db)), proxy.WithBackup(func(w io.Writer) (int64, error) { return cli.WriteBackup(w, store.DB()) }))
+		proxy.WithVersion(cli.VersionHandler(db)), proxy.WithBackup(backupOf(store)))
 	if err != nil {
 		sc.Close()
 		store.Close()
@@ -74,6 +76,18 @@ func newApp(ctx context.Context, cfg *config.Config, log *slog.Logger) (*app, er
 	}
 	a.dbs = scanner.NewUpdater(db, src)
 	return a, nil
+}
+
+// backupOf writes a copy of the store's bbolt metadata; a store on PostgreSQL is backed
+// up with PostgreSQL's own tools, and the endpoint says so.
+func backupOf(store *storage.Store) func(io.Writer) (int64, error) {
+	return func(w io.Writer) (int64, error) {
+		db, err := store.DB()
+		if err != nil {
+			return 0, httpx.Unsupported("backup: %v", err)
+		}
+		return cli.WriteBackup(w, db)
+	}
 }
 
 func (a *app) Close() {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"net/http"
 	"net/http/httptest"
+	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -14,6 +15,8 @@ import (
 	"github.com/goldproxy/goldproxy/proxy/proxytest"
 	"github.com/goldproxy/goldproxy/scanner/scannertest"
 	"github.com/goldproxy/goldproxy/storage"
+	"github.com/goldproxy/goldproxy/storage/postgres"
+	"github.com/goldproxy/goldproxy/storage/postgres/pgtest"
 )
 
 // buckets lists a bbolt file's buckets and their key counts.
@@ -53,7 +56,12 @@ func TestBackup(t *testing.T) {
 			return
 		}
 		w.Header().Set("Content-Type", "application/octet-stream")
-		if _, err := cli.WriteBackup(w, p.Store.DB()); err != nil {
+		db, err := p.Store.DB()
+		if err != nil {
+			t.Error(err)
+			return
+		}
+		if _, err := cli.WriteBackup(w, db); err != nil {
 			t.Error(err)
 		}
 	}))
@@ -95,4 +103,33 @@ func TestBackup(t *testing.T) {
 		t.Fatalf("restored meta.db: %v", err)
 	}
 	s.Close()
+}
+
+// TestBackupOnPostgres: with the metadata in PostgreSQL there is no meta.db to copy; the
+// command and the endpoint say to use pg_dump.
+func TestBackupOnPostgres(t *testing.T) {
+	dir := t.TempDir()
+	conf := filepath.Join(dir, "goldproxy.yaml")
+	yaml := "data_dir: " + filepath.Join(dir, "data") + "\nupstreams:\n  - name: r.test\n    url: http://127.0.0.1:1\n" +
+		"storage:\n  metadata:\n    driver: postgres\n    postgres:\n      dsn_env: TEST_PG_DSN\n"
+	if err := os.WriteFile(conf, []byte(yaml), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if out, code := runCLI(t, "backup", "--config", conf, "--output", filepath.Join(dir, "x.db")); code != 2 || !strings.Contains(out, "pg_dump") {
+		t.Fatalf("backup --config on PostgreSQL: %d %s", code, out)
+	}
+	pg := pgtest.Start(t)
+	m, err := postgres.Open(context.Background(), pg.NewDatabase(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := storage.New(context.Background(), storage.WithFilesystem(filepath.Join(dir, "blobs")), storage.WithMetadata(m))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	var buf strings.Builder
+	if _, err := backupOf(s)(&buf); err == nil || !strings.Contains(err.Error(), "pg_dump") || buf.Len() != 0 {
+		t.Fatalf("backup endpoint on PostgreSQL: %v (%d bytes)", err, buf.Len())
+	}
 }

@@ -120,7 +120,7 @@ func serve(ctx context.Context, cfg *config.Config) error {
 		return err
 	}
 	hs := &http.Server{Handler: srv, ReadHeaderTimeout: 30 * time.Second, TLSConfig: tlsCfg}
-	log.Info("goldproxy listening", "addr", ln.Addr().String(), "tls", tlsCfg != nil, "auth", cfg.Auth.Htpasswd != "", "data_dir", cfg.DataDir, "upstreams", len(cfg.Upstreams))
+	log.Info("goldproxy listening", "addr", ln.Addr().String(), "tls", tlsCfg != nil, "auth", cfg.Auth.Htpasswd != "", "data_dir", cfg.DataDir, "blobs", cfg.Storage.Driver, "metadata", cfg.Storage.Metadata.Driver, "upstreams", len(cfg.Upstreams))
 	if tlsCfg == nil {
 		log.Warn("serving plain HTTP: docker needs this host in insecure-registries, containerd and podman need plain-http/insecure mirror entries")
 	} else {

@@ -74,12 +74,6 @@ type LogConfig struct {
 	Level  string `yaml:"level"`
 }
 
-// StorageConfig selects the blob store backend.
-type StorageConfig struct {
-	Driver string   `yaml:"driver"`
-	GC     GCConfig `yaml:"gc"`
-}
-
 // TagConfig controls how long tag resolutions are trusted.
 type TagConfig struct {
 	TTL time.Duration `yaml:"ttl"`
@@ -171,7 +165,8 @@ func Parse(b []byte, dir string) (*Config, error) {
 		msg := err.Error()
 		if m := unknownField.FindStringSubmatch(msg); m != nil {
 			hint := ""
-			if m[2] == "password" || m[2] == "token" {
+			switch m[2] {
+			case "password", "token", "access_key", "secret_key", "dsn":
 				hint = fmt.Sprintf(" (secrets are never inline: use %s_env or %s_file)", m[2], m[2])
 			}
 			return nil, fmt.Errorf("config: line %s: unknown key %q%s", m[1], m[2], hint)
@@ -200,6 +195,9 @@ func (c *Config) setDefaults() {
 	}
 	if c.Storage.Driver == "" {
 		c.Storage.Driver = "filesystem"
+	}
+	if c.Storage.Metadata.Driver == "" {
+		c.Storage.Metadata.Driver = "bolt"
 	}
 	if c.Tags.TTL == 0 {
 		c.Tags.TTL = 5 * time.Minute
@@ -290,8 +288,8 @@ func (c *Config) Validate() error {
 	default:
 		return fmt.Errorf("config: log.level: %q is not debug, info, warn or error", c.Log.Level)
 	}
-	if c.Storage.Driver != "filesystem" {
-		return fmt.Errorf("config: storage.driver: %q is not supported (filesystem)", c.Storage.Driver)
+	if err := c.Storage.validate(); err != nil {
+		return err
 	}
 	if c.Storage.GC.MaxSize < 0 || c.Storage.GC.MaxAge < 0 || c.Storage.GC.Grace < 0 {
 		return fmt.Errorf("config: storage.gc: sizes and durations must not be negative")

@@ -10,6 +10,8 @@ import (
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
+	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -22,6 +24,9 @@ import (
 	"github.com/goldproxy/goldproxy/proxy"
 	"github.com/goldproxy/goldproxy/proxy/config"
 	"github.com/goldproxy/goldproxy/storage"
+	"github.com/goldproxy/goldproxy/storage/fromconfig"
+	"github.com/goldproxy/goldproxy/storage/postgres/pgtest"
+	"github.com/goldproxy/goldproxy/storage/s3test"
 )
 
 // Upstream is an in-process OCI registry (go-containerregistry's, with referrers) that
@@ -161,7 +166,36 @@ func Config(t testing.TB, ups ...*Upstream) *config.Config {
 	if err != nil {
 		t.Fatal(err)
 	}
+	if os.Getenv(SharedStorageEnv) == "1" {
+		SharedStorage(t, cfg)
+	}
 	return cfg
+}
+
+// SharedStorageEnv set to 1 runs every proxy of Config on the replicas' store: the
+// proxy suite against S3 and PostgreSQL instead of the filesystem and bbolt.
+const SharedStorageEnv = "GOLDPROXY_TEST_SHARED_STORAGE"
+
+// SharedStorage points cfg's storage at a fresh bucket of an S3 server and a fresh
+// PostgreSQL database, both started for t; credentials by file, as in production.
+func SharedStorage(t testing.TB, cfg *config.Config) {
+	t.Helper()
+	srv, pg := s3test.Start(t), pgtest.Start(t)
+	dir := t.TempDir()
+	file := func(name, v string) string {
+		p := filepath.Join(dir, name)
+		if err := os.WriteFile(p, []byte(v), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	cfg.Storage.Driver = "s3"
+	cfg.Storage.S3 = config.S3Config{Bucket: srv.NewBucket(t), Endpoint: srv.Endpoint, ForcePathStyle: true,
+		AccessKeyFile: file("s3-access", srv.AccessKey), SecretKeyFile: file("s3-secret", srv.SecretKey)}
+	cfg.Storage.Metadata = config.MetadataConfig{Driver: "postgres", Postgres: config.PostgresConfig{DSNFile: file("pg-dsn", pg.NewDatabase(t))}}
+	if err := cfg.Validate(); err != nil {
+		t.Fatal(err)
+	}
 }
 
 // Proxy is a running goldproxy in a test.
@@ -190,11 +224,11 @@ func (p *Proxy) Requests(substr string) []string {
 	return out
 }
 
-// Start opens the store under cfg.DataDir and serves a proxy on loopback until the test
-// ends or Close is called.
+// Start opens the store cfg describes (by default under cfg.DataDir) and serves a proxy
+// on loopback until the test ends or Close is called.
 func Start(t testing.TB, cfg *config.Config, opts ...proxy.Option) *Proxy {
 	t.Helper()
-	store, err := storage.Open(context.Background(), cfg.DataDir)
+	store, err := fromconfig.Open(context.Background(), cfg)
 	if err != nil {
 		t.Fatal(err)
 	}

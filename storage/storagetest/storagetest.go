@@ -1,6 +1,10 @@
-// Package storagetest is the conformance suite of storage.Metadata: every
-// implementation (bbolt embedded, a shared database) must pass it, so the gate and the
-// mirror behave the same on each.
+// Package storagetest is the conformance suite of storage.Metadata (Conformance) and of
+// the store's blobs over a storage driver (Blobs): every implementation (bbolt embedded,
+// PostgreSQL; the filesystem, S3) must pass it, so the gate and the mirror behave the
+// same on each. The suite pins behaviour, not implementation: listings in byte order,
+// one transaction per manifest, exact record bytes, microsecond times.
+//
+// It never skips a case for one implementation: what one store does, all do.
 package storagetest
 
 import (
@@ -30,6 +34,22 @@ func Conformance(t *testing.T, open func(t *testing.T) storage.Metadata) {
 		{"robots", robots},
 		{"baselines keep the newest ten", baselines},
 		{"last pulls", lastPulls},
+		{"a refused manifest leaves nothing", refusedManifest},
+		{"manifest records round-trip", manifestRecords},
+		{"listings come in byte order", byteOrder},
+		{"a tag moves", tagMoves},
+		{"referrers are per subject and go with their manifest", referrerLifecycle},
+		{"owners of a shared blob", sharedOwners},
+		{"unlink forgets every repository's link", unlink},
+		{"delete manifest forgets everything of its repository", deleteDetails},
+		{"iterations stop at the first error", iterationErrors},
+		{"keys that are not pull keys are refused", badPullKeys},
+		{"records keep their exact bytes", exactBytes},
+		{"robots are listed by name and replaced", robotDetails},
+		{"baselines: the newest by time, even within a second", baselineOrder},
+		{"times keep microseconds", timePrecision},
+		{"concurrent writers", concurrentWriters},
+		{"many judgements: one batch, each listed once in order", manyJudgements},
 	} {
 		t.Run(tc.name, func(t *testing.T) { tc.fn(t, open(t)) })
 	}

@@ -13,14 +13,16 @@ import (
 
 	"github.com/spf13/cobra"
 	bolt "go.etcd.io/bbolt"
+
+	"github.com/goldproxy/goldproxy/storage/fromconfig"
 )
 
 // BackupPath is the running proxy's online backup endpoint: a consistent copy of the
 // metadata DB (bbolt's Tx.WriteTo inside one read transaction, while pulls go on).
 const BackupPath = "/api/v1/admin/backup"
 
-// MetaDB is the metadata database's file name under data_dir (storage.Open).
-const MetaDB = "meta.db"
+// MetaDB is the bbolt metadata database's file name under data_dir.
+const MetaDB = fromconfig.MetaDB
 
 // WriteBackup copies db to w in one read transaction: a consistent snapshot taken while
 // writers go on (bbolt readers never block the writer). It returns the bytes written.
@@ -67,6 +69,9 @@ Example:
 				cfg, cerr := LoadConfig(configPath)
 				if cerr != nil {
 					return &ExitError{Code: 2, Err: cerr}
+				}
+				if cfg.Storage.Metadata.Driver != "bolt" {
+					return &ExitError{Code: 2, Err: fmt.Errorf("the metadata is in PostgreSQL (storage.metadata.driver: %s): back it up with pg_dump", cfg.Storage.Metadata.Driver)}
 				}
 				n, err = BackupFile(filepath.Join(cfg.DataDir, MetaDB), output)
 			}

@@ -1,0 +1,168 @@
+package storage
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"path"
+	"strings"
+
+	"github.com/distribution/distribution/v3"
+	dstorage "github.com/distribution/distribution/v3/registry/storage"
+	storagedriver "github.com/distribution/distribution/v3/registry/storage/driver"
+	"github.com/opencontainers/go-digest"
+	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
+)
+
+// StatBlob returns the size of a stored blob, or ErrNotFound.
+func (s *Store) StatBlob(ctx context.Context, dgst digest.Digest) (int64, error) {
+	desc, err := s.blobs.Stat(ctx, dgst)
+	if err != nil {
+		return 0, mapErr(err)
+	}
+	return desc.Size, nil
+}
+
+// OpenBlob opens a stored blob for reading.
+func (s *Store) OpenBlob(ctx context.Context, dgst digest.Digest) (io.ReadSeekCloser, error) {
+	s.reads.Add(1)
+	rc, err := s.blobs.Open(ctx, dgst)
+	if err != nil {
+		return nil, mapErr(err)
+	}
+	return rc, nil
+}
+
+// ServeBlob writes a stored blob to w, honouring Range (at most MaxRanges ranges) and
+// conditional requests. The
+// caller sets any headers it wants to win (Content-Type, Docker-Content-Digest) first.
+func (s *Store) ServeBlob(ctx context.Context, w http.ResponseWriter, r *http.Request, dgst digest.Digest) error {
+	if err := CheckRanges(r.Header.Get("Range")); err != nil {
+		return err
+	}
+	return mapErr(s.blobs.ServeBlob(ctx, w, r, dgst))
+}
+
+// BlobWriter receives a blob. Nothing written is visible until Commit verified it.
+type BlobWriter struct {
+	s  *Store
+	bw distribution.BlobWriter
+	n  int64 // bytes written: the driver's count may lag behind what it buffers (S3)
+}
+
+// CreateBlob starts writing a new blob.
+func (s *Store) CreateBlob(ctx context.Context) (*BlobWriter, error) {
+	bw, err := s.blobs.Create(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("storage: create blob: %w", err)
+	}
+	return &BlobWriter{s: s, bw: bw}, nil
+}
+
+// Write appends to the blob being written.
+func (w *BlobWriter) Write(p []byte) (int, error) {
+	n, err := w.bw.Write(p)
+	w.n += int64(n)
+	return n, err
+}
+
+// Written is the number of bytes written so far.
+func (w *BlobWriter) Written() int64 { return w.n }
+
+// Commit verifies the written bytes against dgst (and size, when >= 0) and makes the
+// blob visible atomically. On a mismatch nothing is stored and ErrDigestMismatch is
+// returned.
+func (w *BlobWriter) Commit(ctx context.Context, dgst digest.Digest, size int64) error {
+	// distribution's Commit takes the size from what was written, whatever it is told:
+	// the size is checked here.
+	if size >= 0 && size != w.n {
+		_ = w.bw.Cancel(ctx)
+		return fmt.Errorf("%w: %s: %d bytes written, %d expected", ErrDigestMismatch, dgst, w.n, size)
+	}
+	_, err := w.bw.Commit(ctx, ocispec.Descriptor{Digest: dgst, Size: size, MediaType: "application/octet-stream"})
+	if err != nil {
+		// A failed commit leaves its upload behind; remove it so it is never mistaken for content.
+		_ = w.s.driver.Delete(ctx, path.Join("/docker/registry/v2/repositories", contentRepo, "_uploads", w.bw.ID()))
+		var inv distribution.ErrBlobInvalidDigest
+		if errors.As(err, &inv) || errors.Is(err, distribution.ErrBlobInvalidLength) {
+			return fmt.Errorf("%w: %s: %v", ErrDigestMismatch, dgst, err)
+		}
+		return fmt.Errorf("storage: commit %s: %w", dgst, err)
+	}
+	return nil
+}
+
+// Cancel abandons the blob and removes what was written.
+func (w *BlobWriter) Cancel(ctx context.Context) error { return w.bw.Cancel(ctx) }
+
+// ReadBlob reads a whole small blob (a manifest or config) into memory.
+func (s *Store) ReadBlob(ctx context.Context, dgst digest.Digest) ([]byte, error) {
+	rc, err := s.OpenBlob(ctx, dgst)
+	if err != nil {
+		return nil, err
+	}
+	defer rc.Close()
+	return io.ReadAll(rc)
+}
+
+func mapErr(err error) error {
+	if err == nil {
+		return nil
+	}
+	if errors.Is(err, distribution.ErrBlobUnknown) {
+		return fmt.Errorf("%w: %v", ErrNotFound, err)
+	}
+	var pnf storagedriver.PathNotFoundError
+	if errors.As(err, &pnf) {
+		return fmt.Errorf("%w: %v", ErrNotFound, err)
+	}
+	return err
+}
+
+// BlobInfo is a stored blob and its size.
+type BlobInfo struct {
+	Digest digest.Digest
+	Size   int64
+}
+
+// Blobs lists every blob in the blob store with its size.
+func (s *Store) Blobs(ctx context.Context) ([]BlobInfo, error) {
+	var out []BlobInfo
+	root := "/docker/registry/v2/blobs"
+	err := s.driver.Walk(ctx, root, func(fi storagedriver.FileInfo) error {
+		if fi.IsDir() || !strings.HasSuffix(fi.Path(), "/data") {
+			return nil
+		}
+		// /docker/registry/v2/blobs/<alg>/<2 hex>/<hex>/data
+		parts := strings.Split(strings.TrimPrefix(fi.Path(), root+"/"), "/")
+		if len(parts) != 4 {
+			return nil
+		}
+		d := digest.NewDigestFromEncoded(digest.Algorithm(parts[0]), parts[2])
+		if d.Validate() == nil {
+			out = append(out, BlobInfo{Digest: d, Size: fi.Size()})
+		}
+		return nil
+	})
+	var pnf storagedriver.PathNotFoundError
+	if errors.As(err, &pnf) {
+		return nil, nil
+	}
+	return out, err
+}
+
+// DeleteBlob removes a blob's content and every repository's link to it.
+func (s *Store) DeleteBlob(ctx context.Context, dgst digest.Digest) error {
+	if err := s.blobs.Delete(ctx, dgst); err != nil && !errors.Is(mapErr(err), ErrNotFound) {
+		return fmt.Errorf("storage: unlink %s: %w", dgst, err)
+	}
+	if err := dstorage.NewVacuum(ctx, s.driver).RemoveBlob(dgst.String()); err != nil {
+		var pnf storagedriver.PathNotFoundError
+		if !errors.As(err, &pnf) {
+			return fmt.Errorf("storage: remove %s: %w", dgst, err)
+		}
+	}
+	return s.Unlink(dgst)
+}
