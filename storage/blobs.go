@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"path"
 	"strings"
+	"time"
 
 	"github.com/distribution/distribution/v3"
 	dstorage "github.com/distribution/distribution/v3/registry/storage"
@@ -28,21 +29,106 @@ func (s *Store) StatBlob(ctx context.Context, dgst digest.Digest) (int64, error)
 // OpenBlob opens a stored blob for reading.
 func (s *Store) OpenBlob(ctx context.Context, dgst digest.Digest) (io.ReadSeekCloser, error) {
 	s.reads.Add(1)
-	rc, err := s.blobs.Open(ctx, dgst)
+	return s.openBlob(ctx, dgst)
+}
+
+// openBlob reads a blob straight from the driver. distribution's own reader puts a 4 MiB
+// buffer in front of every open blob: 50 clients pulling at once held 200 MiB of them.
+func (s *Store) openBlob(ctx context.Context, dgst digest.Digest) (*driverBlob, error) {
+	desc, err := s.blobs.Stat(ctx, dgst)
 	if err != nil {
 		return nil, mapErr(err)
 	}
-	return rc, nil
+	if err := desc.Digest.Validate(); err != nil {
+		return nil, err
+	}
+	p := path.Join("/docker/registry/v2/blobs", desc.Digest.Algorithm().String(), desc.Digest.Encoded()[:2], desc.Digest.Encoded(), "data")
+	return &driverBlob{ctx: ctx, driver: s.driver, path: p, size: desc.Size}, nil
 }
 
 // ServeBlob writes a stored blob to w, honouring Range (at most MaxRanges ranges) and
-// conditional requests. The
-// caller sets any headers it wants to win (Content-Type, Docker-Content-Digest) first.
+// conditional requests, from the store itself (never a redirect to the storage
+// backend: nothing reaches a client around the proxy). The caller sets any headers it
+// wants to win (Content-Type, Docker-Content-Digest) first.
 func (s *Store) ServeBlob(ctx context.Context, w http.ResponseWriter, r *http.Request, dgst digest.Digest) error {
 	if err := CheckRanges(r.Header.Get("Range")); err != nil {
 		return err
 	}
-	return mapErr(s.blobs.ServeBlob(ctx, w, r, dgst))
+	b, err := s.openBlob(ctx, dgst)
+	if err != nil {
+		return err
+	}
+	defer b.Close()
+	h := w.Header()
+	h.Set("ETag", `"`+dgst.String()+`"`) // If-None-Match is handled by ServeContent
+	h.Set("Cache-Control", "max-age=31536000")
+	if h.Get("Docker-Content-Digest") == "" {
+		h.Set("Docker-Content-Digest", dgst.String())
+	}
+	if h.Get("Content-Type") == "" {
+		h.Set("Content-Type", "application/octet-stream")
+	}
+	http.ServeContent(w, r, "", time.Time{}, b)
+	return nil
+}
+
+// driverBlob is a stored blob read from the storage driver, opened at the offset of the
+// first read after a seek.
+type driverBlob struct {
+	ctx    context.Context
+	driver storagedriver.StorageDriver
+	path   string
+	size   int64
+	off    int64
+	rc     io.ReadCloser
+}
+
+func (b *driverBlob) Read(p []byte) (int, error) {
+	if b.off >= b.size {
+		return 0, io.EOF
+	}
+	if b.rc == nil {
+		rc, err := b.driver.Reader(b.ctx, b.path, b.off)
+		if err != nil {
+			return 0, mapErr(err)
+		}
+		b.rc = rc
+	}
+	if rest := b.size - b.off; int64(len(p)) > rest {
+		p = p[:rest]
+	}
+	n, err := b.rc.Read(p)
+	b.off += int64(n)
+	if errors.Is(err, io.EOF) && b.off < b.size {
+		err = io.ErrUnexpectedEOF
+	}
+	return n, err
+}
+
+func (b *driverBlob) Seek(offset int64, whence int) (int64, error) {
+	off := offset
+	switch whence {
+	case io.SeekCurrent:
+		off += b.off
+	case io.SeekEnd:
+		off += b.size
+	}
+	if off < 0 {
+		return b.off, fmt.Errorf("storage: seek to %d", off)
+	}
+	if off != b.off && b.rc != nil {
+		b.rc.Close()
+		b.rc = nil
+	}
+	b.off = off
+	return off, nil
+}
+
+func (b *driverBlob) Close() error {
+	if b.rc != nil {
+		return b.rc.Close()
+	}
+	return nil
 }
 
 // BlobWriter receives a blob. Nothing written is visible until Commit verified it.
