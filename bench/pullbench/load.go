@@ -176,3 +176,62 @@ func load(args []string) error {
 	}
 	return json.NewEncoder(os.Stdout).Encode(res)
 }
+
+// gated times one cold pull through goldproxy: the manifest (answered once the image is
+// ingested, scanned and judged), then, when it is served, its config and layers.
+func gated(args []string) error {
+	fs := flag.NewFlagSet("gated", flag.ExitOnError)
+	mirror := fs.String("mirror", "", "goldproxy base URL")
+	ns := fs.String("ns", "", "upstream host sent as ?ns=")
+	repo := fs.String("repo", "", "repository")
+	tag := fs.String("tag", "1", "tag")
+	_ = fs.Parse(args)
+	q := ""
+	if *ns != "" {
+		q = "?ns=" + *ns
+	}
+	hc := &http.Client{Timeout: 30 * time.Minute}
+	start := time.Now()
+	req, _ := http.NewRequest(http.MethodGet, *mirror+"/v2/"+*repo+"/manifests/"+*tag+q, nil)
+	req.Header.Set("Accept", string(types.DockerManifestSchema2)+","+string(types.OCIManifestSchema1))
+	resp, err := hc.Do(req)
+	if err != nil {
+		return err
+	}
+	var m struct {
+		Config struct{ Digest string }
+		Layers []struct{ Digest string }
+	}
+	status := resp.StatusCode
+	if status == http.StatusOK {
+		err = json.NewDecoder(resp.Body).Decode(&m)
+	}
+	resp.Body.Close()
+	if err != nil {
+		return err
+	}
+	if status != http.StatusOK && status != http.StatusForbidden {
+		return fmt.Errorf("manifest: %s", resp.Status)
+	}
+	judged := time.Since(start)
+	if status == http.StatusOK {
+		for _, d := range append([]string{m.Config.Digest}, func() []string {
+			var ds []string
+			for _, l := range m.Layers {
+				ds = append(ds, l.Digest)
+			}
+			return ds
+		}()...) {
+			resp, err := hc.Get(*mirror + "/v2/" + *repo + "/blobs/" + d + q)
+			if err != nil {
+				return err
+			}
+			_, err = io.Copy(io.Discard, resp.Body)
+			resp.Body.Close()
+			if err != nil || resp.StatusCode != http.StatusOK {
+				return fmt.Errorf("blob %s: %v %s", d, err, resp.Status)
+			}
+		}
+	}
+	return json.NewEncoder(os.Stdout).Encode(map[string]any{"status": status, "judged_seconds": judged.Seconds(), "seconds": time.Since(start).Seconds()})
+}

@@ -33,7 +33,7 @@ import (
 
 func main() {
 	if len(os.Args) < 2 {
-		fmt.Fprintln(os.Stderr, "usage: pullbench push|pull|mkdb|throttle|load [flags]")
+		fmt.Fprintln(os.Stderr, "usage: pullbench push|pushdir|pull|gated|mkdb|throttle|load [flags]")
 		os.Exit(2)
 	}
 	var err error
@@ -48,6 +48,10 @@ func main() {
 		err = throttle(os.Args[2:])
 	case "load":
 		err = load(os.Args[2:])
+	case "pushdir":
+		err = pushdir(os.Args[2:])
+	case "gated":
+		err = gated(os.Args[2:])
 	default:
 		err = fmt.Errorf("unknown command %q", os.Args[1])
 	}

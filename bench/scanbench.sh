@@ -1,0 +1,109 @@
+#!/usr/bin/env bash
+# A gated cold pull through goldproxy (ingest + scan + judge + client pull) against what
+# it replaces: `crane pull` from the upstream followed by `trivy image --input` (the CLI,
+# v0.74.0) on the same DB, per image, on images built from real content:
+#   debian12    a debootstrapped Debian 12 rootfs (debootstrap --variant=minbase bookworm)
+#   distroless  a distroless-style image from real .debs (apt-get download; status.d)
+#   npm         an npm app from real `npm pack`ed packages
+#   gobinary    a Go binary built against old modules
+# Prints seconds for each and the ratio goldproxy / (crane + trivy) (target <= 0.7 each,
+# median <= 0.5), and goldproxy's peak RSS. Needs root (debootstrap), apt, npm and the Go
+# module proxy. The trivy CLI build takes minutes; it is kept in $BIN between runs.
+#   bench/scanbench.sh
+set -euo pipefail
+export GOEXPERIMENT=jsonv2
+cd "$(dirname "$0")/.."
+repo_root=$(pwd)
+BIN=${BIN:-$HOME/.cache/goldproxy-bench/bin}
+mkdir -p "$BIN"
+work=$(mktemp -d)
+pids=()
+cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; rm -rf "$work"; }
+trap cleanup EXIT
+
+echo "building goldproxy and pullbench; installing crane, registry and trivy v0.74.0 into $BIN..." >&2
+go build -o "$work/goldproxy" ./cmd/goldproxy
+go build -o "$work/pullbench" ./bench/pullbench
+[ -x "$BIN/crane" ] || (cd / && GOFLAGS= GOBIN="$BIN" go install github.com/google/go-containerregistry/cmd/crane@v0.22.1)
+[ -x "$BIN/registry" ] || (cd / && GOFLAGS= GOBIN="$BIN" go install github.com/distribution/distribution/v3/cmd/registry@v3.1.2)
+[ -x "$BIN/trivy" ] || (cd / && GOFLAGS= GOBIN="$BIN" go install github.com/aquasecurity/trivy/cmd/trivy@v0.74.0)
+command -v debootstrap >/dev/null || { DEBIAN_FRONTEND=noninteractive apt-get install -y -qq debootstrap >/dev/null; }
+
+echo "building the images' content..." >&2
+# debian12: a real minbase bootstrap.
+debootstrap --variant=minbase bookworm "$work/debian12" http://deb.debian.org/debian >/dev/null
+# distroless: real .debs unpacked, one status.d file per package, as distroless does.
+mkdir -p "$work/debs" "$work/distroless/var/lib/dpkg/status.d"
+(cd "$work/debs" && apt-get download -qq base-files netbase tzdata libc6 libssl3 ca-certificates openssl libgcc-s1 libstdc++6 zlib1g >/dev/null)
+for deb in "$work"/debs/*.deb; do
+  dpkg-deb -x "$deb" "$work/distroless"
+  pkg=$(dpkg-deb -f "$deb" Package)
+  { dpkg-deb -f "$deb"; echo "Status: install ok installed"; } > "$work/distroless/var/lib/dpkg/status.d/$pkg"
+done
+# npm: an app with real packages, old versions with known advisories among them.
+mkdir -p "$work/npm/app/node_modules"
+(cd "$work/npm" && for p in express@4.17.1 lodash@4.17.15 minimist@1.2.0 axios@0.21.0 moment@2.29.1 jsonwebtoken@8.5.1 qs@6.7.0 body-parser@1.19.0 debug@2.6.9 ms@2.0.0; do
+  npm pack --silent "$p" >/dev/null; done
+  for t in *.tgz; do d=$(mktemp -d); tar xzf "$t" -C "$d"; name=$(python3 -c "import json,sys;print(json.load(open(sys.argv[1]))['name'])" "$d/package/package.json"); mkdir -p "app/node_modules/$name"; cp -r "$d/package/." "app/node_modules/$name/"; rm -rf "$d"; done
+  printf '{"name":"app","version":"1.0.0"}\n' > app/package.json; rm -f ./*.tgz)
+# gobinary: a Go program built against old modules.
+mkdir -p "$work/gosrc" "$work/gobinary/app"
+cat > "$work/gosrc/main.go" <<'GO'
+package main
+
+import (
+	"fmt"
+
+	"golang.org/x/text/language"
+)
+
+func main() { fmt.Println(language.English) }
+GO
+(cd "$work/gosrc" && go mod init example.com/app >/dev/null 2>&1 && go get golang.org/x/text@v0.3.5 >/dev/null 2>&1 && CGO_ENABLED=0 go build -o "$work/gobinary/app/app" .)
+
+up=127.0.0.1:5120 gold=127.0.0.1:5121
+cat > "$work/upstream.yml" <<YML
+version: 0.1
+log: {level: error, accesslog: {disabled: true}}
+storage: {filesystem: {rootdirectory: $work/upstream}}
+http: {addr: $up}
+YML
+"$work/pullbench" mkdb --fixtures scanner/testdata/db --out "$work/trivy-db"
+mkdir -p "$work/trivy-cache/db" && cp "$work/trivy-db/trivy.db" "$work/trivy-db/metadata.json" "$work/trivy-cache/db/"
+cat > "$work/goldproxy.yml" <<YML
+listen: $gold
+data_dir: $work/goldproxy-data
+log: {level: warn}
+db: {dir: $work/trivy-db}
+upstreams:
+  - name: bench.local
+    url: http://$up
+allow:
+  repositories: ["**"]
+YML
+wait_for() { for _ in $(seq 200); do curl -fsS "http://$1/v2/" >/dev/null 2>&1 && return 0; sleep 0.1; done; echo "no registry at $1" >&2; exit 1; }
+"$BIN/registry" serve "$work/upstream.yml" 2>"$work/upstream.log" & pids+=($!)
+wait_for $up
+images=(debian12 distroless npm gobinary)
+for i in "${images[@]}"; do "$work/pullbench" pushdir --dir "$work/$i" --ref "$up/bench/$i:1"; done
+"$work/goldproxy" serve --config "$work/goldproxy.yml" 2>"$work/gold.log" & gold_pid=$!; pids+=($gold_pid)
+wait_for $gold
+
+ratios=()
+printf '%-11s %10s %10s %10s %7s\n' image goldproxy crane+trivy size ratio
+for i in "${images[@]}"; do
+  g=$("$work/pullbench" gated --mirror "http://$gold" --ns bench.local --repo "bench/$i" --tag 1)
+  gs=$(python3 -c "import json,sys;print(json.loads(sys.argv[1])['seconds'])" "$g")
+  rm -rf "$work/trivy-cache/fanal" "$work/pull.tar"
+  t0=$(date +%s.%N)
+  "$BIN/crane" pull --insecure "$up/bench/$i:1" "$work/pull.tar"
+  "$BIN/trivy" image --input "$work/pull.tar" --cache-dir "$work/trivy-cache" --skip-db-update --skip-java-db-update --offline-scan --scanners vuln --format json --quiet >/dev/null
+  t1=$(date +%s.%N)
+  cs=$(python3 -c "print($t1-$t0)")
+  size=$(du -h "$work/pull.tar" | cut -f1)
+  r=$(python3 -c "print(round($gs/$cs,2))")
+  ratios+=("$r")
+  printf '%-11s %9.2fs %9.2fs %10s %6sx\n' "$i" "$gs" "$cs" "$size" "$r"
+done
+python3 -c "import statistics,sys; r=[float(x) for x in sys.argv[1:]]; print(f'median ratio {statistics.median(r):.2f}x (target <= 0.5), worst {max(r):.2f}x (target <= 0.7)')" "${ratios[@]}"
+echo "goldproxy VmHWM (peak RSS): $(awk '/VmHWM/ {print $2, $3}' /proc/$gold_pid/status)"
