@@ -10,22 +10,11 @@
 # median <= 0.5), and goldproxy's peak RSS. Needs root (debootstrap), apt, npm and the Go
 # module proxy. The trivy CLI build takes minutes; it is kept in $BIN between runs.
 #   bench/scanbench.sh
-set -euo pipefail
-export GOEXPERIMENT=jsonv2
 cd "$(dirname "$0")/.."
-repo_root=$(pwd)
-BIN=${BIN:-$HOME/.cache/goldproxy-bench/bin}
-mkdir -p "$BIN"
-work=$(mktemp -d)
-pids=()
-cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; rm -rf "$work"; }
-trap cleanup EXIT
-
-echo "building goldproxy and pullbench; installing crane, registry and trivy v0.74.0 into $BIN..." >&2
-go build -o "$work/goldproxy" ./cmd/goldproxy
-go build -o "$work/pullbench" ./bench/pullbench
+source bench/lib.sh
+build_tools
+echo "installing crane and trivy v0.74.0 into $BIN..." >&2
 [ -x "$BIN/crane" ] || (cd / && GOFLAGS= GOBIN="$BIN" go install github.com/google/go-containerregistry/cmd/crane@v0.22.1)
-[ -x "$BIN/registry" ] || (cd / && GOFLAGS= GOBIN="$BIN" go install github.com/distribution/distribution/v3/cmd/registry@v3.1.2)
 [ -x "$BIN/trivy" ] || (cd / && GOFLAGS= GOBIN="$BIN" go install github.com/aquasecurity/trivy/cmd/trivy@v0.74.0)
 command -v debootstrap >/dev/null || { DEBIAN_FRONTEND=noninteractive apt-get install -y -qq debootstrap >/dev/null; }
 
@@ -62,32 +51,11 @@ GO
 (cd "$work/gosrc" && go mod init example.com/app >/dev/null 2>&1 && go get golang.org/x/text@v0.3.5 >/dev/null 2>&1 && CGO_ENABLED=0 go build -o "$work/gobinary/app/app" .)
 
 up=127.0.0.1:5120 gold=127.0.0.1:5121
-cat > "$work/upstream.yml" <<YML
-version: 0.1
-log: {level: error, accesslog: {disabled: true}}
-storage: {filesystem: {rootdirectory: $work/upstream}}
-http: {addr: $up}
-YML
-"$work/pullbench" mkdb --fixtures scanner/testdata/db --out "$work/trivy-db"
 mkdir -p "$work/trivy-cache/db" && cp "$work/trivy-db/trivy.db" "$work/trivy-db/metadata.json" "$work/trivy-cache/db/"
-cat > "$work/goldproxy.yml" <<YML
-listen: $gold
-data_dir: $work/goldproxy-data
-log: {level: warn}
-db: {dir: $work/trivy-db}
-upstreams:
-  - name: bench.local
-    url: http://$up
-allow:
-  repositories: ["**"]
-YML
-wait_for() { for _ in $(seq 200); do curl -fsS "http://$1/v2/" >/dev/null 2>&1 && return 0; sleep 0.1; done; echo "no registry at $1" >&2; exit 1; }
-"$BIN/registry" serve "$work/upstream.yml" 2>"$work/upstream.log" & pids+=($!)
-wait_for $up
+start_upstream $up
 images=(debian12 distroless npm gobinary)
 for i in "${images[@]}"; do "$work/pullbench" pushdir --dir "$work/$i" --ref "$up/bench/$i:1"; done
-"$work/goldproxy" serve --config "$work/goldproxy.yml" 2>"$work/gold.log" & gold_pid=$!; pids+=($gold_pid)
-wait_for $gold
+start_gold $gold "http://$up"
 
 ratios=()
 printf '%-11s %10s %10s %10s %7s\n' image goldproxy crane+trivy size ratio
@@ -106,4 +74,4 @@ for i in "${images[@]}"; do
   printf '%-11s %9.2fs %9.2fs %10s %6sx\n' "$i" "$gs" "$cs" "$size" "$r"
 done
 python3 -c "import statistics,sys; r=[float(x) for x in sys.argv[1:]]; print(f'median ratio {statistics.median(r):.2f}x (target <= 0.5), worst {max(r):.2f}x (target <= 0.7)')" "${ratios[@]}"
-echo "goldproxy VmHWM (peak RSS): $(awk '/VmHWM/ {print $2, $3}' /proc/$gold_pid/status)"
+echo "goldproxy VmHWM (peak RSS): $(vmhwm $gold_pid)"

@@ -57,6 +57,21 @@ func (b *slowBody) Read(p []byte) (int, error) {
 
 func (b *slowBody) Close() error { return b.rc.Close() }
 
+// imageManifest is the part of an image manifest a pull walks.
+type imageManifest struct {
+	Config struct{ Digest string }
+	Layers []struct{ Digest string }
+}
+
+// blobs are the config and layer digests, in pull order.
+func (m imageManifest) blobs() []string {
+	out := []string{m.Config.Digest}
+	for _, l := range m.Layers {
+		out = append(out, l.Digest)
+	}
+	return out
+}
+
 type loadResult struct {
 	Clients  int     `json:"clients"`
 	Seconds  float64 `json:"seconds"`
@@ -127,10 +142,7 @@ func load(args []string) error {
 		go func() {
 			defer wg.Done()
 			for !done() {
-				var m struct {
-					Config struct{ Digest string }
-					Layers []struct{ Digest string }
-				}
+				var m imageManifest
 				paths := []string{"/manifests/" + *tag}
 				t := time.Now()
 				err := get(paths[0], &m)
@@ -149,13 +161,7 @@ func load(args []string) error {
 				if err != nil {
 					continue
 				}
-				for _, d := range append([]string{m.Config.Digest}, func() []string {
-					var ds []string
-					for _, l := range m.Layers {
-						ds = append(ds, l.Digest)
-					}
-					return ds
-				}()...) {
+				for _, d := range m.blobs() {
 					t := time.Now()
 					record(t, get("/blobs/"+d, nil))
 				}
@@ -198,10 +204,7 @@ func gated(args []string) error {
 	if err != nil {
 		return err
 	}
-	var m struct {
-		Config struct{ Digest string }
-		Layers []struct{ Digest string }
-	}
+	var m imageManifest
 	status := resp.StatusCode
 	if status == http.StatusOK {
 		err = json.NewDecoder(resp.Body).Decode(&m)
@@ -215,13 +218,7 @@ func gated(args []string) error {
 	}
 	judged := time.Since(start)
 	if status == http.StatusOK {
-		for _, d := range append([]string{m.Config.Digest}, func() []string {
-			var ds []string
-			for _, l := range m.Layers {
-				ds = append(ds, l.Digest)
-			}
-			return ds
-		}()...) {
+		for _, d := range m.blobs() {
 			resp, err := hc.Get(*mirror + "/v2/" + *repo + "/blobs/" + d + q)
 			if err != nil {
 				return err

@@ -169,18 +169,18 @@ func pull(args []string) error {
 		}
 		return resp.Header, n, nil
 	}
-	getManifest := func() (map[string]any, error) {
+	getManifest := func() (imageManifest, error) {
 		req, _ := http.NewRequest(http.MethodGet, *mirror+"/v2/"+*repo+"/manifests/"+*tag+q, nil)
 		req.Header.Set("Accept", accept)
+		var m imageManifest
 		resp, err := http.DefaultClient.Do(req)
 		if err != nil {
-			return nil, err
+			return m, err
 		}
 		defer resp.Body.Close()
 		if resp.StatusCode != http.StatusOK {
-			return nil, fmt.Errorf("manifest: %s", resp.Status)
+			return m, fmt.Errorf("manifest: %s", resp.Status)
 		}
-		var m map[string]any
 		return m, json.NewDecoder(resp.Body).Decode(&m)
 	}
 	start := time.Now()
@@ -188,11 +188,7 @@ func pull(args []string) error {
 	if err != nil {
 		return err
 	}
-	var blobs []string
-	blobs = append(blobs, m["config"].(map[string]any)["digest"].(string))
-	for _, l := range m["layers"].([]any) {
-		blobs = append(blobs, l.(map[string]any)["digest"].(string))
-	}
+	blobs := m.blobs()
 	var layerBytes int64
 	for _, b := range blobs {
 		_, n, err := get("/blobs/" + b)
