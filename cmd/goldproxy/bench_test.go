@@ -15,6 +15,7 @@ import (
 
 	"github.com/google/go-containerregistry/pkg/name"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"github.com/google/go-containerregistry/pkg/v1/empty"
 	"github.com/google/go-containerregistry/pkg/v1/mutate"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 	"github.com/google/go-containerregistry/pkg/v1/tarball"
@@ -28,15 +29,29 @@ import (
 // benchImage is shaped like an application image: the (fixed, so allowed) Alpine base,
 // a layer of 2,000 npm packages and 500 Python distributions for the analyzers to find,
 // and 64 MiB of other files. Each call is a new image.
+//
+// GOLDPROXY_BENCH_LAYER=<layer.tar.gz> replaces it with an image of that layer (a
+// debootstrapped rootfs, say) and a small layer of its own, to profile a real image.
 func benchImage(b *testing.B) v1.Image {
+	nonce := make([]byte, 16)
+	_, _ = rand.Read(nonce)
+	if p := os.Getenv("GOLDPROXY_BENCH_LAYER"); p != "" {
+		base, err := tarball.LayerFromFile(p)
+		if err != nil {
+			b.Fatal(err)
+		}
+		img, err := mutate.AppendLayers(empty.Image, base, scannertest.Layer(b, map[string][]byte{"app/.build-id": nonce}))
+		if err != nil {
+			b.Fatal(err)
+		}
+		return img
+	}
 	files := map[string][]byte{}
 	for i := range 16 {
 		buf := make([]byte, 4<<20)
 		_, _ = rand.Read(buf)
 		files[fmt.Sprintf("data/blob-%02d.bin", i)] = buf
 	}
-	nonce := make([]byte, 16)
-	_, _ = rand.Read(nonce)
 	pkgs := map[string][]byte{"app/.build-id": nonce} // no layer of one image is another's
 	for i := range 2000 {
 		pkgs[fmt.Sprintf("app/node_modules/pkg-%d/package.json", i)] = []byte(fmt.Sprintf(`{"name":"pkg-%d","version":"1.%d.0","license":"MIT"}`, i, i%50))
