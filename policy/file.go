@@ -65,6 +65,10 @@ type Policy struct {
 	// their own. Signatures, attestations and SBOMs of an image are served with it, when
 	// the image is allowed; an artifact with no subject only when its type is listed.
 	Artifacts []string `yaml:"artifacts" json:"artifacts,omitempty"`
+	// Signatures and Attestations judge who signed the image and what is attested about
+	// it, per platform manifest, offline (see Trust).
+	Signatures   *SignatureRule   `yaml:"signatures" json:"signatures,omitempty"`
+	Attestations *AttestationRule `yaml:"attestations" json:"attestations,omitempty"`
 }
 
 // VulnerabilityRule denies on findings.
@@ -201,6 +205,16 @@ func (s *Set) Validate() error {
 				if strings.TrimSpace(id) == "" {
 					return fmt.Errorf("policy: %s.vulnerabilities.deny_ids[%d]: empty id", key, j)
 				}
+			}
+		}
+		if p.Signatures != nil {
+			if err := p.Signatures.validate(key); err != nil {
+				return err
+			}
+		}
+		if p.Attestations != nil {
+			if err := p.Attestations.validate(key); err != nil {
+				return err
 			}
 		}
 		if p.MaxOSPackages < 0 {
