@@ -44,6 +44,9 @@ func (g *Gate) judge(f *Facts, repo, tag string, pol *policy.Set, now time.Time)
 	case stateScanned:
 		in := *f.Input
 		in.Repository, in.Tag, in.Digest = repo, tag, f.Digest
+		if p, _ := pol.Choose(repo); p.UsesTrust() {
+			in.Trust = g.trustOf(f, p)
+		}
 		j.Verdict = pol.Evaluate(in, now)
 		j.State = stateDenied
 		if j.Verdict.Allowed {

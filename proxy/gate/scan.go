@@ -108,6 +108,8 @@ type Facts struct {
 	// Source is the repository the content was fetched through, where a rescan after a
 	// restart fetches it again. It is provenance, never judged on.
 	Source string `json:"source,omitempty"`
+	// Signatures is what was found attached to an image (nil: never looked up).
+	Signatures *SignatureFacts `json:"signatures,omitempty"`
 	// LegacyRepository is the first version's field for Source.
 	LegacyRepository string `json:"repository,omitempty"`
 }
@@ -153,6 +155,11 @@ type Deps struct {
 	External string
 	// MaxLayers is limits.layers: an image with more is denied unscanned; 0: no bound.
 	MaxLayers int
+	// Signatures finds what is attached to an image; Verifier verifies it. Signatures are
+	// looked up when Discover is set or a policy judges them.
+	Signatures SignatureFinder
+	Verifier   TrustVerifier
+	Discover   bool
 }
 
 // Gate scans every new image manifest once, keeps the facts, and judges them for every
@@ -168,15 +175,19 @@ type Gate struct {
 	external string
 	// maxLayers is limits.layers.
 	maxLayers int
-	metrics   *metrics
-	notify    *notifier
-	sf        singleflight.Group // one scan per digest
-	policy    atomic.Pointer[policy.Set]
-	now       func() time.Time
-	slots     chan struct{}
-	scans     atomic.Int64
-	memo      memo
-	states    judgementStates
+	// signatures, verifier and discover: see Deps.
+	signatures SignatureFinder
+	verifier   TrustVerifier
+	discover   bool
+	metrics    *metrics
+	notify     *notifier
+	sf         singleflight.Group // one scan per digest
+	policy     atomic.Pointer[policy.Set]
+	now        func() time.Time
+	slots      chan struct{}
+	scans      atomic.Int64
+	memo       memo
+	states     judgementStates
 	// auditDenials counts images served that an audit-mode policy would have denied.
 	auditDenials atomic.Int64
 	queued       atomic.Int64
@@ -186,7 +197,8 @@ type Gate struct {
 // New builds the gate and starts what it does in the background: rescans of what a
 // restart interrupted, webhook deliveries.
 func New(d Deps) (*Gate, error) {
-	g := &Gate{store: d.Store, scanner: d.Scanner, cfg: d.Scan, fetch: d.Fetch, life: d.Life, leases: d.Leases, log: d.Log, now: time.Now, external: d.External, maxLayers: d.MaxLayers}
+	g := &Gate{store: d.Store, scanner: d.Scanner, cfg: d.Scan, fetch: d.Fetch, life: d.Life, leases: d.Leases, log: d.Log, now: time.Now, external: d.External, maxLayers: d.MaxLayers,
+		signatures: d.Signatures, verifier: d.Verifier, discover: d.Discover}
 	g.policy.Store(d.Policy)
 	var err error
 	if g.metrics, err = newMetrics(d.Registry, g); err != nil {
@@ -292,6 +304,7 @@ func (g *Gate) Check(ctx context.Context, m Manifest) (Verdict, error) {
 			return Verdict{}, err
 		}
 	}
+	f = g.ensureSignatures(ctx, f, m.Repository)
 	j := g.judgeFacts(ctx, f, m.Repository, m.Tag, pol, now, 0)
 	g.record(j, true)
 	v := g.verdictOf(j, m)
@@ -456,6 +469,9 @@ func (g *Gate) scanFacts(ctx context.Context, source string, dgst digest.Digest,
 	f.Input = &policy.Input{Digest: dgst.String(), OS: res.OS, EOSL: res.EOSL, Vulnerabilities: res.Vulnerabilities,
 		User: res.User, Created: res.Created, OSPackages: res.OSPackages, Executables: res.Executables, UnanalysedJARs: res.UnanalysedJARs}
 	f.DBVersion, f.ScanKey = res.DBVersion, res.Key
+	if g.lookupSignatures() {
+		f.Signatures = g.findSignatures(ctx, source, dgst)
+	}
 	log.Info("scan", "os", res.OS, "vulnerabilities", len(res.Vulnerabilities))
 	g.metrics.scans.WithLabelValues(stateScanned).Inc()
 	return f, g.save(f, res.Report)
