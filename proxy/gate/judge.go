@@ -293,14 +293,20 @@ func (g *Gate) verdictOf(j *Judgement, m Manifest) judged {
 	var b strings.Builder
 	fmt.Fprintf(&b, "image %s is denied by policy %q: %s", image, j.Verdict.Policy, denialText(j.Verdict))
 	fmt.Fprintf(&b, ". Full report: %s", report)
-	if j.Verdict.Contact != "" {
+	switch {
+	case j.Verdict.Contact != "":
 		fmt.Fprintf(&b, ". %s", j.Verdict.Contact)
-	} else {
+	case trustRules[j.Verdict.Rule()]:
+		b.WriteString(". Use an image its publisher signed and attested as the policy asks (or sign the image and attach them: cosign sign, cosign attest), then pull again")
+	default:
 		b.WriteString(". Use a rebuilt image with the fixes (a newer tag or a hardened base) or ask the platform team for an exception")
 	}
 	return judged{verdict: Verdict{Policy: j.Verdict.Policy, Rule: j.Verdict.Rule(), Message: b.String(), Report: report,
 		Short: fmt.Sprintf("denied by policy %s: %s, see %s", j.Verdict.Policy, firstEvidence(j.Verdict), page)}, until: j.Verdict.Until}
 }
+
+// trustRules are the rules about signatures and attestations: no rebuild fixes them.
+var trustRules = map[string]bool{"signatures": true, "provenance": true, "sbom": true}
 
 // firstEvidence is the one thing a status line can say about a denial: the worst
 // finding of the first failed rule, else its first detail, else its message.

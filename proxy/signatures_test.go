@@ -1,0 +1,317 @@
+package proxy_test
+
+import (
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/google/go-containerregistry/pkg/name"
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"github.com/google/go-containerregistry/pkg/v1/empty"
+	"github.com/google/go-containerregistry/pkg/v1/mutate"
+	"github.com/google/go-containerregistry/pkg/v1/remote"
+	"github.com/google/go-containerregistry/pkg/v1/static"
+	"github.com/google/go-containerregistry/pkg/v1/types"
+	"github.com/opencontainers/go-digest"
+
+	"github.com/goldproxy/goldproxy/policy"
+	"github.com/goldproxy/goldproxy/proxy"
+	"github.com/goldproxy/goldproxy/proxy/admin"
+	"github.com/goldproxy/goldproxy/proxy/config"
+	"github.com/goldproxy/goldproxy/proxy/proxytest"
+	"github.com/goldproxy/goldproxy/proxy/trust/trusttest"
+)
+
+const (
+	ghIssuer  = "https://token.actions.githubusercontent.com"
+	ghID      = "https://github.com/acme/app/.github/workflows/release.yml@refs/heads/main"
+	slsaBuild = "https://github.com/slsa-framework/slsa-github-generator/.github/workflows/generator_container_slsa3.yml@refs/tags/v2.1.0"
+)
+
+// rawManifest is a manifest pushed with its exact bytes.
+type rawManifest struct {
+	b  []byte
+	mt string
+}
+
+func (r rawManifest) RawManifest() ([]byte, error)        { return r.b, nil }
+func (r rawManifest) MediaType() (types.MediaType, error) { return types.MediaType(r.mt), nil }
+
+// pushArtifact writes a signature or attestation artifact to the upstream: its blobs,
+// then its manifest by tag (cosign's legacy layout) or, with tag "", by digest (a
+// referrer).
+func pushArtifact(t *testing.T, up *proxytest.Upstream, repo, tag string, a trusttest.Artifact) {
+	t.Helper()
+	r, err := name.NewRepository(up.Host+"/"+repo, name.Insecure)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, b := range a.Blobs {
+		if err := remote.WriteLayer(r, static.NewLayer(b, types.MediaType("application/octet-stream"))); err != nil {
+			t.Fatal(err)
+		}
+	}
+	ref := name.Reference(r.Digest(a.Digest().String()))
+	if tag != "" {
+		ref = r.Tag(tag)
+	}
+	if err := remote.Put(ref, rawManifest{a.Manifest, a.MediaType}); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// trustSetup starts a proxy that verifies signatures with key and the virtual
+// Sigstore's trusted root (it issues no SCTs, so none is required).
+func trustSetup(t *testing.T, sc *fakeScanner, pol string, ss *trusttest.Sigstore) (*proxytest.Upstream, *proxytest.Proxy) {
+	t.Helper()
+	up := proxytest.NewUpstream(t)
+	cfg := proxytest.Config(t, up)
+	noSCT := false
+	cfg.Trust = config.TrustConfig{TrustedRoot: ss.RootPath, RequireSCT: &noSCT, Refresh: time.Hour}
+	return up, proxytest.Start(t, cfg, proxy.WithScanner(sc, mustSet(t, pol)))
+}
+
+func digestOf(t *testing.T, img v1.Image) digest.Digest {
+	t.Helper()
+	d, err := img.Digest()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return digest.Digest(d.String())
+}
+
+func TestSignaturesJudgedPerImage(t *testing.T) {
+	dir := t.TempDir()
+	ss := trusttest.NewSigstore(t, dir)
+	key, stranger := trusttest.NewKey(t, "ecdsa", dir), trusttest.NewKey(t, "ecdsa", dir)
+	pol := fmt.Sprintf(`policies:
+  - name: keyed
+    signatures: {required: true, keys: [%q]}
+  - name: keyless
+    signatures: {required: true, keyless: [{issuer: %q, identity_regexp: "https://github.com/acme/.*"}]}
+  - name: provenance
+    signatures: {required: true, keys: [%q]}
+    attestations: {provenance: {required: true, builder_ids: ["https://github.com/slsa-framework/**"]}}
+scopes:
+  - {match: ["**/keyed/*"], policy: keyed}
+  - {match: ["**/keyless/*"], policy: keyless}
+  - {match: ["**/provenance/*"], policy: provenance}
+`, key.Path, ghIssuer, key.Path)
+	sc := &fakeScanner{}
+	up, p := trustSetup(t, sc, pol, ss)
+	soon := time.Now().Add(5 * time.Minute) // within the virtual certificates' validity
+
+	type attach func(t *testing.T, repo string, d digest.Digest)
+	legacySig := func(sign func(payload []byte) trusttest.Artifact, signed func(d digest.Digest) digest.Digest) attach {
+		return func(t *testing.T, repo string, d digest.Digest) {
+			pushArtifact(t, up, repo, trusttest.LegacyTag(d, "sig"), sign(trusttest.SimpleSigning(up.Host+"/"+repo, signed(d))))
+		}
+	}
+	same := func(d digest.Digest) digest.Digest { return d }
+	other := func(digest.Digest) digest.Digest { return digest.FromString("another image") }
+	keySig := func(k *trusttest.Key) func([]byte) trusttest.Artifact {
+		return func(b []byte) trusttest.Artifact { return k.Signature(t, b) }
+	}
+	keylessSig := func(id, iss string, at time.Time) func([]byte) trusttest.Artifact {
+		return func(b []byte) trusttest.Artifact { return ss.Signature(t, b, id, iss, at) }
+	}
+	tampered := func(t *testing.T, repo string, d digest.Digest) {
+		a := key.Signature(t, trusttest.SimpleSigning(up.Host+"/"+repo, d))
+		// The payload is swapped for another with the same digest inside; the signature
+		// annotation stays that of the original.
+		evil := trusttest.SimpleSigning("evil.example/"+repo, d)
+		var m map[string]any
+		_ = json.Unmarshal(a.Manifest, &m)
+		l := m["layers"].([]any)[0].(map[string]any)
+		l["digest"], l["size"] = digest.FromBytes(evil).String(), len(evil)
+		a.Manifest, _ = json.Marshal(m)
+		a.Blobs[1] = evil
+		pushArtifact(t, up, repo, trusttest.LegacyTag(d, "sig"), a)
+	}
+	keyBundle := func(t *testing.T, repo string, d digest.Digest) {
+		b := key.Bundle(t, trusttest.Statement(d, "https://sigstore.dev/cosign/sign/v1", map[string]any{}))
+		pushArtifact(t, up, repo, "", trusttest.BundleReferrer(b, string(types.DockerManifestSchema2), d, 100))
+	}
+	provenance := func(builder string) attach {
+		return func(t *testing.T, repo string, d digest.Digest) {
+			legacySig(keySig(key), same)(t, repo, d)
+			st := trusttest.Statement(d, policy.SLSAProvenanceV1, trusttest.Provenance(builder))
+			pushArtifact(t, up, repo, trusttest.LegacyTag(d, "att"), key.Attestation(t, st, policy.SLSAProvenanceV1))
+		}
+	}
+	keylessBundleProvenance := func(t *testing.T, repo string, d digest.Digest) {
+		legacySig(keylessSig(ghID, ghIssuer, soon), same)(t, repo, d)
+		b := ss.Bundle(t, trusttest.Statement(d, policy.SLSAProvenanceV1, trusttest.Provenance(slsaBuild)), ghID, ghIssuer)
+		pushArtifact(t, up, repo, "", trusttest.BundleReferrer(b, string(types.DockerManifestSchema2), d, 100))
+	}
+
+	cases := []struct {
+		repo   string
+		attach attach // nil: unsigned
+		want   int
+		says   []string // in the denial, or in the verdict's signers when allowed
+	}{
+		{"keyed/signed", legacySig(keySig(key), same), http.StatusOK, []string{key.Path}},
+		{"keyed/bundle", keyBundle, http.StatusOK, []string{key.Path}},
+		{"keyed/unsigned", nil, http.StatusForbidden, []string{`rule "signatures"`, "the image has no signature", "key " + key.Path}},
+		{"keyed/tampered", tampered, http.StatusForbidden, []string{`rule "signatures"`, "not signed by a key this policy lists", "failed to verify signature"}},
+		{"keyed/otherdigest", legacySig(keySig(key), other), http.StatusForbidden, []string{"the signed payload is for digest " + digest.FromString("another image").String()}},
+		{"keyed/untrusted", legacySig(keySig(stranger), same), http.StatusForbidden, []string{"not signed by a key this policy lists"}},
+		{"keyless/signed", legacySig(keylessSig(ghID, ghIssuer, soon), same), http.StatusOK, []string{ghID}},
+		{"keyless/wrongidentity", legacySig(keylessSig("https://github.com/evil/app/.github/workflows/x.yml@refs/heads/main", ghIssuer, soon), same), http.StatusForbidden,
+			[]string{"signed by https://github.com/evil/app/.github/workflows/x.yml@refs/heads/main (issuer " + ghIssuer + ")", "policy wants identity matching https://github.com/acme/.*"}},
+		{"keyless/wrongissuer", legacySig(keylessSig(ghID, "https://accounts.google.com", soon), same), http.StatusForbidden,
+			[]string{"(issuer https://accounts.google.com)", "policy wants identity matching https://github.com/acme/.* (issuer " + ghIssuer + ")"}},
+		{"keyless/expired", legacySig(keylessSig(ghID, ghIssuer, time.Now().Add(30*time.Minute)), same), http.StatusForbidden,
+			[]string{"cosign signature (tag sha256-", "integrated time outside certificate validity"}},
+		{"keyless/keysigned", legacySig(keySig(key), same), http.StatusForbidden, []string{"signed with a key, and this policy lists no keys"}},
+		{"provenance/good", provenance(slsaBuild), http.StatusOK, []string{key.Path}},
+		{"provenance/wrongbuilder", provenance("https://evil.example/builder"), http.StatusForbidden,
+			[]string{`rule "provenance"`, `provenance by builder "https://evil.example/builder", policy wants a builder id matching https://github.com/slsa-framework/**`}},
+		{"provenance/missing", legacySig(keySig(key), same), http.StatusForbidden, []string{`rule "provenance"`, "no signed SLSA provenance attestation was found"}},
+		{"keyless/bundleprovenance", keylessBundleProvenance, http.StatusOK, []string{ghID}},
+	}
+	for _, tc := range cases {
+		t.Run(tc.repo, func(t *testing.T) {
+			img := randomImage(t, 1)
+			up.Push(t, tc.repo+":1", img)
+			d := digestOf(t, img)
+			if tc.attach != nil {
+				tc.attach(t, tc.repo, d)
+			}
+			resp, body := get(t, http.MethodGet, p.URL+"/v2/"+up.Name+"/"+tc.repo+"/manifests/1", nil)
+			if resp.StatusCode != tc.want {
+				t.Fatalf("status %d, want %d: %s", resp.StatusCode, tc.want, body)
+			}
+			if tc.want != http.StatusOK {
+				msg := denialMessage(t, body)
+				for _, s := range append(tc.says, "sign the image") {
+					if !strings.Contains(msg, s) {
+						t.Errorf("denial does not say %q:\n%s", s, msg)
+					}
+				}
+				return
+			}
+			// The verdict API lists who signed.
+			var j admin.VerdictDetail
+			resp, vb := get(t, http.MethodGet, p.URL+"/api/v1/images/"+d.String()+"/verdict?repository="+up.Name+"/"+tc.repo, nil)
+			if resp.StatusCode != http.StatusOK || json.Unmarshal(vb, &j) != nil || j.Verdict.Trust == nil || len(j.Verdict.Trust.Signers) == 0 {
+				t.Fatalf("the verdict lists no signer: %d %s", resp.StatusCode, vb)
+			}
+			if s := j.Verdict.Trust.Signers[0]; s.Key != tc.says[0] && s.Identity != tc.says[0] {
+				t.Fatalf("signer %+v, want %s", s, tc.says[0])
+			} else if s.Identity != "" && (s.LogIndex == nil || s.IntegratedTime.IsZero() || s.Issuer != ghIssuer) {
+				t.Fatalf("a keyless signer without its issuer or Rekor entry: %+v", s)
+			}
+			if strings.HasPrefix(tc.repo, "keyed/signed") {
+				// The signature is served through the proxy, exact bytes, with its allowed image.
+				sig := p.URL + "/v2/" + up.Name + "/" + tc.repo + "/manifests/" + trusttest.LegacyTag(d, "sig")
+				resp, raw := get(t, http.MethodGet, sig, map[string]string{"Accept": "application/vnd.oci.image.manifest.v1+json"})
+				if resp.StatusCode != http.StatusOK {
+					t.Fatalf("signature: %d %s", resp.StatusCode, raw)
+				}
+				var m struct {
+					Layers []struct{ Digest string } `json:"layers"`
+				}
+				if err := json.Unmarshal(raw, &m); err != nil || len(m.Layers) != 1 {
+					t.Fatalf("signature manifest %s: %v", raw, err)
+				}
+				resp, payload := get(t, http.MethodGet, p.URL+"/v2/"+up.Name+"/"+tc.repo+"/blobs/"+m.Layers[0].Digest, nil)
+				if resp.StatusCode != http.StatusOK || string(payload) != string(trusttest.SimpleSigning(up.Host+"/"+tc.repo, d)) {
+					t.Fatalf("signature payload: %d %s", resp.StatusCode, payload)
+				}
+			}
+		})
+	}
+}
+
+// denialMessage is the message of a DENIED error envelope.
+func denialMessage(t *testing.T, body []byte) string {
+	t.Helper()
+	var e struct {
+		Errors []struct{ Code, Message string } `json:"errors"`
+	}
+	if err := json.Unmarshal(body, &e); err != nil || len(e.Errors) != 1 || e.Errors[0].Code != "DENIED" {
+		t.Fatalf("not a DENIED error: %s", body)
+	}
+	return e.Errors[0].Message
+}
+
+// An index signed, with one platform signed and one not: the unsigned platform is denied.
+func TestSignaturesPerPlatform(t *testing.T) {
+	dir := t.TempDir()
+	ss := trusttest.NewSigstore(t, dir)
+	key := trusttest.NewKey(t, "ed25519", dir)
+	up, p := trustSetup(t, &fakeScanner{}, fmt.Sprintf("policies:\n  - name: signed\n    signatures: {required: true, keys: [%q]}\n", key.Path), ss)
+	amd, arm := randomImage(t, 1), randomImage(t, 1)
+	idx := mutate.AppendManifests(empty.Index,
+		mutate.IndexAddendum{Add: amd, Descriptor: v1.Descriptor{Platform: &v1.Platform{OS: "linux", Architecture: "amd64"}}},
+		mutate.IndexAddendum{Add: arm, Descriptor: v1.Descriptor{Platform: &v1.Platform{OS: "linux", Architecture: "arm64"}}})
+	id := up.PushIndex(t, "team/multi:1", idx)
+	for _, d := range []digest.Digest{digest.Digest(id.String()), digestOf(t, amd)} {
+		pushArtifact(t, up, "team/multi", trusttest.LegacyTag(d, "sig"), key.Signature(t, trusttest.SimpleSigning(up.Host+"/team/multi", d)))
+	}
+	base := p.URL + "/v2/" + up.Name + "/team/multi/manifests/"
+	if resp, body := get(t, http.MethodGet, base+"1", nil); resp.StatusCode != http.StatusOK {
+		t.Fatalf("index: %d %s", resp.StatusCode, body)
+	}
+	if resp, body := get(t, http.MethodGet, base+digestOf(t, amd).String(), nil); resp.StatusCode != http.StatusOK {
+		t.Fatalf("signed platform: %d %s", resp.StatusCode, body)
+	}
+	resp, body := get(t, http.MethodGet, base+digestOf(t, arm).String(), nil)
+	if resp.StatusCode != http.StatusForbidden || !strings.Contains(string(body), "the image has no signature") {
+		t.Fatalf("unsigned platform: %d %s", resp.StatusCode, body)
+	}
+}
+
+// A key rotation (a policy reload naming another key) flips the verdict from the stored
+// signature material: no scan, no layer read, no upstream request.
+func TestSignatureKeyRotationWithoutUpstream(t *testing.T) {
+	dir := t.TempDir()
+	ss := trusttest.NewSigstore(t, dir)
+	oldKey, newKey := trusttest.NewKey(t, "rsa", dir), trusttest.NewKey(t, "ecdsa", dir)
+	polFor := func(k *trusttest.Key) string {
+		return fmt.Sprintf("policies:\n  - name: signed\n    signatures: {required: true, keys: [%q]}\n", k.Path)
+	}
+	sc := &fakeScanner{}
+	up, p := trustSetup(t, sc, polFor(oldKey), ss)
+	img := randomImage(t, 2)
+	up.Push(t, "team/app:1", img)
+	d := digestOf(t, img)
+	pushArtifact(t, up, "team/app", trusttest.LegacyTag(d, "sig"), oldKey.Signature(t, trusttest.SimpleSigning(up.Host+"/team/app", d)))
+	url := p.URL + "/v2/" + up.Name + "/team/app/manifests/1"
+	status := func() (int, string) {
+		resp, body := get(t, http.MethodGet, url, nil)
+		return resp.StatusCode, string(body)
+	}
+	if s, body := status(); s != http.StatusOK {
+		t.Fatalf("signed with the policy's key: %d %s", s, body)
+	}
+	scans, reads, upstream := sc.calls.Load(), p.Store.BlobReads(), up.Total()
+	for _, tc := range []struct {
+		key     *trusttest.Key
+		flipped int
+		status  int
+	}{
+		{newKey, 1, http.StatusForbidden}, // rotated: the old signature no longer counts
+		{oldKey, 1, http.StatusOK},        // and back
+	} {
+		n, err := p.Gold.SetPolicy(mustSet(t, polFor(tc.key)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if n != tc.flipped {
+			t.Fatalf("flipped %d, want %d", n, tc.flipped)
+		}
+		if s, body := status(); s != tc.status {
+			t.Fatalf("after rotation to %s: %d, want %d: %s", tc.key.Path, s, tc.status, body)
+		}
+	}
+	if sc.calls.Load() != scans || p.Store.BlobReads() != reads || up.Total() != upstream {
+		t.Fatalf("rotations scanned %d, read %d blobs, asked the upstream %d times: want 0, 0, 0",
+			sc.calls.Load()-scans, p.Store.BlobReads()-reads, up.Total()-upstream)
+	}
+}
