@@ -235,6 +235,17 @@ func (s *Server) SetPolicy(pol *policy.Set) (int, error) {
 	return s.gate.SetPolicy(pol)
 }
 
+// TrustChanged re-reads the trusted root and the key files the policies name and, when
+// one changed on disk, judges every recorded verdict again from the stored signature
+// material. It returns how many verdicts flipped (the server also does it every
+// trust.refresh).
+func (s *Server) TrustChanged() (int, error) {
+	if s.gate == nil {
+		return 0, fmt.Errorf("no gate: this server does not scan")
+	}
+	return s.gate.TrustChanged()
+}
+
 // Rejudge judges every recorded verdict again under the current policy.
 func (s *Server) Rejudge() (int, error) {
 	if s.gate == nil {

@@ -4,7 +4,9 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
+	"os"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -95,11 +97,15 @@ func TestSignaturesJudgedPerImage(t *testing.T) {
   - name: provenance
     signatures: {required: true, keys: [%q]}
     attestations: {provenance: {required: true, builder_ids: ["https://github.com/slsa-framework/**"]}}
+  - name: sbom
+    signatures: {required: true, keys: [%q]}
+    attestations: {sbom: {required: true}}
 scopes:
+  - {match: ["**/sbom/*"], policy: sbom}
   - {match: ["**/keyed/*"], policy: keyed}
   - {match: ["**/keyless/*"], policy: keyless}
   - {match: ["**/provenance/*"], policy: provenance}
-`, key.Path, ghIssuer, key.Path)
+`, key.Path, ghIssuer, key.Path, key.Path)
 	sc := &fakeScanner{}
 	up, p := trustSetup(t, sc, pol, ss)
 	soon := time.Now().Add(5 * time.Minute) // within the virtual certificates' validity
@@ -173,6 +179,12 @@ scopes:
 			[]string{`rule "provenance"`, `provenance by builder "https://evil.example/builder", policy wants a builder id matching https://github.com/slsa-framework/**`}},
 		{"provenance/missing", legacySig(keySig(key), same), http.StatusForbidden, []string{`rule "provenance"`, "no signed SLSA provenance attestation was found"}},
 		{"keyless/bundleprovenance", keylessBundleProvenance, http.StatusOK, []string{ghID}},
+		{"sbom/attested", func(t *testing.T, repo string, d digest.Digest) {
+			legacySig(keySig(key), same)(t, repo, d)
+			st := trusttest.Statement(d, "https://spdx.dev/Document", map[string]any{"spdxVersion": "SPDX-2.3"})
+			pushArtifact(t, up, repo, trusttest.LegacyTag(d, "att"), key.Attestation(t, st, "https://spdx.dev/Document"))
+		}, http.StatusOK, []string{key.Path}},
+		{"sbom/missing", legacySig(keySig(key), same), http.StatusForbidden, []string{`rule "sbom"`, "no signed SBOM attestation"}},
 	}
 	for _, tc := range cases {
 		t.Run(tc.repo, func(t *testing.T) {
@@ -313,5 +325,93 @@ func TestSignatureKeyRotationWithoutUpstream(t *testing.T) {
 	if sc.calls.Load() != scans || p.Store.BlobReads() != reads || up.Total() != upstream {
 		t.Fatalf("rotations scanned %d, read %d blobs, asked the upstream %d times: want 0, 0, 0",
 			sc.calls.Load()-scans, p.Store.BlobReads()-reads, up.Total()-upstream)
+	}
+}
+
+// A changed trusted root is re-read and every verdict judged again from the stored
+// signature material: no scan, no layer read, no upstream request.
+func TestSignatureTrustedRootChange(t *testing.T) {
+	dir := t.TempDir()
+	ss := trusttest.NewSigstore(t, dir)
+	sc := &fakeScanner{}
+	up, p := trustSetup(t, sc, fmt.Sprintf("policies:\n  - name: gh\n    signatures: {required: true, keyless: [{issuer: %q, identity: %q}]}\n", ghIssuer, ghID), ss)
+	img := randomImage(t, 1)
+	up.Push(t, "team/app:1", img)
+	d := digestOf(t, img)
+	pushArtifact(t, up, "team/app", trusttest.LegacyTag(d, "sig"), ss.Signature(t, trusttest.SimpleSigning(up.Host+"/team/app", d), ghID, ghIssuer, time.Now().Add(5*time.Minute)))
+	url := p.URL + "/v2/" + up.Name + "/team/app/manifests/1"
+	if resp, body := get(t, http.MethodGet, url, nil); resp.StatusCode != http.StatusOK {
+		t.Fatalf("keyless signed: %d %s", resp.StatusCode, body)
+	}
+	scans, reads, upstream := sc.calls.Load(), p.Store.BlobReads(), up.Total()
+	if n, err := p.Gold.TrustChanged(); err != nil || n != 0 {
+		t.Fatalf("unchanged root: flipped %d, %v", n, err)
+	}
+	// Another Sigstore's root: the signature no longer chains to a trusted CA or log.
+	other := trusttest.NewSigstore(t, t.TempDir())
+	b, err := os.ReadFile(other.RootPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(ss.RootPath, b, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if n, err := p.Gold.TrustChanged(); err != nil || n != 1 {
+		t.Fatalf("new root: flipped %d, %v; want 1", n, err)
+	}
+	resp, body := get(t, http.MethodGet, url, nil)
+	if resp.StatusCode != http.StatusForbidden || !strings.Contains(denialMessage(t, body), "cosign signature (tag sha256-") {
+		t.Fatalf("after the root changed: %d %s", resp.StatusCode, body)
+	}
+	if sc.calls.Load() != scans || p.Store.BlobReads() != reads || up.Total() != upstream {
+		t.Fatalf("the root change scanned %d, read %d blobs, asked the upstream %d times: want 0, 0, 0",
+			sc.calls.Load()-scans, p.Store.BlobReads()-reads, up.Total()-upstream)
+	}
+}
+
+// A signature published after the image was mirrored is picked up when its tag is
+// checked with the upstream again (TTL expired), and the verdict flips.
+func TestSignaturePublishedLaterPickedUpOnTagRefresh(t *testing.T) {
+	dir := t.TempDir()
+	ss := trusttest.NewSigstore(t, dir)
+	key := trusttest.NewKey(t, "ecdsa", dir)
+	up := proxytest.NewUpstream(t)
+	cfg := proxytest.Config(t, up)
+	cfg.Trust = config.TrustConfig{TrustedRoot: ss.RootPath, Refresh: time.Hour}
+	var mu sync.Mutex
+	now := time.Now()
+	clock := func() time.Time { mu.Lock(); defer mu.Unlock(); return now }
+	p := proxytest.Start(t, cfg, proxy.WithScanner(&fakeScanner{}, mustSet(t, fmt.Sprintf("policies:\n  - name: signed\n    signatures: {required: true, keys: [%q]}\n", key.Path))), proxy.WithClock(clock))
+	img := randomImage(t, 1)
+	up.Push(t, "team/app:1", img)
+	d := digestOf(t, img)
+	url := p.URL + "/v2/" + up.Name + "/team/app/manifests/1"
+	if resp, body := get(t, http.MethodGet, url, nil); resp.StatusCode != http.StatusForbidden || !strings.Contains(denialMessage(t, body), "has no signature") {
+		t.Fatalf("unsigned: %d %s", resp.StatusCode, body)
+	}
+	pushArtifact(t, up, "team/app", trusttest.LegacyTag(d, "sig"), key.Signature(t, trusttest.SimpleSigning(up.Host+"/team/app", d)))
+	// Within the TTL nothing asks the upstream: still denied.
+	if resp, _ := get(t, http.MethodGet, url, nil); resp.StatusCode != http.StatusForbidden {
+		t.Fatalf("within the tag TTL: %d", resp.StatusCode)
+	}
+	sigGETs := func() int { return up.Count(http.MethodGet, "/v2/team/app/manifests/"+trusttest.LegacyTag(d, "sig")) }
+	before := sigGETs()
+	mu.Lock()
+	now = now.Add(cfg.Tags.TTL + time.Second)
+	mu.Unlock()
+	get(t, http.MethodGet, url, nil) // the tag refresh looks for signatures again, in the background
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		resp, body := get(t, http.MethodGet, url, nil)
+		if resp.StatusCode == http.StatusOK {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the new signature was not picked up: %d %s (signature tag asked %d times)", resp.StatusCode, body, sigGETs()-before)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if n := sigGETs() - before; n != 1 {
+		t.Fatalf("the signature tag was fetched %d times on the refresh, want 1", n)
 	}
 }

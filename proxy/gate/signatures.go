@@ -133,7 +133,7 @@ func (g *Gate) RefreshSignatures(repo string, dgst digest.Digest) {
 	ctx, done := g.life.Background(context.Background())
 	go func() {
 		defer done()
-		_, _, _ = g.sf.Do("signatures\x00"+dgst.String(), func() (any, error) {
+		_, _, _ = g.sf.Do("refresh-signatures\x00"+dgst.String(), func() (any, error) {
 			f, err := g.load(dgst)
 			if err != nil || f.State != stateScanned {
 				return nil, nil
