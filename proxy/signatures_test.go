@@ -18,6 +18,7 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/static"
 	"github.com/google/go-containerregistry/pkg/v1/types"
 	"github.com/opencontainers/go-digest"
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/goldproxy/goldproxy/policy"
 	"github.com/goldproxy/goldproxy/proxy"
@@ -67,13 +68,13 @@ func pushArtifact(t *testing.T, up *proxytest.Upstream, repo, tag string, a trus
 
 // trustSetup starts a proxy that verifies signatures with key and the virtual
 // Sigstore's trusted root (it issues no SCTs, so none is required).
-func trustSetup(t *testing.T, sc *fakeScanner, pol string, ss *trusttest.Sigstore) (*proxytest.Upstream, *proxytest.Proxy) {
+func trustSetup(t *testing.T, sc *fakeScanner, pol string, ss *trusttest.Sigstore, opts ...proxy.Option) (*proxytest.Upstream, *proxytest.Proxy) {
 	t.Helper()
 	up := proxytest.NewUpstream(t)
 	cfg := proxytest.Config(t, up)
 	noSCT := false
 	cfg.Trust = config.TrustConfig{TrustedRoot: ss.RootPath, RequireSCT: &noSCT, Refresh: time.Hour}
-	return up, proxytest.Start(t, cfg, proxy.WithScanner(sc, mustSet(t, pol)))
+	return up, proxytest.Start(t, cfg, append([]proxy.Option{proxy.WithScanner(sc, mustSet(t, pol))}, opts...)...)
 }
 
 func digestOf(t *testing.T, img v1.Image) digest.Digest {
@@ -107,7 +108,8 @@ scopes:
   - {match: ["**/provenance/*"], policy: provenance}
 `, key.Path, ghIssuer, key.Path, key.Path)
 	sc := &fakeScanner{}
-	up, p := trustSetup(t, sc, pol, ss)
+	reg := prometheus.NewRegistry()
+	up, p := trustSetup(t, sc, pol, ss, proxy.WithRegistry(reg))
 	soon := time.Now().Add(5 * time.Minute) // within the virtual certificates' validity
 
 	type attach func(t *testing.T, repo string, d digest.Digest)
@@ -186,6 +188,11 @@ scopes:
 		}, http.StatusOK, []string{key.Path}},
 		{"sbom/missing", legacySig(keySig(key), same), http.StatusForbidden, []string{`rule "sbom"`, "no signed SBOM attestation"}},
 	}
+	defer func() {
+		if !t.Failed() {
+			signatureMetrics(t, reg, map[string]float64{"verified": 2, "unsigned": 1, "invalid": 3})
+		}
+	}()
 	for _, tc := range cases {
 		t.Run(tc.repo, func(t *testing.T) {
 			img := randomImage(t, 1)
@@ -218,6 +225,24 @@ scopes:
 			} else if s.Identity != "" && (s.LogIndex == nil || s.IntegratedTime.IsZero() || s.Issuer != ghIssuer) {
 				t.Fatalf("a keyless signer without its issuer or Rekor entry: %+v", s)
 			}
+			if tc.repo == "keyless/signed" {
+				// The dashboard, the Markdown and the JSON reports show who signed.
+				q := "?repository=" + up.Name + "/" + tc.repo
+				_, page := get(t, http.MethodGet, p.URL+"/ui/images/"+d.String()+q, nil)
+				_, md := get(t, http.MethodGet, p.URL+"/api/v1/images/"+d.String()+"/report"+q+"&format=md", nil)
+				_, js := get(t, http.MethodGet, p.URL+"/api/v1/images/"+d.String()+"/report"+q, nil)
+				for what, doc := range map[string][]string{
+					string(page): {"Signatures &amp; attestations", ghID, ghIssuer, "log index 1000"},
+					string(md):   {"## Signatures & attestations", "Signed by " + ghID + " (issuer " + ghIssuer + "), rekor log index 1000"},
+					string(js):   {`"Signatures":`, `"identity":"` + ghID + `"`, `"logIndex":1000`},
+				} {
+					for _, want := range doc {
+						if !strings.Contains(what, want) {
+							t.Errorf("%q missing in:\n%.3000s", want, what)
+						}
+					}
+				}
+			}
 			if strings.HasPrefix(tc.repo, "keyed/signed") {
 				// The signature is served through the proxy, exact bytes, with its allowed image.
 				sig := p.URL + "/v2/" + up.Name + "/" + tc.repo + "/manifests/" + trusttest.LegacyTag(d, "sig")
@@ -237,6 +262,16 @@ scopes:
 				}
 			}
 		})
+	}
+}
+
+// signatureMetrics checks the pulls counted by signature result under policy keyed.
+func signatureMetrics(t *testing.T, reg *prometheus.Registry, want map[string]float64) {
+	t.Helper()
+	for result, n := range want {
+		if got := metricValue(t, reg, "goldproxy_signature_pulls_total", map[string]string{"policy": "keyed", "result": result}); got != n {
+			t.Errorf("policy keyed, %s: %v pulls, want %v", result, got, n)
+		}
 	}
 }
 

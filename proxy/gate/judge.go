@@ -223,6 +223,8 @@ type judged struct {
 	audit   bool
 	reasons string
 	until   time.Time
+	// trust is what the image's signatures were (trustResult), "" when not judged.
+	trust string
 }
 
 // counted counts a denied pull, and logs and counts one an audit-mode policy would
@@ -230,6 +232,9 @@ type judged struct {
 func (g *Gate) counted(v judged, m Manifest) {
 	if m.Warm {
 		return
+	}
+	if v.trust != "" {
+		g.metrics.trust.WithLabelValues(v.verdict.Policy, v.trust).Inc()
 	}
 	if !v.verdict.Allowed {
 		g.metrics.denials.WithLabelValues(v.verdict.Policy, v.verdict.Rule, "false").Inc()
@@ -259,6 +264,12 @@ func ReportPath(repo, dgst string) string {
 // verdictOf turns a judgement into the gate's answer, with the message a denied
 // developer reads in their terminal: the repository and reference they asked for.
 func (g *Gate) verdictOf(j *Judgement, m Manifest) judged {
+	v := g.verdictText(j, m)
+	v.trust = trustResult(j.Verdict.Trust)
+	return v
+}
+
+func (g *Gate) verdictText(j *Judgement, m Manifest) judged {
 	image := imageName(m.Repository, m.Tag, j.Digest)
 	switch j.State {
 	case stateAllowed:

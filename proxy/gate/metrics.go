@@ -34,8 +34,8 @@ func newMetrics(reg prometheus.Registerer, g *Gate) (*metrics, error) {
 			Help: "Share of stored verdicts the running (or last) re-evaluation has done."}),
 		reevalRunning: prometheus.NewGauge(prometheus.GaugeOpts{Name: "goldproxy_reevaluation_running",
 			Help: "1 while stored verdicts are being re-evaluated."}),
-		trust: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "goldproxy_signature_judgements_total",
-			Help: "Judgements under a policy with signature or attestation rules, by policy and what the image's signatures were: verified (a signature verified), invalid (signatures found, none verified), unsigned (none found)."}, []string{"policy", "result"}),
+		trust: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "goldproxy_signature_pulls_total",
+			Help: "Manifest pulls under a policy with signature or attestation rules, by policy and what the image's signatures were: verified (a signature verified), invalid (signatures found, none verified), unsigned (none found)."}, []string{"policy", "result"}),
 		webhookErrors: prometheus.NewCounter(prometheus.CounterOpts{Name: "goldproxy_webhook_failures_total",
 			Help: "Verdict-change notifications that could not be delivered after every retry."}),
 	}
@@ -82,14 +82,16 @@ func (c verdictCollector) Collect(ch chan<- prometheus.Metric) {
 	}
 }
 
-// countTrust counts one judgement's signature result under policy name.
-func (m *metrics) countTrust(name string, t *policy.Trust) {
-	result := "unsigned"
+// trustResult is what a pull's signatures were, for the metrics: verified (one
+// verified), invalid (some found, none verified), unsigned (none found).
+func trustResult(t *policy.Trust) string {
 	switch {
+	case t == nil:
+		return ""
 	case len(t.Signers) > 0:
-		result = "verified"
+		return "verified"
 	case len(t.Problems) > 0:
-		result = "invalid"
+		return "invalid"
 	}
-	m.trust.WithLabelValues(name, result).Inc()
+	return "unsigned"
 }

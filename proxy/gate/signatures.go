@@ -180,7 +180,6 @@ func (g *Gate) trustOf(f *Facts, p *policy.Policy) *policy.Trust {
 		}
 	}
 	t.Error = f.Signatures.Error
-	g.metrics.countTrust(p.Name, t)
 	return t
 }
 
