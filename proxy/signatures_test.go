@@ -312,6 +312,24 @@ func TestSignaturesPerPlatform(t *testing.T) {
 	if resp.StatusCode != http.StatusForbidden || !strings.Contains(string(body), "the image has no signature") {
 		t.Fatalf("unsigned platform: %d %s", resp.StatusCode, body)
 	}
+	// The index's signature was mirrored with it (in the background): with the upstream
+	// gone, cosign verifying the tag through the proxy still finds it.
+	sigTag := trusttest.LegacyTag(digest.Digest(id.String()), "sig")
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+		if _, err := p.Store.Tag(up.Name+"/team/multi", sigTag); err == nil {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the index's signature was not mirrored")
+		}
+	}
+	up.SetFault(func(w http.ResponseWriter, r *http.Request) bool {
+		http.Error(w, "down", http.StatusServiceUnavailable)
+		return true
+	})
+	if resp, body := get(t, http.MethodGet, base+sigTag, map[string]string{"Accept": "application/vnd.oci.image.manifest.v1+json"}); resp.StatusCode != http.StatusOK {
+		t.Fatalf("index signature with the upstream down: %d %s", resp.StatusCode, body)
+	}
 }
 
 // A key rotation (a policy reload naming another key) flips the verdict from the stored

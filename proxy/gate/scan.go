@@ -179,15 +179,17 @@ type Gate struct {
 	signatures SignatureFinder
 	verifier   TrustVerifier
 	discover   bool
-	metrics    *metrics
-	notify     *notifier
-	sf         singleflight.Group // one scan per digest
-	policy     atomic.Pointer[policy.Set]
-	now        func() time.Time
-	slots      chan struct{}
-	scans      atomic.Int64
-	memo       memo
-	states     judgementStates
+	// indexes are the index digests whose signatures were mirrored since start.
+	indexes sync.Map
+	metrics *metrics
+	notify  *notifier
+	sf      singleflight.Group // one scan per digest
+	policy  atomic.Pointer[policy.Set]
+	now     func() time.Time
+	slots   chan struct{}
+	scans   atomic.Int64
+	memo    memo
+	states  judgementStates
 	// auditDenials counts images served that an audit-mode policy would have denied.
 	auditDenials atomic.Int64
 	queued       atomic.Int64
@@ -290,6 +292,7 @@ func (g *Gate) waitReady(ctx context.Context) error {
 // it) are judged for this repository and reference.
 func (g *Gate) Check(ctx context.Context, m Manifest) (Verdict, error) {
 	if m.Descriptor.MediaType.IsIndex() {
+		g.mirrorIndexSignatures(m.Repository, digest.Digest(m.Descriptor.Digest.String()))
 		return Verdict{Allowed: true, Rule: "index"}, nil // each platform manifest is judged on its own
 	}
 	dgst := digest.Digest(m.Descriptor.Digest.String())

@@ -6,6 +6,7 @@ import (
 	"slices"
 	"time"
 
+	"github.com/google/go-containerregistry/pkg/v1/types"
 	"github.com/opencontainers/go-digest"
 
 	"github.com/goldproxy/goldproxy/policy"
@@ -123,6 +124,25 @@ func (g *Gate) ensureSignatures(ctx context.Context, f *Facts, repo string) *Fac
 	return res.(*Facts)
 }
 
+// mirrorIndexSignatures mirrors, in the background and once per index since start, what
+// is attached to an index (cosign signs the index a tag names): it is not judged — each
+// platform is — but clients verifying the tag through the proxy find it stored.
+func (g *Gate) mirrorIndexSignatures(repo string, dgst digest.Digest) {
+	if !g.lookupSignatures() {
+		return
+	}
+	if _, seen := g.indexes.LoadOrStore(repo+"@"+dgst.String(), true); seen {
+		return
+	}
+	ctx, done := g.life.Background(context.Background())
+	go func() {
+		defer done()
+		if _, err := g.signatures.FindAttached(ctx, repo, dgst); err != nil {
+			g.log.Warn("could not mirror the signatures of an index", "repository", repo, "digest", dgst, "err", err)
+		}
+	}()
+}
+
 // RefreshSignatures looks again for what is attached to a digest whose tag was checked
 // with the upstream (newly published signatures are picked up on the tag refresh) and
 // judges the digest again when it changed. It runs in the background.
@@ -136,6 +156,10 @@ func (g *Gate) RefreshSignatures(repo string, dgst digest.Digest) {
 		_, _, _ = g.sf.Do("refresh-signatures\x00"+dgst.String(), func() (any, error) {
 			f, err := g.load(dgst)
 			if err != nil || f.State != stateScanned {
+				if rec, ok := g.store.HasManifest(repo, dgst); ok && types.MediaType(rec.MediaType).IsIndex() {
+					_, err := g.signatures.FindAttached(ctx, repo, dgst)
+					return nil, err
+				}
 				return nil, nil
 			}
 			source := f.Source
