@@ -223,6 +223,30 @@ func TestParseErrorsNameTheKey(t *testing.T) {
 	}
 }
 
+func TestLoadResolvesKeyFiles(t *testing.T) {
+	dir := t.TempDir()
+	if err := os.WriteFile(filepath.Join(dir, "team.pub"), []byte("not checked here"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	write := func(keys string) string {
+		p := filepath.Join(dir, "policy.yaml")
+		if err := os.WriteFile(p, []byte("policies:\n  - name: a\n  - name: signed\n    signatures: {required: true, keys: ["+keys+"]}\n"), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	s, err := policy.Load(write("team.pub"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := s.KeyFiles(); len(got) != 1 || got[0] != filepath.Join(dir, "team.pub") {
+		t.Fatalf("key files %v, want the one next to the policy", got)
+	}
+	if _, err := policy.Load(write("team.pub, gone.pub")); err == nil || !strings.Contains(err.Error(), "policies[1].signatures.keys[1]") {
+		t.Fatalf("a missing key file: %v", err)
+	}
+}
+
 func TestShippedPolicyIsValid(t *testing.T) {
 	s, err := policy.Load(filepath.Join("..", "configs", "policy.yaml"))
 	if err != nil {

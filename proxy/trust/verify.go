@@ -10,6 +10,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"strings"
 	"sync"
 	"time"
 
@@ -293,11 +294,11 @@ func (v *Verifier) verifyKeyed(entity verify.SignedEntity, artifact func() verif
 	}
 	entries, _ := entity.TlogEntries()
 	tr, _ := v.trustedRoot()
-	var errs []error
+	var errs []string
 	for _, path := range keys {
 		k := v.key(path)
 		if k.err != nil {
-			errs = append(errs, k.err)
+			errs = append(errs, k.err.Error())
 			continue
 		}
 		km := root.NewTrustedPublicKeyMaterial(func(string) (root.TimeConstrainedVerifier, error) {
@@ -317,9 +318,9 @@ func (v *Verifier) verifyKeyed(entity verify.SignedEntity, artifact func() verif
 		if err == nil {
 			return res, policy.Signer{Key: path, Fingerprint: k.fingerprint}, nil
 		}
-		errs = append(errs, fmt.Errorf("key %s (sha256:%.16s): %w", path, k.fingerprint, err))
+		errs = append(errs, fmt.Sprintf("key %s (sha256:%.16s): %v", path, k.fingerprint, err))
 	}
-	return nil, policy.Signer{}, fmt.Errorf("not signed by a key this policy lists: %w", errors.Join(errs...))
+	return nil, policy.Signer{}, fmt.Errorf("not signed by a key this policy lists: %s", strings.Join(errs, "; "))
 }
 
 // checkSimpleSigning checks that a cosign simple-signing payload is for subject.
