@@ -442,12 +442,13 @@ func TestSignaturePublishedLaterPickedUpOnTagRefresh(t *testing.T) {
 	if resp, body := get(t, http.MethodGet, url, nil); resp.StatusCode != http.StatusForbidden || !strings.Contains(denialMessage(t, body), "has no signature") {
 		t.Fatalf("unsigned: %d %s", resp.StatusCode, body)
 	}
-	pushArtifact(t, up, "team/app", trusttest.LegacyTag(d, "sig"), key.Signature(t, trusttest.SimpleSigning(up.Host+"/team/app", d)))
+	sig := key.Signature(t, trusttest.SimpleSigning(up.Host+"/team/app", d))
+	pushArtifact(t, up, "team/app", trusttest.LegacyTag(d, "sig"), sig)
 	// Within the TTL nothing asks the upstream: still denied.
 	if resp, _ := get(t, http.MethodGet, url, nil); resp.StatusCode != http.StatusForbidden {
 		t.Fatalf("within the tag TTL: %d", resp.StatusCode)
 	}
-	sigGETs := func() int { return up.Count(http.MethodGet, "/v2/team/app/manifests/"+trusttest.LegacyTag(d, "sig")) }
+	sigGETs := func() int { return up.Count(http.MethodGet, "/v2/team/app/manifests/"+sig.Digest().String()) }
 	before := sigGETs()
 	mu.Lock()
 	now = now.Add(cfg.Tags.TTL + time.Second)
@@ -465,6 +466,6 @@ func TestSignaturePublishedLaterPickedUpOnTagRefresh(t *testing.T) {
 		time.Sleep(20 * time.Millisecond)
 	}
 	if n := sigGETs() - before; n != 1 {
-		t.Fatalf("the signature tag was fetched %d times on the refresh, want 1", n)
+		t.Fatalf("the signature manifest was fetched %d times on the refresh, want 1", n)
 	}
 }

@@ -5,12 +5,11 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"net/http"
 	"regexp"
 
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 	"github.com/opencontainers/go-digest"
-
-	"github.com/goldproxy/goldproxy/proxy/registry/httpx"
 )
 
 // maxAttached bounds the signatures and attestations mirrored per manifest: a subject
@@ -52,23 +51,35 @@ func (m *Mirror) FindAttached(ctx context.Context, repo string, subject digest.D
 	} else {
 		errs = append(errs, fmt.Errorf("referrers of %s: %w", subject, err))
 	}
+	// A HEAD per legacy tag (most do not exist; registries do not count HEADs against
+	// pull limits), then the manifest by digest when it is not stored yet.
+	tags := map[digest.Digest]string{}
 	for _, suffix := range legacySuffixes {
 		tag := "sha256-" + subject.Encoded() + "." + suffix
-		d, err := m.ResolveTagTTL(ctx, rt, tag, 0)
-		var he *httpx.Error
+		uctx, cancel := m.detach(ctx)
+		desc, err := rt.up.puller.Head(uctx, rt.up.repo(rt.Repo).Tag(tag))
+		cancel()
+		m.noteResult(rt.up, err)
 		switch {
-		case errors.As(err, &he) && he.Code == "MANIFEST_UNKNOWN":
+		case upstreamStatus(err) == http.StatusNotFound:
 			continue
 		case err != nil:
-			errs = append(errs, fmt.Errorf("tag %s: %w", tag, err))
+			errs = append(errs, fmt.Errorf("tag %s: %w", tag, upstreamErr(err, rt, tag)))
 			continue
 		}
-		found[d] = "tag " + tag
+		d := digest.Digest(desc.Digest.String())
+		found[d], tags[d] = "tag "+tag, tag
 	}
 	for d, via := range found {
 		if err := m.storeAttached(ctx, rt, d); err != nil {
 			delete(found, d)
 			errs = append(errs, fmt.Errorf("%s: %w", via, err))
+			continue
+		}
+		if tag, ok := tags[d]; ok {
+			if err := m.store.SetTag(rt.Key, tag, d, m.now()); err != nil {
+				errs = append(errs, fmt.Errorf("%s: %w", via, err))
+			}
 		}
 	}
 	return found, errors.Join(errs...)
