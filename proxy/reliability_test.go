@@ -332,7 +332,7 @@ func TestTooManyLayersIsDeniedUnfetched(t *testing.T) {
 	p := proxytest.Start(t, cfg, proxy.WithScanner(sc, policy.DefaultSet()))
 	up.ResetCounts()
 	resp, b := get(t, http.MethodGet, p.URL+"/v2/"+up.Name+"/test/app/manifests/1", nil)
-	if resp.StatusCode != http.StatusForbidden || !strings.Contains(string(b), "DENIED") || !strings.Contains(string(b), "3 layers, over limits.layers (2)") {
+	if resp.StatusCode != http.StatusForbidden || !strings.Contains(string(b), "DENIED") || !strings.Contains(string(b), "3 layers, more than 2 (limits.layers)") {
 		t.Fatalf("3 layers: %d %s", resp.StatusCode, b)
 	}
 	for _, d := range blobsOf(t, img) {

@@ -128,7 +128,7 @@ func New(cfg *config.Config, store *storage.Store, opts ...Option) (*Server, err
 			return nil, fmt.Errorf("config: trust.trusted_root: %w", err)
 		}
 		s.gate, err = gate.New(gate.Deps{Store: store, Scanner: s.scanner, Policy: s.policy, Scan: cfg.Scan, Webhooks: cfg.Webhooks,
-			Fetch: s.mirror, Life: s.life, Leases: s.mirror, Log: s.log, Registry: s.registry, External: cfg.External(), MaxLayers: cfg.Limits.Layers,
+			Fetch: s.mirror, Life: s.life, Leases: s.mirror, Log: s.log, Registry: s.registry, External: cfg.External(), Limits: cfg.Limits,
 			Signatures: s.mirror, Verifier: verifier, Discover: cfg.Trust.Discover})
 		if err != nil {
 			return nil, err

@@ -61,9 +61,11 @@ func remove(set map[string]bool, p string) {
 }
 
 // walkLayers lists the entries of the image's bin directories and its JAR files once every
-// layer is applied (whiteouts and opaque directories honoured). Each layer is read at
-// most once ever: its entries are cached by layer digest beside Trivy's layer cache.
-func (s *Scanner) walkLayers(img v1.Image) (*imageFacts, error) {
+// layer is applied (whiteouts and opaque directories honoured). A layer's entries come
+// from teed (read from the stream Trivy's analysis decompressed, see teeImage), else
+// from the cache by layer digest, else from a walk of the layer's headers: a layer is
+// decompressed once per scan, and not at all once its entries are cached.
+func (s *Scanner) walkLayers(img v1.Image, teed *teeImage) (*imageFacts, error) {
 	layers, err := img.Layers()
 	if err != nil {
 		return nil, err
@@ -72,9 +74,11 @@ func (s *Scanner) walkLayers(img v1.Image) (*imageFacts, error) {
 	jars := map[string]bool{}
 	links := map[string]string{}
 	for _, l := range layers {
-		e, err := s.layerEntries(l)
-		if err != nil {
-			return nil, err
+		e := teed.entries(l)
+		if e == nil {
+			if e, err = s.layerEntries(l); err != nil {
+				return nil, err
+			}
 		}
 		for _, dir := range e.Opaque {
 			for _, set := range []map[string]bool{merged, jars} {
@@ -119,35 +123,49 @@ func sorted(set map[string]bool) []string {
 	return out
 }
 
+// cachedEntries are a layer's entries from the cache, or nil.
+func (s *Scanner) cachedEntries(d v1.Hash) *layerEntries {
+	var e *layerEntries
+	_ = s.facts.View(func(tx *bolt.Tx) error {
+		if b := tx.Bucket(bucketEntries).Get([]byte(d.String())); b != nil {
+			var c layerEntries
+			if json.Unmarshal(b, &c) == nil {
+				e = &c
+			}
+		}
+		return nil
+	})
+	return e
+}
+
+func (s *Scanner) cacheEntries(d v1.Hash, e *layerEntries) error {
+	b, err := json.Marshal(e)
+	if err != nil {
+		return err
+	}
+	return s.facts.Update(func(tx *bolt.Tx) error { return tx.Bucket(bucketEntries).Put([]byte(d.String()), b) })
+}
+
+// layerEntries are a layer's entries from the cache, or from a walk of its headers.
 func (s *Scanner) layerEntries(l v1.Layer) (*layerEntries, error) {
 	d, err := l.Digest()
 	if err != nil {
 		return nil, err
 	}
-	var e layerEntries
-	var cached bool
-	_ = s.facts.View(func(tx *bolt.Tx) error {
-		if b := tx.Bucket(bucketEntries).Get([]byte(d.String())); b != nil {
-			cached = json.Unmarshal(b, &e) == nil
-		}
-		return nil
-	})
-	if cached {
-		return &e, nil
+	if e := s.cachedEntries(d); e != nil {
+		return e, nil
 	}
+	s.walks.Add(1)
 	rc, err := l.Uncompressed()
 	if err != nil {
 		return nil, err
 	}
 	defer rc.Close()
+	var e layerEntries
 	if err := walkBinDirs(rc, &e); err != nil {
 		return nil, fmt.Errorf("layer %s: %w", d, err)
 	}
-	b, err := json.Marshal(&e)
-	if err != nil {
-		return nil, err
-	}
-	if err := s.facts.Update(func(tx *bolt.Tx) error { return tx.Bucket(bucketEntries).Put([]byte(d.String()), b) }); err != nil {
+	if err := s.cacheEntries(d, &e); err != nil {
 		return nil, err
 	}
 	return &e, nil

@@ -29,3 +29,7 @@ func (s *Scanner) Blobs(ctx context.Context, key Key) ([]ftypes.BlobInfo, error)
 	}
 	return out, nil
 }
+
+// Walks is how many layers were decompressed for their entries alone, not teed from
+// Trivy's analysis.
+func (s *Scanner) Walks() int64 { return s.walks.Load() }

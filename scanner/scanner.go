@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	trivydb "github.com/aquasecurity/trivy-db/pkg/db"
@@ -37,6 +38,9 @@ type Scanner struct {
 	db    *DB
 	cache cache.Cache
 	facts *bolt.DB // per-layer bin directory entries
+	// walks counts layers decompressed for their entries alone (not teed from
+	// Trivy's analysis): tests check a scan decompresses each layer once.
+	walks atomic.Int64
 }
 
 // New returns a Scanner whose layer analysis cache (Trivy's bbolt FS cache) lives in
@@ -234,38 +238,30 @@ func (s *Scanner) Scan(ctx context.Context, img v1.Image, ref string) (*Result, 
 func (s *Scanner) scan(ctx context.Context, img v1.Image, ref string, option func(java bool) artifact.Option) (*Result, error) {
 	java, releaseJava := s.db.acquireJava()
 	defer releaseJava()
-	// The layer walk for bin directories and JAR files runs beside Trivy's analysis;
-	// both cache per layer.
-	type walked struct {
-		facts *imageFacts
-		err   error
-	}
-	execc := make(chan walked, 1)
-	go func() {
-		f, err := s.walkLayers(img)
-		execc <- walked{f, err}
-	}()
+	// The bin directory and JAR facts are read from the stream Trivy's analysis
+	// decompresses (teed), so each layer is decompressed once.
+	teed := s.tee(img)
+	defer teed.close()
 	opt := option(java)
-	inner, err := aimage.NewArtifact(&namedImage{Image: img, ref: ref}, s.cache, opt)
+	inner, err := aimage.NewArtifact(&namedImage{Image: teed, ref: ref}, s.cache, opt)
 	if err != nil {
-		<-execc
 		return nil, fmt.Errorf("scanner: %w", err)
 	}
 	inspected, err := inner.Inspect(ctx)
-	ex := <-execc
 	if err != nil {
 		return nil, fmt.Errorf("scanner: failed analysis: %w", err)
 	}
-	if ex.err != nil {
-		return nil, fmt.Errorf("scanner: layer walk: %w", ex.err)
+	facts, err := s.walkLayers(img, teed)
+	if err != nil {
+		return nil, fmt.Errorf("scanner: layer walk: %w", err)
 	}
 	res, err := s.detect(ctx, inner, inspected, java, opt)
 	if err != nil {
 		return nil, fmt.Errorf("scanner: %w", err)
 	}
-	res.Executables = ex.facts.Executables
+	res.Executables = facts.Executables
 	if !java {
-		res.UnanalysedJARs = len(ex.facts.JARs)
+		res.UnanalysedJARs = len(facts.JARs)
 	}
 	return res, nil
 }

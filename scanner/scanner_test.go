@@ -144,8 +144,12 @@ func TestLayerAnalysisIsCached(t *testing.T) {
 	base := scannertest.AlpineImage(t, true)
 	reads := &atomic.Int64{}
 	first := findings(t, s, countingImage{base, reads})
-	if reads.Load() == 0 {
-		t.Fatal("the first scan read no layer")
+	baseLayers, _ := base.Layers()
+	if n := reads.Load(); n != int64(len(baseLayers)) {
+		t.Fatalf("the first scan opened layers %d times, want each of the %d once", n, len(baseLayers))
+	}
+	if n := s.Walks(); n != 0 {
+		t.Fatalf("%d layers were decompressed a second time for their bin directories", n)
 	}
 	reads.Store(0)
 	if again := findings(t, s, countingImage{base, reads}); strings.Join(again, ",") != strings.Join(first, ",") {

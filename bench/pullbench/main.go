@@ -4,6 +4,8 @@
 //	pullbench push --registry 127.0.0.1:5100 --repo bench/big --size 268435456
 //	pullbench pull --mirror http://127.0.0.1:5101 --ns 127.0.0.1:5100 --repo bench/big --tag 1
 //	pullbench mkdb --fixtures scanner/testdata/db --out /tmp/db
+//	pullbench throttle --listen 127.0.0.1:5199 --target http://127.0.0.1:5100 --rate 20000000
+//	pullbench load --mirror http://127.0.0.1:5101 --ns 127.0.0.1:5100 --repo bench/small --clients 50
 package main
 
 import (
@@ -31,7 +33,7 @@ import (
 
 func main() {
 	if len(os.Args) < 2 {
-		fmt.Fprintln(os.Stderr, "usage: pullbench push|pull [flags]")
+		fmt.Fprintln(os.Stderr, "usage: pullbench push|pull|mkdb|throttle|load [flags]")
 		os.Exit(2)
 	}
 	var err error
@@ -42,6 +44,10 @@ func main() {
 		err = pull(os.Args[2:])
 	case "mkdb":
 		err = mkdb(os.Args[2:])
+	case "throttle":
+		err = throttle(os.Args[2:])
+	case "load":
+		err = load(os.Args[2:])
 	default:
 		err = fmt.Errorf("unknown command %q", os.Args[1])
 	}

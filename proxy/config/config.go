@@ -244,6 +244,15 @@ func (c *Config) setDefaults() {
 	if c.Limits.Layers == 0 {
 		c.Limits.Layers = 500
 	}
+	if c.Limits.LayerUncompressedBytes == 0 {
+		c.Limits.LayerUncompressedBytes = 8 << 30
+	}
+	if c.Limits.ImageUncompressedBytes == 0 {
+		c.Limits.ImageUncompressedBytes = 24 << 30
+	}
+	if c.Limits.CompressionRatio == 0 {
+		c.Limits.CompressionRatio = 100
+	}
 	if c.Scan.Workers == 0 {
 		c.Scan.Workers = runtime.NumCPU()
 	}
@@ -335,6 +344,15 @@ func (c *Config) Validate() error {
 	}
 	if c.Limits.Layers < 0 {
 		return fmt.Errorf("config: limits.layers: must not be negative")
+	}
+	if c.Limits.LayerUncompressedBytes < 0 {
+		return fmt.Errorf("config: limits.layer_uncompressed_bytes: must not be negative")
+	}
+	if c.Limits.ImageUncompressedBytes < 0 {
+		return fmt.Errorf("config: limits.image_uncompressed_bytes: must not be negative")
+	}
+	if c.Limits.CompressionRatio < 0 {
+		return fmt.Errorf("config: limits.compression_ratio: must not be negative")
 	}
 	if len(c.Upstreams) == 0 {
 		return fmt.Errorf("config: upstreams: at least one upstream is required")

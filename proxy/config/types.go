@@ -99,4 +99,11 @@ type LimitsConfig struct {
 	// Layers is the most layers an image manifest may have; one with more is denied by
 	// the gate before any layer is fetched.
 	Layers int `yaml:"layers"`
+	// LayerUncompressedBytes and ImageUncompressedBytes bound what a scan may expand one
+	// layer, and all of an image's layers, to; CompressionRatio bounds how many times its
+	// compressed size a layer may expand to (checked past 64 MiB). An image over any of
+	// them is denied (a decompression bomb), and what a scan writes to disk stays bounded.
+	LayerUncompressedBytes ByteSize `yaml:"layer_uncompressed_bytes"`
+	ImageUncompressedBytes ByteSize `yaml:"image_uncompressed_bytes"`
+	CompressionRatio       int      `yaml:"compression_ratio"`
 }

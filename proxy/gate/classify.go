@@ -17,11 +17,8 @@ const (
 	classImage    class = iota // has (or may have) filesystem layers: scanned
 	classArtifact              // only signature, attestation or SBOM content: nothing to scan
 	classInvalid               // cannot be scanned: denied
+	classRefused               // over limits.layers: denied before any layer is fetched
 )
-
-// tooManyLayers starts the reason of an image over limits.layers: a limit, not a scan
-// failure, so on_scan_error does not let it through.
-const tooManyLayers = "the image manifest has"
 
 type classification struct {
 	what class
@@ -121,7 +118,7 @@ func classify(raw []byte, maxLayers int) classification {
 		return classification{what: classInvalid, kind: "image manifest without a valid config descriptor"}
 	}
 	if maxLayers > 0 && len(m.Layers) > maxLayers {
-		return classification{what: classInvalid, kind: fmt.Sprintf("%s %d layers, over limits.layers (%d)", tooManyLayers, len(m.Layers), maxLayers)}
+		return classification{what: classRefused, kind: fmt.Sprintf("the image manifest has %d layers, more than %d", len(m.Layers), maxLayers)}
 	}
 	c := classification{what: classImage, kind: "image", blobs: []digest.Digest{m.Config.Digest}}
 	artifactKind := ""

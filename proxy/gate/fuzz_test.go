@@ -57,13 +57,13 @@ func FuzzClassify(f *testing.F) {
 	f.Add([]byte(`{"schemaVersion":2,"config":{"mediaType":"application/vnd.oci.empty.v1+json","digest":"sha256:44136fa355b3678a1146ad16f7e8649e94fb4fc21fe77e8310c060f61caaff8a"},"layers":[]}`), 0)
 	f.Fuzz(func(t *testing.T, raw []byte, maxLayers int) {
 		c := classify(raw, maxLayers)
-		if c.what != classImage && c.what != classArtifact && c.what != classInvalid {
+		if c.what != classImage && c.what != classArtifact && c.what != classInvalid && c.what != classRefused {
 			t.Fatalf("class %d", c.what)
 		}
 		if c.kind == "" {
 			t.Fatal("no kind")
 		}
-		if c.what == classInvalid {
+		if c.what == classInvalid || c.what == classRefused {
 			return
 		}
 		var m struct {

@@ -52,6 +52,10 @@ func (g *Gate) judge(f *Facts, repo, tag string, pol *policy.Set, now time.Time)
 		if j.Verdict.Allowed {
 			j.State = stateAllowed
 		}
+	case stateRefused:
+		// Over a limit: no policy judged, the limit did, whatever on_scan_error says.
+		j.State = stateDenied
+		j.Verdict = policy.Verdict{Policy: "limits", Reasons: []policy.Reason{{Rule: f.Limit, Message: f.Error}}}
 	default:
 		j.State, j.Error = stateError, f.Error
 		if j.Error == "" {
@@ -280,12 +284,6 @@ func (g *Gate) verdictText(j *Judgement, m Manifest) judged {
 		}
 		return v
 	case stateError:
-		if i := strings.Index(j.Error, tooManyLayers); i >= 0 {
-			reason := j.Error[i:]
-			return judged{verdict: Verdict{Policy: "limits", Rule: "limits.layers", Message: fmt.Sprintf(
-				"image %s is refused: %s; none of its layers was fetched. Use an image with fewer layers, or ask the platform team to raise limits.layers", image, reason),
-				Short: "denied: " + reason}}
-		}
 		if g.cfg.OnScanError == "allow" {
 			g.log.Warn("serving an image that could not be scanned (on_scan_error: allow)", "image", image, "err", j.Error)
 			return judged{verdict: Verdict{Allowed: true, Rule: "on_scan_error"}}
@@ -293,6 +291,16 @@ func (g *Gate) verdictText(j *Judgement, m Manifest) judged {
 		return judged{verdict: Verdict{Policy: "scan", Rule: "scan-error", Message: fmt.Sprintf(
 			"image %s could not be scanned, and goldproxy does not serve what it has not scanned: %s. Retry the pull; if it keeps failing, tell the platform team", image, j.Error),
 			Short: "denied: the image could not be scanned (" + firstLine(j.Error) + "); retry the pull"}}
+	}
+	if j.Verdict.Policy == "limits" && len(j.Verdict.Reasons) == 1 {
+		r := j.Verdict.Reasons[0]
+		what := "none of its layers was fetched. Use an image with fewer layers"
+		if r.Rule != "limits.layers" {
+			what = "its scan stopped there. Use an image with smaller layers"
+		}
+		return judged{verdict: Verdict{Policy: "limits", Rule: r.Rule, Message: fmt.Sprintf(
+			"image %s is refused: %s (%s); %s, or ask the platform team to raise %s", image, r.Message, r.Rule, what, r.Rule),
+			Short: fmt.Sprintf("denied: %s (%s)", r.Message, r.Rule)}}
 	}
 	page := fmt.Sprintf("%s/ui/images/%s?repository=%s", g.external, j.Digest, url.QueryEscape(m.Repository))
 	if j.Verdict.Rule() == "artifact-subject" {

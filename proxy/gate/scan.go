@@ -78,6 +78,7 @@ const (
 	stateScanned  = "scanned"  // an image, scanned: Input holds what was found
 	stateArtifact = "artifact" // not a container image (signature, attestation, SBOM): nothing to scan
 	stateError    = "error"    // the scan failed; not final, the next pull scans again
+	stateRefused  = "refused"  // over a limit (layers, uncompressed bytes): final, denied unscanned
 )
 
 // Judgement states: what a policy made of the facts for one repository.
@@ -103,6 +104,8 @@ type Facts struct {
 	ArtifactType string `json:"artifactType,omitempty"`
 	Subject      string `json:"subject,omitempty"`
 	Error        string `json:"error,omitempty"`
+	// Limit is the config key of the limit a refused image is over.
+	Limit string `json:"limit,omitempty"`
 	// ScanKey finds the stored analysis again (see Redetector).
 	ScanKey json.RawMessage `json:"scanKey,omitempty"`
 	// Source is the repository the content was fetched through, where a rescan after a
@@ -115,7 +118,9 @@ type Facts struct {
 }
 
 // Final reports whether the facts are complete: a judgement can be made from them.
-func (f *Facts) Final() bool { return f.State == stateScanned || f.State == stateArtifact }
+func (f *Facts) Final() bool {
+	return f.State == stateScanned || f.State == stateArtifact || f.State == stateRefused
+}
 
 // Fetcher brings a blob of a repository ("<upstream>/<repository>") into the store;
 // the mirror implements it. Scans read only what it stored.
@@ -153,8 +158,9 @@ type Deps struct {
 	Registry prometheus.Registerer
 	// External is the URL clients reach the proxy at: report links in denials use it.
 	External string
-	// MaxLayers is limits.layers: an image with more is denied unscanned; 0: no bound.
-	MaxLayers int
+	// Limits are the config's limits.*: an image over limits.layers is denied unscanned,
+	// one whose layers expand past the uncompressed limits is denied when a scan finds it.
+	Limits config.LimitsConfig
 	// Signatures finds what is attached to an image; Verifier verifies it. Signatures are
 	// looked up when Discover is set or a policy judges them.
 	Signatures SignatureFinder
@@ -173,8 +179,7 @@ type Gate struct {
 	leases   Leaser
 	log      *slog.Logger
 	external string
-	// maxLayers is limits.layers.
-	maxLayers int
+	limits   config.LimitsConfig
 	// signatures, verifier and discover: see Deps.
 	signatures SignatureFinder
 	verifier   TrustVerifier
@@ -199,7 +204,7 @@ type Gate struct {
 // New builds the gate and starts what it does in the background: rescans of what a
 // restart interrupted, webhook deliveries.
 func New(d Deps) (*Gate, error) {
-	g := &Gate{store: d.Store, scanner: d.Scanner, cfg: d.Scan, fetch: d.Fetch, life: d.Life, leases: d.Leases, log: d.Log, now: time.Now, external: d.External, maxLayers: d.MaxLayers,
+	g := &Gate{store: d.Store, scanner: d.Scanner, cfg: d.Scan, fetch: d.Fetch, life: d.Life, leases: d.Leases, log: d.Log, now: time.Now, external: d.External, limits: d.Limits,
 		signatures: d.Signatures, verifier: d.Verifier, discover: d.Discover}
 	g.policy.Store(d.Policy)
 	var err error
@@ -459,6 +464,13 @@ func (g *Gate) scanFacts(ctx context.Context, source string, dgst digest.Digest,
 		log.Info("scan skipped: not a container image", "kind", c.kind, "subject", f.Subject)
 		g.metrics.scans.WithLabelValues("artifact").Inc()
 		return f, g.save(f, nil)
+	case errors.As(err, new(*limitError)):
+		var le *limitError
+		errors.As(err, &le)
+		f.State, f.Limit, f.Error = stateRefused, le.key, le.reason
+		log.Warn("image refused", "limit", le.key, "reason", le.reason)
+		g.metrics.scans.WithLabelValues(stateRefused).Inc()
+		return f, g.save(f, nil)
 	case err != nil:
 		if errors.Is(sctx.Err(), context.DeadlineExceeded) {
 			err = fmt.Errorf("scan timed out after %s: %w", g.cfg.Timeout, err)
@@ -490,10 +502,12 @@ func (g *Gate) scanOne(ctx context.Context, source string, dgst digest.Digest) (
 	if err != nil {
 		return nil, c, fmt.Errorf("manifest not in the store: %w", err)
 	}
-	c = classify(raw, g.maxLayers)
+	c = classify(raw, g.limits.Layers)
 	switch c.what {
 	case classArtifact:
 		return nil, c, nil
+	case classRefused:
+		return nil, c, &limitError{key: "limits.layers", reason: c.kind}
 	case classInvalid:
 		return nil, c, fmt.Errorf("cannot scan %s: %s", dgst, c.kind)
 	}
@@ -513,11 +527,16 @@ func (g *Gate) scanOne(ctx context.Context, source string, dgst digest.Digest) (
 	if err := fetches.wait(ctx, blobs[0]); err != nil {
 		return nil, c, err
 	}
-	img, err := storedImage(ctx, g.store, mrec.MediaType, raw, fetches.wait)
+	core, img, err := storedImage(ctx, g.store, mrec.MediaType, raw, g.limits, fetches.wait)
 	if err != nil {
 		return nil, c, err
 	}
 	res, err = g.scanner.Scan(ctx, img, source+"@"+dgst.String())
+	if le := core.refused(); le != nil {
+		// Whatever the scanner made of the failed read (an error, or findings from the
+		// part it read), an image over a limit is refused.
+		return nil, c, le
+	}
 	if ferr := fetches.all(ctx); ferr != nil {
 		return nil, c, ferr
 	}
