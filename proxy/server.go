@@ -123,7 +123,7 @@ func New(cfg *config.Config, store *storage.Store, opts ...Option) (*Server, err
 		if cfg.Trust.TrustedRoot != "" {
 			root = cfg.Resolve(cfg.Trust.TrustedRoot)
 		}
-		verifier, err := trust.New(root, cfg.Trust.SCTRequired())
+		verifier, err := trust.New(trust.Options{TrustedRoot: root, RequireSCT: cfg.Trust.SCTRequired(), RequireTlog: cfg.Trust.TlogRequired()})
 		if err != nil {
 			return nil, fmt.Errorf("config: trust.trusted_root: %w", err)
 		}

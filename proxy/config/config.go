@@ -79,6 +79,10 @@ type TrustConfig struct {
 	// RequireSCT requires a Fulcio certificate to carry a signed certificate timestamp
 	// from a CT log of the trusted root (default true).
 	RequireSCT *bool `yaml:"require_sct"`
+	// RequireTlog requires a keyless signature to come with a Rekor entry (default
+	// true); false accepts a signed timestamp from a TSA of the root instead (a private
+	// Sigstore without Rekor).
+	RequireTlog *bool `yaml:"require_tlog"`
 	// Discover looks up every image's signatures when it is mirrored, even when no
 	// policy judges them (so they are mirrored for clients that verify); they are looked
 	// up anyway whenever a policy has signature or attestation rules.
@@ -89,6 +93,9 @@ type TrustConfig struct {
 
 // SCTRequired is RequireSCT with its default.
 func (t TrustConfig) SCTRequired() bool { return t.RequireSCT == nil || *t.RequireSCT }
+
+// TlogRequired is RequireTlog with its default.
+func (t TrustConfig) TlogRequired() bool { return t.RequireTlog == nil || *t.RequireTlog }
 
 // LogConfig selects the log format and level.
 type LogConfig struct {

@@ -31,8 +31,9 @@ const cosignSignPredicate = "https://sigstore.dev/cosign/sign/v1"
 // Verifier checks signature material against public key files and a trusted root, both
 // read from disk and re-read by Refresh when they change. It is safe for concurrent use.
 type Verifier struct {
-	rootPath   string
-	requireSCT bool
+	rootPath    string
+	requireSCT  bool
+	requireTlog bool
 
 	mu   sync.Mutex
 	root *root.TrustedRoot
@@ -64,11 +65,22 @@ func stampOf(path string) stamp {
 	return stamp{fi.ModTime(), fi.Size()}
 }
 
-// New builds a Verifier. rootPath is a trusted_root.json ("" for none: keyless
-// signatures then fail to verify); requireSCT requires a Fulcio certificate to carry a
-// signed certificate timestamp from a CT log of the root.
-func New(rootPath string, requireSCT bool) (*Verifier, error) {
-	v := &Verifier{rootPath: rootPath, requireSCT: requireSCT, keys: map[string]*key{}}
+// Options configure a Verifier.
+type Options struct {
+	// TrustedRoot is a trusted_root.json ("" for none: keyless signatures then fail).
+	TrustedRoot string
+	// RequireSCT requires a Fulcio certificate to carry a signed certificate timestamp
+	// from a CT log of the root.
+	RequireSCT bool
+	// RequireTlog requires a keyless signature to come with a Rekor entry (its SET or
+	// inclusion proof); without it a signed timestamp from a TSA of the root suffices.
+	RequireTlog bool
+}
+
+// New builds a Verifier; the trusted root, when one is named, must be readable.
+func New(o Options) (*Verifier, error) {
+	rootPath := o.TrustedRoot
+	v := &Verifier{rootPath: rootPath, requireSCT: o.RequireSCT, requireTlog: o.RequireTlog, keys: map[string]*key{}}
 	if rootPath != "" {
 		v.loadRoot()
 		if v.rootErr != nil {
@@ -273,7 +285,12 @@ func (v *Verifier) verifyKeyless(entity verify.SignedEntity, artifact func() ver
 	if err != nil {
 		return nil, err
 	}
-	opts := []verify.VerifierOption{verify.WithTransparencyLog(1), verify.WithObserverTimestamps(1)}
+	// The signing time is a Rekor entry's integrated time or a TSA's signed timestamp;
+	// a Rekor entry that comes with the signature is verified whether required or not.
+	opts := []verify.VerifierOption{verify.WithObserverTimestamps(1)}
+	if entries, _ := entity.TlogEntries(); v.requireTlog || len(entries) > 0 {
+		opts = append(opts, verify.WithTransparencyLog(1))
+	}
 	if v.requireSCT {
 		opts = append(opts, verify.WithSignedCertificateTimestamps(1))
 	}

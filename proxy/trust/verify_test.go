@@ -34,7 +34,7 @@ const (
 func TestVerifyForms(t *testing.T) {
 	dir := t.TempDir()
 	ss := trusttest.NewSigstore(t, dir)
-	v, err := trust.New(ss.RootPath, false)
+	v, err := trust.New(trust.Options{TrustedRoot: ss.RootPath, RequireTlog: true})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -102,5 +102,30 @@ func TestVerifyForms(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// A keyless bundle with only a TSA timestamp (no Rekor entry) verifies when the config
+// does not require a transparency log, and is refused, saying so, when it does.
+func TestVerifyTimestampWithoutTlog(t *testing.T) {
+	ss := trusttest.NewSigstore(t, t.TempDir())
+	subject := digest.FromString("an image manifest")
+	st := trusttest.Statement(subject, "https://sigstore.dev/cosign/sign/v1", map[string]any{})
+	mats := extract(t, trusttest.BundleReferrer(ss.BundleWithoutTlog(t, st, ghID, ghIssuer), "", subject, 1), "referrer")
+	for _, requireTlog := range []bool{false, true} {
+		v, err := trust.New(trust.Options{TrustedRoot: ss.RootPath, RequireTlog: requireTlog})
+		if err != nil {
+			t.Fatal(err)
+		}
+		got := v.Verify(subject, mats, nil)
+		if requireTlog {
+			if len(got.Signers) != 0 || len(got.Problems) != 1 || !strings.Contains(got.Problems[0], "transparency log") {
+				t.Fatalf("require_tlog: signers %+v, problems %q", got.Signers, got.Problems)
+			}
+			continue
+		}
+		if len(got.Signers) != 1 || got.Signers[0].Identity != ghID || got.Signers[0].LogIndex != nil {
+			t.Fatalf("TSA only: signers %+v, problems %q", got.Signers, got.Problems)
+		}
 	}
 }

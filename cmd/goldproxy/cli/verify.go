@@ -89,7 +89,7 @@ func VerifySignatures(ctx context.Context, cfg *config.Config, image string, ins
 	if cfg.Trust.TrustedRoot != "" {
 		root = cfg.Resolve(cfg.Trust.TrustedRoot)
 	}
-	v, err := trust.New(root, cfg.Trust.SCTRequired())
+	v, err := trust.New(trust.Options{TrustedRoot: root, RequireSCT: cfg.Trust.SCTRequired(), RequireTlog: cfg.Trust.TlogRequired()})
 	if err != nil {
 		return &policy.Trust{Error: fmt.Sprintf("trust.trusted_root: %v", err)}
 	}

@@ -285,6 +285,16 @@ func (s *Sigstore) Signature(t testing.TB, payload []byte, identity, issuer stri
 // Bundle is a keyless v0.3 Sigstore bundle of an in-toto statement (DSSE) by identity
 // and issuer, with its Rekor entry (inclusion proof) and a signed timestamp.
 func (s *Sigstore) Bundle(t testing.TB, statement []byte, identity, issuer string) []byte {
+	return s.bundle(t, statement, identity, issuer, true)
+}
+
+// BundleWithoutTlog is Bundle with no Rekor entry: only the TSA's signed timestamp says
+// when it was signed.
+func (s *Sigstore) BundleWithoutTlog(t testing.TB, statement []byte, identity, issuer string) []byte {
+	return s.bundle(t, statement, identity, issuer, false)
+}
+
+func (s *Sigstore) bundle(t testing.TB, statement []byte, identity, issuer string, withTlog bool) []byte {
 	t.Helper()
 	e, err := s.AttestAtTime(identity, issuer, statement, time.Now().Add(5*time.Minute), true)
 	if err != nil {
@@ -303,6 +313,10 @@ func (s *Sigstore) Bundle(t testing.TB, statement []byte, identity, issuer strin
 	if err != nil {
 		t.Fatal(err)
 	}
+	var tlogs []*protorekor.TransparencyLogEntry
+	if withTlog {
+		tlogs = append(tlogs, s.entry(t, entries[0]))
+	}
 	var rfc []*protocommon.RFC3161SignedTimestamp
 	for _, ts := range stamps {
 		rfc = append(rfc, &protocommon.RFC3161SignedTimestamp{SignedTimestamp: ts})
@@ -310,7 +324,7 @@ func (s *Sigstore) Bundle(t testing.TB, statement []byte, identity, issuer strin
 	b := &protobundle.Bundle{MediaType: "application/vnd.dev.sigstore.bundle.v0.3+json",
 		VerificationMaterial: &protobundle.VerificationMaterial{
 			Content:                   &protobundle.VerificationMaterial_Certificate{Certificate: &protocommon.X509Certificate{RawBytes: vc.Certificate().Raw}},
-			TlogEntries:               []*protorekor.TransparencyLogEntry{s.entry(t, entries[0])},
+			TlogEntries:               tlogs,
 			TimestampVerificationData: &protobundle.TimestampVerificationData{Rfc3161Timestamps: rfc},
 		},
 		Content: &protobundle.Bundle_DsseEnvelope{DsseEnvelope: &protodsse.Envelope{Payload: payload, PayloadType: env.PayloadType,
