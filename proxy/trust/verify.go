@@ -42,6 +42,46 @@ type Verifier struct {
 	rootStamp stamp
 	keys      map[string]*key
 	gen       int
+	// cache keeps verification results: the same material, keys and trust material
+	// (generation) always verify the same way, and verdicts are judged again often.
+	cache resultCache
+}
+
+type cacheKey struct {
+	gen      int
+	subject  digest.Digest
+	material string
+	keys     string
+}
+
+type result struct {
+	signer    policy.Signer
+	statement *statement
+	err       error
+}
+
+// resultCacheLimit bounds the cache; past it, it starts again empty.
+const resultCacheLimit = 50_000
+
+type resultCache struct {
+	mu sync.Mutex
+	m  map[cacheKey]result
+}
+
+func (c *resultCache) get(k cacheKey) (result, bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	r, ok := c.m[k]
+	return r, ok
+}
+
+func (c *resultCache) put(k cacheKey, r result) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.m == nil || len(c.m) >= resultCacheLimit {
+		c.m = map[cacheKey]result{}
+	}
+	c.m[k] = r
 }
 
 type key struct {
@@ -175,8 +215,15 @@ func (v *Verifier) trustedRoot() (*root.TrustedRoot, error) {
 // what did not verify.
 func (v *Verifier) Verify(subject digest.Digest, mats []Material, keys []string) *policy.Trust {
 	t := &policy.Trust{}
+	gen := v.Generation()
 	for _, m := range mats {
-		signer, statement, err := v.verifyOne(subject, m, keys)
+		ck := cacheKey{gen: gen, subject: subject, material: m.ID() + "\x00" + m.Via, keys: strings.Join(keys, "\x00")}
+		r, ok := v.cache.get(ck)
+		if !ok {
+			r.signer, r.statement, r.err = v.verifyOne(subject, m, keys)
+			v.cache.put(ck, r)
+		}
+		signer, statement, err := r.signer, r.statement, r.err
 		what := describe(m)
 		if err != nil {
 			t.Problems = append(t.Problems, fmt.Sprintf("%s: %v", what, err))

@@ -129,3 +129,48 @@ func TestVerifyTimestampWithoutTlog(t *testing.T) {
 		}
 	}
 }
+
+// BenchmarkVerify: one keyless legacy signature and one keyless bundle attestation, the
+// first time (every check) and again (the cache: verdicts are judged again often).
+func BenchmarkVerify(b *testing.B) {
+	ss := trusttest.NewSigstore(b, b.TempDir())
+	subject := digest.FromString("an image manifest")
+	var mats []trust.Material
+	for _, a := range []trusttest.Artifact{
+		ss.Signature(b, trusttest.SimpleSigning("example.com/app", subject), ghID, ghIssuer, time.Now().Add(5*time.Minute)),
+		trusttest.BundleReferrer(ss.Bundle(b, trusttest.Statement(subject, policy.SLSAProvenanceV1, trusttest.Provenance("https://builder")), ghID, ghIssuer), "", subject, 1),
+	} {
+		blobs := map[digest.Digest][]byte{}
+		for _, bl := range a.Blobs {
+			blobs[digest.FromBytes(bl)] = bl
+		}
+		m, err := trust.Extract(a.Digest(), a.Manifest, "bench", func(d digest.Digest, _ int64) ([]byte, error) { return blobs[d], nil })
+		if err != nil {
+			b.Fatal(err)
+		}
+		mats = append(mats, m...)
+	}
+	check := func(b *testing.B, got *policy.Trust) {
+		if len(got.Signers) != 1 || len(got.Attestations) != 1 {
+			b.Fatalf("%+v", got)
+		}
+	}
+	b.Run("cold", func(b *testing.B) {
+		for b.Loop() {
+			v, err := trust.New(trust.Options{TrustedRoot: ss.RootPath, RequireTlog: true})
+			if err != nil {
+				b.Fatal(err)
+			}
+			check(b, v.Verify(subject, mats, nil))
+		}
+	})
+	b.Run("cached", func(b *testing.B) {
+		v, err := trust.New(trust.Options{TrustedRoot: ss.RootPath, RequireTlog: true})
+		if err != nil {
+			b.Fatal(err)
+		}
+		for b.Loop() {
+			check(b, v.Verify(subject, mats, nil))
+		}
+	})
+}
