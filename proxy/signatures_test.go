@@ -1,10 +1,12 @@
 package proxy_test
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"net/http"
 	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -26,6 +28,7 @@ import (
 	"github.com/goldproxy/goldproxy/proxy/config"
 	"github.com/goldproxy/goldproxy/proxy/proxytest"
 	"github.com/goldproxy/goldproxy/proxy/trust/trusttest"
+	"github.com/goldproxy/goldproxy/storage"
 )
 
 const (
@@ -419,6 +422,35 @@ func TestSignatureTrustedRootChange(t *testing.T) {
 	if sc.calls.Load() != scans || p.Store.BlobReads() != reads || up.Total() != upstream {
 		t.Fatalf("the root change scanned %d, read %d blobs, asked the upstream %d times: want 0, 0, 0",
 			sc.calls.Load()-scans, p.Store.BlobReads()-reads, up.Total()-upstream)
+	}
+	// A root file that no longer parses: keyless signatures fail closed, saying why.
+	if err := os.WriteFile(ss.RootPath, []byte("{not json"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := p.Gold.TrustChanged(); err == nil || !strings.Contains(err.Error(), "trusted root") {
+		t.Fatalf("a broken root: %v", err)
+	}
+	resp, body = get(t, http.MethodGet, url, nil)
+	if msg := denialMessage(t, body); resp.StatusCode != http.StatusForbidden || !strings.Contains(msg, "trusted root "+ss.RootPath) {
+		t.Fatalf("with a broken root: %d %s", resp.StatusCode, msg)
+	}
+}
+
+func TestSignatureBadTrustedRootRefusedAtStart(t *testing.T) {
+	up := proxytest.NewUpstream(t)
+	cfg := proxytest.Config(t, up)
+	bad := filepath.Join(t.TempDir(), "trusted_root.json")
+	if err := os.WriteFile(bad, []byte(`{"mediaType": "nope"}`), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	cfg.Trust.TrustedRoot = bad
+	store, err := storage.Open(context.Background(), cfg.DataDir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer store.Close()
+	if _, err := proxy.New(cfg, store, proxy.WithScanner(&fakeScanner{}, policy.DefaultSet())); err == nil || !strings.Contains(err.Error(), "trust.trusted_root") {
+		t.Fatalf("a bad trusted root at start: %v", err)
 	}
 }
 

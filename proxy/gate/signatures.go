@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/google/go-containerregistry/pkg/v1/types"
@@ -80,18 +81,8 @@ func (g *Gate) findSignatures(ctx context.Context, source string, dgst digest.Di
 		}
 		sf.Material = append(sf.Material, mats...)
 	}
-	slices.SortFunc(sf.Material, func(a, b trust.Material) int { return compareStrings(a.Via+a.ID(), b.Via+b.ID()) })
+	slices.SortFunc(sf.Material, func(a, b trust.Material) int { return strings.Compare(a.Via+a.ID(), b.Via+b.ID()) })
 	return sf
-}
-
-func compareStrings(a, b string) int {
-	switch {
-	case a < b:
-		return -1
-	case a > b:
-		return 1
-	}
-	return 0
 }
 
 func joinErr(a, b string) string {
