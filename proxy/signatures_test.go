@@ -501,3 +501,39 @@ func TestSignaturePublishedLaterPickedUpOnTagRefresh(t *testing.T) {
 		t.Fatalf("the signature manifest was fetched %d times on the refresh, want 1", n)
 	}
 }
+
+// A bundle referrer is mirrored with its image: with the upstream gone, the referrers API
+// of the proxy still lists it and serves it, exact bytes, as cosign and Kyverno read it.
+func TestSignatureBundleReferrerServedOffline(t *testing.T) {
+	dir := t.TempDir()
+	ss := trusttest.NewSigstore(t, dir)
+	key := trusttest.NewKey(t, "ecdsa", dir)
+	up, p := trustSetup(t, &fakeScanner{}, fmt.Sprintf("policies:\n  - name: signed\n    signatures: {required: true, keys: [%q]}\n", key.Path), ss)
+	img := ociImage(t, 1)
+	up.Push(t, "team/app:1", img)
+	d := digestOf(t, img)
+	raw, _ := img.RawManifest()
+	bundle := key.Bundle(t, trusttest.Statement(d, "https://sigstore.dev/cosign/sign/v1", map[string]any{}))
+	ref := trusttest.BundleReferrer(bundle, string(types.OCIManifestSchema1), d, int64(len(raw)))
+	pushArtifact(t, up, "team/app", "", ref)
+	base := p.URL + "/v2/" + up.Name + "/team/app/"
+	if resp, body := get(t, http.MethodGet, base+"manifests/1", nil); resp.StatusCode != http.StatusOK {
+		t.Fatalf("signed by a bundle: %d %s", resp.StatusCode, body)
+	}
+	up.SetFault(func(w http.ResponseWriter, r *http.Request) bool {
+		http.Error(w, "down", http.StatusServiceUnavailable)
+		return true
+	})
+	resp, body := get(t, http.MethodGet, base+"referrers/"+d.String(), nil)
+	if resp.StatusCode != http.StatusOK || !strings.Contains(string(body), ref.Digest().String()) || !strings.Contains(string(body), "application/vnd.dev.sigstore.bundle.v0.3+json") {
+		t.Fatalf("referrers with the upstream down: %d %s", resp.StatusCode, body)
+	}
+	resp, body = get(t, http.MethodGet, base+"manifests/"+ref.Digest().String(), map[string]string{"Accept": "application/vnd.oci.image.manifest.v1+json"})
+	if resp.StatusCode != http.StatusOK || string(body) != string(ref.Manifest) {
+		t.Fatalf("bundle manifest: %d %s", resp.StatusCode, body)
+	}
+	resp, body = get(t, http.MethodGet, base+"blobs/"+digest.FromBytes(bundle).String(), nil)
+	if resp.StatusCode != http.StatusOK || string(body) != string(bundle) {
+		t.Fatalf("bundle blob: %d %.200s", resp.StatusCode, body)
+	}
+}
