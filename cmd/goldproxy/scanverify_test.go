@@ -89,4 +89,11 @@ func TestScanVerify(t *testing.T) {
 			t.Fatalf("%s (verify %v): %v\n%s", tc.image, tc.verify, err, out)
 		}
 	}
+	// `policy test REF` checks signatures the same way.
+	if out, code := runCLI(t, "policy", "test", "--policy", pol, "--db-dir", db, "--insecure", up.Host+"/team/alpine:1"); code != 0 || !strings.Contains(out, "ALLOWED") {
+		t.Fatalf("policy test of the signed image: %d %s", code, out)
+	}
+	if out, code := runCLI(t, "policy", "test", "--policy", pol, "--db-dir", db, "--insecure", up.Host+"/team/unsigned:1"); code != 1 || !strings.Contains(out, "the image has no signature") {
+		t.Fatalf("policy test of the unsigned image: %d %s", code, out)
+	}
 }
