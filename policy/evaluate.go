@@ -51,6 +51,9 @@ func (s *Set) Evaluate(in Input, now time.Time) Verdict {
 		}
 	}
 	v.Reasons = p.check(in, vulns, v.Counts, now)
+	if p.UsesTrust() {
+		v.Trust = in.Trust
+	}
 	if in.UnanalysedJARs > 0 && !p.DenyUnanalysedJARs {
 		v.Warnings = append(v.Warnings, fmt.Sprintf("%d JAR files not analysed: no Java DB is loaded, so their vulnerabilities are unknown", in.UnanalysedJARs))
 	}
@@ -182,7 +185,7 @@ func (p *Policy) check(in Input, vulns []Vulnerability, counts map[string]int, n
 	if p.DenyEOSL && in.EOSL {
 		rs = append(rs, Reason{Rule: "eosl", Message: fmt.Sprintf("the OS release %s is end of life and gets no security updates", in.OS), Details: []string{"os: " + in.OS}})
 	}
-	return rs
+	return append(rs, p.checkTrust(in.Trust)...)
 }
 
 func isRoot(user string) bool {

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"path/filepath"
 	"regexp"
 	"slices"
 	"strconv"
@@ -65,6 +66,10 @@ type Policy struct {
 	// their own. Signatures, attestations and SBOMs of an image are served with it, when
 	// the image is allowed; an artifact with no subject only when its type is listed.
 	Artifacts []string `yaml:"artifacts" json:"artifacts,omitempty"`
+	// Signatures and Attestations judge who signed the image and what is attested about
+	// it, per platform manifest, offline (see Trust).
+	Signatures   *SignatureRule   `yaml:"signatures" json:"signatures,omitempty"`
+	Attestations *AttestationRule `yaml:"attestations" json:"attestations,omitempty"`
 }
 
 // VulnerabilityRule denies on findings.
@@ -127,7 +132,37 @@ func Load(path string) (*Set, error) {
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", path, err)
 	}
+	if err := s.resolveKeys(filepath.Dir(path)); err != nil {
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
 	return s, nil
+}
+
+// resolveKeys makes the key files the policies name relative to dir (the policy file's
+// directory) and checks each can be read: a missing key is an error at load, not a
+// denial of every image later.
+func (s *Set) resolveKeys(dir string) error {
+	changed := false
+	for i, p := range s.Policies {
+		if p.Signatures == nil {
+			continue
+		}
+		for j, k := range p.Signatures.Keys {
+			if !filepath.IsAbs(k) {
+				k, changed = filepath.Join(dir, k), true
+				p.Signatures.Keys[j] = k
+			}
+			f, err := os.Open(k)
+			if err != nil {
+				return fmt.Errorf("policy: policies[%d].signatures.keys[%d]: %w", i, j, err)
+			}
+			f.Close()
+		}
+	}
+	if changed {
+		return s.Validate() // the hash covers the resolved paths
+	}
+	return nil
 }
 
 var unknownKey = regexp.MustCompile(`line (\d+): field (\S+) not found in type \S+`)
@@ -201,6 +236,16 @@ func (s *Set) Validate() error {
 				if strings.TrimSpace(id) == "" {
 					return fmt.Errorf("policy: %s.vulnerabilities.deny_ids[%d]: empty id", key, j)
 				}
+			}
+		}
+		if p.Signatures != nil {
+			if err := p.Signatures.validate(key); err != nil {
+				return err
+			}
+		}
+		if p.Attestations != nil {
+			if err := p.Attestations.validate(key); err != nil {
+				return err
 			}
 		}
 		if p.MaxOSPackages < 0 {

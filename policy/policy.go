@@ -68,6 +68,9 @@ type Input struct {
 	// UnanalysedJARs counts the JAR (WAR, EAR) files the scanner could not identify
 	// because no Java DB was loaded: their vulnerabilities are unknown.
 	UnanalysedJARs int `json:"unanalysedJars,omitempty"`
+	// Trust is what verified of the image's signatures and attestations, for the policy
+	// judging it; nil when they were not looked up.
+	Trust *Trust `json:"trust,omitempty"`
 }
 
 // Reason is one rule that failed, with its evidence.
@@ -108,6 +111,9 @@ type Verdict struct {
 	Contact string `json:"contact,omitempty"`
 	// Warnings are facts a reader should know that did not decide (JARs not analysed).
 	Warnings []string `json:"warnings,omitempty"`
+	// Trust is who signed the image and what is attested, for a policy with signature
+	// or attestation rules.
+	Trust *Trust `json:"trust,omitempty"`
 	// Until is when time alone may change this verdict (an applied exception expires,
 	// the image grows older than max_age); zero when nothing does.
 	Until time.Time `json:"until,omitzero"`

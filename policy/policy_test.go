@@ -207,11 +207,43 @@ func TestParseErrorsNameTheKey(t *testing.T) {
 		{"policies:\n  - name: a\nexceptions:\n  - id: CVE-1\n    expires: 2027-01-01\n", "exceptions[0].reason"},
 		{"policies:\n  - name: a\nexceptions:\n  - id: CVE-1\n    reason: r\n", "exceptions[0].expires"},
 		{"policies:\n  - name: a\nexceptions:\n  - id: CVE-1\n    reason: r\n    expires: someday\n", "invalid date"},
+		{"policies:\n  - name: a\n    signatures: {required: true}\n", "policies[0].signatures: required with no keys and no keyless signers"},
+		{"policies:\n  - name: a\n    signatures: {keys: [\"\"]}\n", "policies[0].signatures.keys[0]: empty path"},
+		{"policies:\n  - name: a\n    signatures: {keyless: [{identity: x}]}\n", "policies[0].signatures.keyless[0]: set exactly one of issuer and issuer_regexp"},
+		{"policies:\n  - name: a\n    signatures: {keyless: [{issuer: i, identity: x, identity_regexp: y}]}\n", "policies[0].signatures.keyless[0]: set exactly one of identity and identity_regexp"},
+		{"policies:\n  - name: a\n    signatures: {keyless: [{issuer: i, identity_regexp: \"(\"}]}\n", "policies[0].signatures.keyless[0].identity_regexp"},
+		{"policies:\n  - name: a\n    signatures: {keyless: [{issuer: i, identity: x, subject: y}]}\n", `unknown key "subject"`},
+		{"policies:\n  - name: a\n    attestations: {provenance: {builder_ids: [\"\"]}}\n", "policies[0].attestations.provenance.builder_ids[0]"},
+		{"policies:\n  - name: a\n    attestations: {slsa: {required: true}}\n", `unknown key "slsa"`},
 	} {
 		_, err := policy.Parse([]byte(tc.yaml))
 		if err == nil || !strings.Contains(err.Error(), tc.want) {
 			t.Errorf("%q: error %v, want %q", tc.yaml, err, tc.want)
 		}
+	}
+}
+
+func TestLoadResolvesKeyFiles(t *testing.T) {
+	dir := t.TempDir()
+	if err := os.WriteFile(filepath.Join(dir, "team.pub"), []byte("not checked here"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	write := func(keys string) string {
+		p := filepath.Join(dir, "policy.yaml")
+		if err := os.WriteFile(p, []byte("policies:\n  - name: a\n  - name: signed\n    signatures: {required: true, keys: ["+keys+"]}\n"), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	s, err := policy.Load(write("team.pub"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := s.KeyFiles(); len(got) != 1 || got[0] != filepath.Join(dir, "team.pub") {
+		t.Fatalf("key files %v, want the one next to the policy", got)
+	}
+	if _, err := policy.Load(write("team.pub, gone.pub")); err == nil || !strings.Contains(err.Error(), "policies[1].signatures.keys[1]") {
+		t.Fatalf("a missing key file: %v", err)
 	}
 }
 
@@ -228,6 +260,61 @@ func TestShippedPolicyIsValid(t *testing.T) {
 	}
 	if h1, h2 := s.Hash(), policy.DefaultSet().Hash(); h1 == h2 {
 		t.Fatal("different sets share a hash")
+	}
+}
+
+func TestTrustRules(t *testing.T) {
+	idx := int64(7)
+	gh := policy.Signer{Identity: "https://github.com/acme/app/.github/workflows/release.yml@refs/heads/main", Issuer: "https://token.actions.githubusercontent.com", LogIndex: &idx, IntegratedTime: now}
+	evil := policy.Signer{Identity: "https://github.com/evil/app/.github/workflows/x.yml@refs/heads/main", Issuer: gh.Issuer}
+	keyed := policy.Signer{Key: "/keys/team.pub", Fingerprint: "0123456789abcdef0123"}
+	prov := func(builder string, by policy.Signer) policy.Attestation {
+		return policy.Attestation{PredicateType: policy.SLSAProvenanceV1, BuilderID: builder, Signer: by}
+	}
+	rules := `signatures: {required: true, keys: [/keys/team.pub], keyless: [{issuer: "https://token.actions.githubusercontent.com", identity_regexp: "https://github.com/acme/.*"}]}
+    attestations: {provenance: {required: true, builder_ids: ["https://github.com/slsa-framework/**"]}, sbom: {required: true}}`
+	sbom := policy.Attestation{PredicateType: "https://spdx.dev/Document", Signer: keyed}
+	good := prov("https://github.com/slsa-framework/slsa-github-generator/.github/workflows/generator_container_slsa3.yml@refs/tags/v2.1.0", gh)
+	for _, tc := range []struct {
+		name  string
+		trust *policy.Trust
+		deny  []string
+		say   string
+	}{
+		{"keyless signer and attestations", &policy.Trust{Signers: []policy.Signer{gh}, Attestations: []policy.Attestation{good, sbom}}, nil, ""},
+		{"key signer", &policy.Trust{Signers: []policy.Signer{keyed}, Attestations: []policy.Attestation{good, sbom}}, nil, ""},
+		{"never looked up", nil, []string{"signatures", "provenance", "sbom"}, "were not looked up"},
+		{"unsigned", &policy.Trust{}, []string{"signatures", "provenance", "sbom"}, "the image has no signature"},
+		{"lookup failed", &policy.Trust{Error: "upstream down"}, []string{"signatures", "provenance", "sbom"}, "could not be looked up: upstream down"},
+		{"wrong identity", &policy.Trust{Signers: []policy.Signer{evil}, Attestations: []policy.Attestation{good, sbom}}, []string{"signatures"},
+			"signed by " + evil.Identity + " (issuer " + evil.Issuer + "), policy wants key /keys/team.pub or identity matching https://github.com/acme/.*"},
+		{"invalid signature", &policy.Trust{Problems: []string{"cosign signature (tag x): bad"}, Attestations: []policy.Attestation{good, sbom}}, []string{"signatures"}, "cosign signature (tag x): bad"},
+		{"wrong builder", &policy.Trust{Signers: []policy.Signer{gh}, Attestations: []policy.Attestation{prov("https://evil.example/b", gh), sbom}}, []string{"provenance"},
+			`provenance by builder "https://evil.example/b", policy wants a builder id matching https://github.com/slsa-framework/**`},
+		{"provenance by a stranger", &policy.Trust{Signers: []policy.Signer{gh}, Attestations: []policy.Attestation{prov(good.BuilderID, evil), sbom}}, []string{"provenance"},
+			"not a signer this policy accepts"},
+		{"no sbom", &policy.Trust{Signers: []policy.Signer{gh}, Attestations: []policy.Attestation{good}}, []string{"sbom"}, "no signed SBOM attestation"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			in := distroless()
+			in.Trust = tc.trust
+			v := set(t, "policies:\n  - name: gold\n    "+rules+"\n").Evaluate(in, now)
+			var got []string
+			all := ""
+			for _, r := range v.Reasons {
+				got = append(got, r.Rule)
+				all += r.Message + "; " + strings.Join(r.Details, "; ")
+			}
+			if strings.Join(got, ",") != strings.Join(tc.deny, ",") || v.Allowed != (len(tc.deny) == 0) {
+				t.Fatalf("failed rules %v, want %v (%s)", got, tc.deny, all)
+			}
+			if !strings.Contains(all, tc.say) {
+				t.Fatalf("reasons %q do not say %q", all, tc.say)
+			}
+			if tc.trust != nil && v.Trust != tc.trust {
+				t.Fatal("the verdict does not carry the signature facts")
+			}
+		})
 	}
 }
 

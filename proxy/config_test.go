@@ -70,6 +70,9 @@ func TestConfigErrorsNameTheKey(t *testing.T) {
 		{"missing ca file", "upstreams:\n  - name: r.test\n    url: https://x\n    ca_file: /nonexistent.pem\n", "upstreams[0].ca_file"},
 		{"negative idle timeout", base + "upstream_idle_timeout: -1s\n", "upstream_idle_timeout"},
 		{"negative backoff", base + "upstream_backoff: -1s\n", "upstream_backoff"},
+		{"missing trusted root", base + "trust:\n  trusted_root: /nonexistent/trusted_root.json\n", "trust.trusted_root"},
+		{"trust refresh too often", base + "trust:\n  refresh: 10ms\n", "trust.refresh"},
+		{"unknown trust key", base + "trust:\n  rekor_url: https://rekor.sigstore.dev\n", `unknown key "rekor_url"`},
 		{"negative layers", base + "limits:\n  layers: -1\n", "limits.layers"},
 		{"bad manifest size", base + "limits:\n  manifest_bytes: lots\n", "lots"},
 	} {

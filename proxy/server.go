@@ -25,6 +25,7 @@ import (
 	"github.com/goldproxy/goldproxy/proxy/mirror"
 	"github.com/goldproxy/goldproxy/proxy/registry"
 	"github.com/goldproxy/goldproxy/proxy/registry/httpx"
+	"github.com/goldproxy/goldproxy/proxy/trust"
 	"github.com/goldproxy/goldproxy/storage"
 )
 
@@ -118,11 +119,23 @@ func New(cfg *config.Config, store *storage.Store, opts ...Option) (*Server, err
 		return nil, err
 	}
 	if s.scanner != nil {
+		root := ""
+		if cfg.Trust.TrustedRoot != "" {
+			root = cfg.Resolve(cfg.Trust.TrustedRoot)
+		}
+		verifier, err := trust.New(trust.Options{TrustedRoot: root, RequireSCT: cfg.Trust.SCTRequired(), RequireTlog: cfg.Trust.TlogRequired()})
+		if err != nil {
+			return nil, fmt.Errorf("config: trust.trusted_root: %w", err)
+		}
 		s.gate, err = gate.New(gate.Deps{Store: store, Scanner: s.scanner, Policy: s.policy, Scan: cfg.Scan, Webhooks: cfg.Webhooks,
-			Fetch: s.mirror, Life: s.life, Leases: s.mirror, Log: s.log, Registry: s.registry, External: cfg.External(), Limits: cfg.Limits})
+			Fetch: s.mirror, Life: s.life, Leases: s.mirror, Log: s.log, Registry: s.registry, External: cfg.External(), Limits: cfg.Limits,
+			Signatures: s.mirror, Verifier: verifier, Discover: cfg.Trust.Discover})
 		if err != nil {
 			return nil, err
 		}
+		s.mirror.OnTagRefresh(s.gate.RefreshSignatures)
+		g := s.gate
+		s.goBackground(func(ctx context.Context) { g.WatchTrust(ctx, cfg.Trust.Refresh) })
 		if s.check == nil {
 			s.check = s.gate
 		}
@@ -220,6 +233,17 @@ func (s *Server) SetPolicy(pol *policy.Set) (int, error) {
 		return 0, fmt.Errorf("no scanning gate")
 	}
 	return s.gate.SetPolicy(pol)
+}
+
+// TrustChanged re-reads the trusted root and the key files the policies name and, when
+// one changed on disk, judges every recorded verdict again from the stored signature
+// material. It returns how many verdicts flipped (the server also does it every
+// trust.refresh).
+func (s *Server) TrustChanged() (int, error) {
+	if s.gate == nil {
+		return 0, fmt.Errorf("no gate: this server does not scan")
+	}
+	return s.gate.TrustChanged()
 }
 
 // Rejudge judges every recorded verdict again under the current policy.

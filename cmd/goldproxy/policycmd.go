@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/aquasecurity/trivy/pkg/types"
+	"github.com/opencontainers/go-digest"
 	"github.com/spf13/cobra"
 
 	"github.com/goldproxy/goldproxy/cmd/goldproxy/cli"
@@ -116,6 +117,19 @@ Example:
 			if cmd.Flags().Changed("tag") {
 				in.Tag = tag
 			}
+			// Signature rules judge what the image's registry holds, verified offline as
+			// the proxy does; a report or a file carries no signatures.
+			if p, _ := pol.Choose(in.Repository); p.UsesTrust() {
+				if reportPath == "" && len(args) == 1 && !isFile(args[0]) {
+					var keys []string
+					if p.Signatures != nil {
+						keys = p.Signatures.Keys
+					}
+					in.Trust = cli.VerifySignatures(context.Background(), cfg, args[0], insecure, digest.Digest(in.Digest), keys)
+				} else {
+					in.Trust = &policy.Trust{Error: "a report or an image file carries no signatures: give a registry reference to check them"}
+				}
+			}
 			fmt.Fprintf(cmd.OutOrStdout(), "%s (%s) under policy file %s\n", in.Repository, in.Digest, cli.OrDefault(cfg.Policy))
 			return cli.PrintVerdict(cmd.OutOrStdout(), in, pol.Evaluate(in, time.Now()))
 		},
@@ -166,4 +180,9 @@ func cutLast(s, sep string) (string, string, bool) {
 		}
 	}
 	return s, "", false
+}
+
+func isFile(p string) bool {
+	_, err := os.Stat(p)
+	return err == nil
 }

@@ -165,6 +165,13 @@ func (h *Handler) serveReport(w http.ResponseWriter, r *http.Request, d digest.D
 	}
 	switch format {
 	case "", "json":
+		// Beside the scanner's report, who signed the image and what is attested, as
+		// the policy judged them for this repository.
+		if det.Verdict != nil && det.Verdict.Verdict.Trust != nil {
+			if report, err = addTrust(report, det.Verdict.Verdict.Trust); err != nil {
+				return err
+			}
+		}
 		w.Header().Set("Content-Type", "application/json")
 		_, err = w.Write(report)
 		return err
@@ -209,6 +216,20 @@ type VerdictDetail struct {
 	Input      *policy.Input     `json:"input,omitempty"`
 	Facts      *gate.Facts       `json:"facts"`
 	Judgements []*gate.Judgement `json:"judgements,omitempty"`
+}
+
+// addTrust adds the signature facts of a verdict to a stored report as "Signatures".
+func addTrust(report []byte, t *policy.Trust) ([]byte, error) {
+	var m map[string]json.RawMessage
+	if err := json.Unmarshal(report, &m); err != nil {
+		return nil, fmt.Errorf("stored report: %w", err)
+	}
+	b, err := json.Marshal(t)
+	if err != nil {
+		return nil, err
+	}
+	m["Signatures"] = b
+	return json.Marshal(m)
 }
 
 // renameReport makes a stored Trivy report name repo@dgst: the report is a fact of the

@@ -54,9 +54,11 @@ type Config struct {
 	Scan            ScanConfig        `yaml:"scan"`
 	// Policy is the policy file; empty means the built-in default (deny fixable HIGH and
 	// CRITICAL vulnerabilities).
-	Policy   string         `yaml:"policy"`
-	DB       DBConfig       `yaml:"db"`
-	Webhooks WebhookConfig  `yaml:"webhooks"`
+	Policy   string        `yaml:"policy"`
+	DB       DBConfig      `yaml:"db"`
+	Webhooks WebhookConfig `yaml:"webhooks"`
+	// Trust is how image signatures and attestations are found and verified.
+	Trust    TrustConfig    `yaml:"trust"`
 	Prefetch PrefetchConfig `yaml:"prefetch"`
 	// Auth is client authentication (docker login); off when no htpasswd is set.
 	Auth ClientAuthConfig `yaml:"auth"`
@@ -67,6 +69,33 @@ type Config struct {
 	// dir is the directory of the config file; relative list paths resolve against it.
 	dir string
 }
+
+// TrustConfig is how signatures and attestations are found and verified (offline).
+type TrustConfig struct {
+	// TrustedRoot is a Sigstore trusted_root.json (Fulcio CAs, Rekor and CT log keys,
+	// TSAs) for keyless signatures; re-read when it changes. Empty: keyless signatures do
+	// not verify.
+	TrustedRoot string `yaml:"trusted_root"`
+	// RequireSCT requires a Fulcio certificate to carry a signed certificate timestamp
+	// from a CT log of the trusted root (default true).
+	RequireSCT *bool `yaml:"require_sct"`
+	// RequireTlog requires a keyless signature to come with a Rekor entry (default
+	// true); false accepts a signed timestamp from a TSA of the root instead (a private
+	// Sigstore without Rekor).
+	RequireTlog *bool `yaml:"require_tlog"`
+	// Discover looks up every image's signatures when it is mirrored, even when no
+	// policy judges them (so they are mirrored for clients that verify); they are looked
+	// up anyway whenever a policy has signature or attestation rules.
+	Discover bool `yaml:"discover"`
+	// Refresh is how often the trusted root and key files are checked for changes.
+	Refresh time.Duration `yaml:"refresh"`
+}
+
+// SCTRequired is RequireSCT with its default.
+func (t TrustConfig) SCTRequired() bool { return t.RequireSCT == nil || *t.RequireSCT }
+
+// TlogRequired is RequireTlog with its default.
+func (t TrustConfig) TlogRequired() bool { return t.RequireTlog == nil || *t.RequireTlog }
 
 // LogConfig selects the log format and level.
 type LogConfig struct {
@@ -262,6 +291,9 @@ func (c *Config) setDefaults() {
 	if c.DB.Refresh == 0 {
 		c.DB.Refresh = 6 * time.Hour
 	}
+	if c.Trust.Refresh == 0 {
+		c.Trust.Refresh = 30 * time.Second
+	}
 	if c.Webhooks.Timeout == 0 {
 		c.Webhooks.Timeout = 10 * time.Second
 	}
@@ -448,6 +480,14 @@ func (c *Config) Validate() error {
 		if _, err := os.Stat(c.Resolve(c.Policy)); err != nil {
 			return fmt.Errorf("config: policy: %w", err)
 		}
+	}
+	if c.Trust.TrustedRoot != "" {
+		if _, err := os.Stat(c.Resolve(c.Trust.TrustedRoot)); err != nil {
+			return fmt.Errorf("config: trust.trusted_root: %w", err)
+		}
+	}
+	if c.Trust.Refresh < time.Second {
+		return fmt.Errorf("config: trust.refresh: %s is too often (at least 1s)", c.Trust.Refresh)
 	}
 	if c.DB.Dir != "" {
 		if fi, err := os.Stat(c.Resolve(c.DB.Dir)); err != nil || !fi.IsDir() {

@@ -44,6 +44,9 @@ func (g *Gate) judge(f *Facts, repo, tag string, pol *policy.Set, now time.Time)
 	case stateScanned:
 		in := *f.Input
 		in.Repository, in.Tag, in.Digest = repo, tag, f.Digest
+		if p, _ := pol.Choose(repo); p.UsesTrust() {
+			in.Trust = g.trustOf(f, p)
+		}
 		j.Verdict = pol.Evaluate(in, now)
 		j.State = stateDenied
 		if j.Verdict.Allowed {
@@ -224,6 +227,8 @@ type judged struct {
 	audit   bool
 	reasons string
 	until   time.Time
+	// trust is what the image's signatures were (trustResult), "" when not judged.
+	trust string
 }
 
 // counted counts a denied pull, and logs and counts one an audit-mode policy would
@@ -231,6 +236,9 @@ type judged struct {
 func (g *Gate) counted(v judged, m Manifest) {
 	if m.Warm {
 		return
+	}
+	if v.trust != "" {
+		g.metrics.trust.WithLabelValues(v.verdict.Policy, v.trust).Inc()
 	}
 	if !v.verdict.Allowed {
 		g.metrics.denials.WithLabelValues(v.verdict.Policy, v.verdict.Rule, "false").Inc()
@@ -260,6 +268,12 @@ func ReportPath(repo, dgst string) string {
 // verdictOf turns a judgement into the gate's answer, with the message a denied
 // developer reads in their terminal: the repository and reference they asked for.
 func (g *Gate) verdictOf(j *Judgement, m Manifest) judged {
+	v := g.verdictText(j, m)
+	v.trust = trustResult(j.Verdict.Trust)
+	return v
+}
+
+func (g *Gate) verdictText(j *Judgement, m Manifest) judged {
 	image := imageName(m.Repository, m.Tag, j.Digest)
 	switch j.State {
 	case stateAllowed:
@@ -298,14 +312,20 @@ func (g *Gate) verdictOf(j *Judgement, m Manifest) judged {
 	var b strings.Builder
 	fmt.Fprintf(&b, "image %s is denied by policy %q: %s", image, j.Verdict.Policy, denialText(j.Verdict))
 	fmt.Fprintf(&b, ". Full report: %s", report)
-	if j.Verdict.Contact != "" {
+	switch {
+	case j.Verdict.Contact != "":
 		fmt.Fprintf(&b, ". %s", j.Verdict.Contact)
-	} else {
+	case trustRules[j.Verdict.Rule()]:
+		b.WriteString(". Use an image its publisher signed and attested as the policy asks (or sign the image and attach them: cosign sign, cosign attest), then pull again")
+	default:
 		b.WriteString(". Use a rebuilt image with the fixes (a newer tag or a hardened base) or ask the platform team for an exception")
 	}
 	return judged{verdict: Verdict{Policy: j.Verdict.Policy, Rule: j.Verdict.Rule(), Message: b.String(), Report: report,
 		Short: fmt.Sprintf("denied by policy %s: %s, see %s", j.Verdict.Policy, firstEvidence(j.Verdict), page)}, until: j.Verdict.Until}
 }
+
+// trustRules are the rules about signatures and attestations: no rebuild fixes them.
+var trustRules = map[string]bool{"signatures": true, "provenance": true, "sbom": true}
 
 // firstEvidence is the one thing a status line can say about a denial: the worst
 // finding of the first failed rule, else its first detail, else its message.

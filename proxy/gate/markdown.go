@@ -36,6 +36,7 @@ func MarkdownReport(in policy.Input, v policy.Verdict, dbID string) string {
 		}
 		b.WriteString("\n")
 	}
+	writeTrust(&b, v.Trust)
 	b.WriteString("## Summary\n\n| Severity | Total | Fixable |\n|---|---:|---:|\n")
 	for _, sev := range policy.Severities {
 		fmt.Fprintf(&b, "| %s | %d | %d |\n", sev, v.Counts[sev], v.Fixable[sev])
@@ -57,6 +58,37 @@ func MarkdownReport(in policy.Input, v policy.Verdict, dbID string) string {
 			x.Severity, x.ID, strings.ToLower(x.ID), x.Package, x.InstalledVersion, fixed, x.Target, strings.ReplaceAll(x.Title, "|", "\\|"))
 	}
 	return b.String()
+}
+
+// writeTrust renders who signed the image and what is attested about it.
+func writeTrust(b *strings.Builder, t *policy.Trust) {
+	if t == nil {
+		return
+	}
+	b.WriteString("## Signatures & attestations\n\n")
+	if len(t.Signers) == 0 {
+		b.WriteString("No signature verified.\n")
+	}
+	for _, s := range t.Signers {
+		fmt.Fprintf(b, "- Signed by %s, found as %s\n", s, s.Via)
+	}
+	for _, a := range t.Attestations {
+		fmt.Fprintf(b, "- Attestation `%s`", a.PredicateType)
+		if a.BuilderID != "" {
+			fmt.Fprintf(b, " (builder `%s`)", a.BuilderID)
+		}
+		fmt.Fprintf(b, " signed by %s\n", a.Signer)
+	}
+	for _, p := range t.Problems {
+		fmt.Fprintf(b, "- Did not verify: %s\n", p)
+	}
+	if t.Error != "" {
+		fmt.Fprintf(b, "- Lookup failed: %s\n", t.Error)
+	}
+	if t.NotLooked {
+		b.WriteString("- Signatures were not looked up when the image was mirrored.\n")
+	}
+	b.WriteString("\n")
 }
 
 func noneIfEmpty(s string) string {

@@ -2,6 +2,8 @@ package gate
 
 import (
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/goldproxy/goldproxy/policy"
 )
 
 // metrics are the gate's: scans, verdicts, denials, re-evaluation, webhooks.
@@ -13,6 +15,7 @@ type metrics struct {
 	reevalProgress prometheus.Gauge
 	reevalRunning  prometheus.Gauge
 	webhookErrors  prometheus.Counter
+	trust          *prometheus.CounterVec
 }
 
 var descVerdicts = prometheus.NewDesc("goldproxy_verdicts", "Recorded verdicts (one per repository and digest) by state; pending counts scans under way.", []string{"state"}, nil)
@@ -31,6 +34,8 @@ func newMetrics(reg prometheus.Registerer, g *Gate) (*metrics, error) {
 			Help: "Share of stored verdicts the running (or last) re-evaluation has done."}),
 		reevalRunning: prometheus.NewGauge(prometheus.GaugeOpts{Name: "goldproxy_reevaluation_running",
 			Help: "1 while stored verdicts are being re-evaluated."}),
+		trust: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "goldproxy_signature_pulls_total",
+			Help: "Manifest pulls under a policy with signature or attestation rules, by policy and what the image's signatures were: verified (a signature verified), invalid (signatures found, none verified), unsigned (none found)."}, []string{"policy", "result"}),
 		webhookErrors: prometheus.NewCounter(prometheus.CounterOpts{Name: "goldproxy_webhook_failures_total",
 			Help: "Verdict-change notifications that could not be delivered after every retry."}),
 	}
@@ -46,7 +51,7 @@ func newMetrics(reg prometheus.Registerer, g *Gate) (*metrics, error) {
 	for _, r := range []string{stateScanned, stateError, stateArtifact} {
 		m.scans.WithLabelValues(r)
 	}
-	for _, c := range []prometheus.Collector{m.scans, m.scanDuration, m.denials, m.verdictChanges, m.reevalProgress, m.reevalRunning, m.webhookErrors,
+	for _, c := range []prometheus.Collector{m.scans, m.scanDuration, m.denials, m.verdictChanges, m.reevalProgress, m.reevalRunning, m.webhookErrors, m.trust,
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "goldproxy_scan_queue_depth", Help: "Scans waiting for a worker."},
 			func() float64 { return float64(g.queued.Load()) }),
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "goldproxy_scans_running", Help: "Scans running now."},
@@ -75,4 +80,18 @@ func (c verdictCollector) Collect(ch chan<- prometheus.Metric) {
 	for st, n := range states {
 		ch <- prometheus.MustNewConstMetric(descVerdicts, prometheus.GaugeValue, n, st)
 	}
+}
+
+// trustResult is what a pull's signatures were, for the metrics: verified (one
+// verified), invalid (some found, none verified), unsigned (none found).
+func trustResult(t *policy.Trust) string {
+	switch {
+	case t == nil:
+		return ""
+	case len(t.Signers) > 0:
+		return "verified"
+	case len(t.Problems) > 0:
+		return "invalid"
+	}
+	return "unsigned"
 }

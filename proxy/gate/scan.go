@@ -111,6 +111,8 @@ type Facts struct {
 	// Source is the repository the content was fetched through, where a rescan after a
 	// restart fetches it again. It is provenance, never judged on.
 	Source string `json:"source,omitempty"`
+	// Signatures is what was found attached to an image (nil: never looked up).
+	Signatures *SignatureFacts `json:"signatures,omitempty"`
 	// LegacyRepository is the first version's field for Source.
 	LegacyRepository string `json:"repository,omitempty"`
 }
@@ -161,6 +163,11 @@ type Deps struct {
 	// Limits are the config's limits.*: an image over limits.layers is denied unscanned,
 	// one whose layers expand past the uncompressed limits is denied when a scan finds it.
 	Limits config.LimitsConfig
+	// Signatures finds what is attached to an image; Verifier verifies it. Signatures are
+	// looked up when Discover is set or a policy judges them.
+	Signatures SignatureFinder
+	Verifier   TrustVerifier
+	Discover   bool
 }
 
 // Gate scans every new image manifest once, keeps the facts, and judges them for every
@@ -175,15 +182,21 @@ type Gate struct {
 	log      *slog.Logger
 	external string
 	limits   config.LimitsConfig
-	metrics  *metrics
-	notify   *notifier
-	sf       singleflight.Group // one scan per digest
-	policy   atomic.Pointer[policy.Set]
-	now      func() time.Time
-	slots    chan struct{}
-	scans    atomic.Int64
-	memo     memo
-	states   judgementStates
+	// signatures, verifier and discover: see Deps.
+	signatures SignatureFinder
+	verifier   TrustVerifier
+	discover   bool
+	// indexes are the index digests whose signatures were mirrored since start.
+	indexes sync.Map
+	metrics *metrics
+	notify  *notifier
+	sf      singleflight.Group // one scan per digest
+	policy  atomic.Pointer[policy.Set]
+	now     func() time.Time
+	slots   chan struct{}
+	scans   atomic.Int64
+	memo    memo
+	states  judgementStates
 	// auditDenials counts images served that an audit-mode policy would have denied.
 	auditDenials atomic.Int64
 	queued       atomic.Int64
@@ -193,7 +206,8 @@ type Gate struct {
 // New builds the gate and starts what it does in the background: rescans of what a
 // restart interrupted, webhook deliveries.
 func New(d Deps) (*Gate, error) {
-	g := &Gate{store: d.Store, scanner: d.Scanner, cfg: d.Scan, fetch: d.Fetch, life: d.Life, leases: d.Leases, log: d.Log, now: time.Now, external: d.External, limits: d.Limits}
+	g := &Gate{store: d.Store, scanner: d.Scanner, cfg: d.Scan, fetch: d.Fetch, life: d.Life, leases: d.Leases, log: d.Log, now: time.Now, external: d.External, limits: d.Limits,
+		signatures: d.Signatures, verifier: d.Verifier, discover: d.Discover}
 	g.policy.Store(d.Policy)
 	var err error
 	if g.metrics, err = newMetrics(d.Registry, g); err != nil {
@@ -285,6 +299,7 @@ func (g *Gate) waitReady(ctx context.Context) error {
 // it) are judged for this repository and reference.
 func (g *Gate) Check(ctx context.Context, m Manifest) (Verdict, error) {
 	if m.Descriptor.MediaType.IsIndex() {
+		g.mirrorIndexSignatures(m.Repository, digest.Digest(m.Descriptor.Digest.String()))
 		return Verdict{Allowed: true, Rule: "index"}, nil // each platform manifest is judged on its own
 	}
 	dgst := digest.Digest(m.Descriptor.Digest.String())
@@ -299,6 +314,7 @@ func (g *Gate) Check(ctx context.Context, m Manifest) (Verdict, error) {
 			return Verdict{}, err
 		}
 	}
+	f = g.ensureSignatures(ctx, f, m.Repository)
 	j := g.judgeFacts(ctx, f, m.Repository, m.Tag, pol, now, 0)
 	g.record(j, true)
 	v := g.verdictOf(j, m)
@@ -470,6 +486,9 @@ func (g *Gate) scanFacts(ctx context.Context, source string, dgst digest.Digest,
 	f.Input = &policy.Input{Digest: dgst.String(), OS: res.OS, EOSL: res.EOSL, Vulnerabilities: res.Vulnerabilities,
 		User: res.User, Created: res.Created, OSPackages: res.OSPackages, Executables: res.Executables, UnanalysedJARs: res.UnanalysedJARs}
 	f.DBVersion, f.ScanKey = res.DBVersion, res.Key
+	if g.lookupSignatures() {
+		f.Signatures = g.findSignatures(ctx, source, dgst)
+	}
 	log.Info("scan", "os", res.OS, "vulnerabilities", len(res.Vulnerabilities))
 	g.metrics.scans.WithLabelValues(stateScanned).Inc()
 	return f, g.save(f, res.Report)

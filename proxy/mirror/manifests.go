@@ -56,6 +56,7 @@ func (m *Mirror) ResolveTagTTL(ctx context.Context, rt *Route, tag string, ttl t
 		if err := m.store.SetTag(rt.Key, tag, d, m.now()); err != nil {
 			return nil, err
 		}
+		m.refreshed(rt.Key, tag, d)
 		return d, nil
 	})
 	if err != nil {

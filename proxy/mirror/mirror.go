@@ -44,6 +44,8 @@ type Mirror struct {
 	metrics *metrics
 	now     func() time.Time
 	leases  leases
+	// onRefresh is told of tags checked with the upstream (OnTagRefresh).
+	onRefresh TagRefreshed
 
 	sf       singleflight.Group // tag resolutions and manifest fetches
 	mu       sync.Mutex

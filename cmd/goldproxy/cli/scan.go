@@ -15,6 +15,7 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/layout"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 	"github.com/google/go-containerregistry/pkg/v1/tarball"
+	"github.com/opencontainers/go-digest"
 	"github.com/spf13/cobra"
 
 	"github.com/goldproxy/goldproxy/policy"
@@ -32,11 +33,14 @@ type ScanOptions struct {
 	OutDir   string   // where the reports are written
 	Insecure bool     // allow plain-HTTP registries for Image
 	Formats  []string // report formats; default json and md
+	// Verify looks up and verifies Image's signatures and attestations (offline, with
+	// the policy's keys and trust.trusted_root), as the proxy does.
+	Verify bool
 }
 
 // NewScanCmd is `scan`: one image (or SBOM) scanned and judged without a proxy.
 func NewScanCmd() *cobra.Command {
-	var configPath, dbDir string
+	var configPath, dbDir, trustedRoot string
 	o := ScanOptions{}
 	cmd := &cobra.Command{
 		Use:   "scan (--image REF | --input FILE | --sbom FILE) [--output-dir DIR]",
@@ -49,6 +53,11 @@ schema) and report.md to --output-dir (--format json,md,sarif,cyclonedx,spdx pic
 reports: report.sarif, report.cdx.json, report.spdx.json), prints a severity summary and
 exits 1 when the policy denies the image (2 on errors), so it can gate a CI job.
 
+--verify (with --image) also looks up the image's signatures and attestations in its
+registry and verifies them offline, as the proxy does: the policy's signatures and
+attestations rules judge them, the reports list who signed. Keyless signatures need a
+trusted root (--trusted-root, config trust.trusted_root).
+
 An SBOM carries packages, not the image config: rules on the user, the shell or the age
 are judged on what it does not say (non_root fails closed).
 
@@ -58,6 +67,7 @@ downloaded under data_dir, else it is downloaded from db.repository.
 Example:
   goldproxy scan --image cgr.dev/chainguard/static:latest --output-dir reports/static
   goldproxy scan --input image.tar --db-dir /srv/trivy-db
+  goldproxy scan --image cgr.dev/chainguard/static:latest --verify --trusted-root trusted_root.json
   cosign download sbom myregistry.company.com/myteam/api:v1 > sbom.json && goldproxy scan --sbom sbom.json`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
@@ -77,6 +87,9 @@ Example:
 			if dbDir != "" {
 				cfg.DB.Dir = dbDir
 			}
+			if trustedRoot != "" {
+				cfg.Trust.TrustedRoot = trustedRoot
+			}
 			return RunScan(cmd.Context(), cmd.OutOrStdout(), cfg, o)
 		},
 	}
@@ -87,6 +100,8 @@ Example:
 	cmd.Flags().StringVar(&o.OutDir, "output-dir", ".", "where report.json and report.md are written")
 	cmd.Flags().StringVar(&dbDir, "db-dir", "", "vulnerability DB directory (config: db.dir)")
 	cmd.Flags().BoolVar(&o.Insecure, "insecure", false, "allow plain-HTTP registries for --image")
+	cmd.Flags().BoolVar(&o.Verify, "verify", false, "look up and verify the image's signatures and attestations (with --image)")
+	cmd.Flags().StringVar(&trustedRoot, "trusted-root", "", "Sigstore trusted_root.json for keyless signatures (config: trust.trusted_root)")
 	cmd.Flags().StringSliceVar(&o.Formats, "format", []string{"json", "md"}, "reports to write: json (report.json), md, sarif (report.sarif), cyclonedx (report.cdx.json), spdx (report.spdx.json)")
 	return cmd
 }
@@ -147,7 +162,24 @@ func RunScan(ctx context.Context, out io.Writer, cfg *config.Config, o ScanOptio
 	if err != nil {
 		return &ExitError{Code: 2, Err: err}
 	}
+	if o.Verify && o.Image == "" {
+		return &ExitError{Code: 2, Err: fmt.Errorf("--verify needs --image: signatures are found in the image's registry")}
+	}
+	p, _ := pol.Choose(sc.In.Repository)
+	switch {
+	case o.Verify:
+		var keys []string
+		if p.Signatures != nil {
+			keys = p.Signatures.Keys
+		}
+		sc.In.Trust = VerifySignatures(ctx, cfg, o.Image, o.Insecure, digest.Digest(sc.In.Digest), keys)
+	case p.UsesTrust():
+		sc.In.Trust = &policy.Trust{Error: "not checked: run goldproxy scan --verify --image to check signatures"}
+	}
 	verdict := pol.Evaluate(sc.In, time.Now())
+	if verdict.Trust == nil {
+		verdict.Trust = sc.In.Trust
+	}
 	if err := os.MkdirAll(o.OutDir, 0o755); err != nil {
 		return &ExitError{Code: 2, Err: err}
 	}
@@ -157,6 +189,17 @@ func RunScan(ctx context.Context, out io.Writer, cfg *config.Config, o ScanOptio
 		}
 	}
 	fmt.Fprintf(out, "%s (%s)\n", sc.Ref, orNone(sc.In.Digest))
+	if t := verdict.Trust; t != nil && o.Verify {
+		for _, s := range t.Signers {
+			fmt.Fprintf(out, "signed by %s\n", s)
+		}
+		for _, a := range t.Attestations {
+			fmt.Fprintf(out, "attestation %s %s, signed by %s\n", a.PredicateType, a.BuilderID, a.Signer)
+		}
+		for _, pr := range t.Problems {
+			fmt.Fprintf(out, "did not verify: %s\n", pr)
+		}
+	}
 	err = PrintVerdict(out, sc.In, verdict)
 	fmt.Fprintf(out, "reports: %s\n", o.OutDir)
 	return err
