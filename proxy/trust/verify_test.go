@@ -174,3 +174,26 @@ func BenchmarkVerify(b *testing.B) {
 		}
 	})
 }
+
+// With SCTs required (the default), a keyless certificate that carries none (the test
+// CA's Fulcio issues none) does not verify, and says so.
+func TestVerifyRequiresSCT(t *testing.T) {
+	dir := t.TempDir()
+	ss := trusttest.NewSigstore(t, dir)
+	subject := digest.FromString("an image manifest")
+	mats := extract(t, ss.Signature(t, trusttest.SimpleSigning("example.com/app", subject), ghID, ghIssuer, time.Now().Add(5*time.Minute)), "tag")
+	for _, require := range []bool{false, true} {
+		v, err := trust.New(trust.Options{TrustedRoot: ss.RootPath, RequireTlog: true, RequireSCT: require})
+		if err != nil {
+			t.Fatal(err)
+		}
+		got := v.Verify(subject, mats, nil)
+		if !require && len(got.Signers) != 1 {
+			t.Fatalf("without SCTs required: signers %+v, problems %q", got.Signers, got.Problems)
+		}
+		t.Logf("require_sct %v: problems %q", require, got.Problems)
+		if require && (len(got.Signers) != 0 || !strings.Contains(strings.Join(got.Problems, " "), "signed certificate timestamp")) {
+			t.Fatalf("with SCTs required: signers %+v, problems %q", got.Signers, got.Problems)
+		}
+	}
+}
