@@ -1,0 +1,148 @@
+package scanner_test
+
+import (
+	"context"
+	"flag"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/google/go-containerregistry/pkg/name"
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"github.com/google/go-containerregistry/pkg/v1/tarball"
+
+	"github.com/goldproxy/goldproxy/scanner"
+	"github.com/goldproxy/goldproxy/scanner/scannertest"
+)
+
+// exportDir, when set, is where TestParity writes what bench/parity.sh checks against
+// the trivy CLI: the test DB as a Trivy cache (cache/db/trivy.db), each family's image
+// as a docker tarball (<family>.tar) and the gate's findings (<family>.gate).
+var exportDir = flag.String("export", "", "write the parity images, their findings and the test DB under this directory")
+
+// family is an image family the gate must judge as `trivy image` does: the image and
+// the (VulnerabilityID, PkgName, InstalledVersion) set the test DB's advisories give
+// for the package versions the image holds.
+type family struct {
+	name string
+	img  func(testing.TB) v1.Image
+	want []string
+}
+
+func families() []family {
+	return []family{
+		{"alpine", func(t testing.TB) v1.Image { return scannertest.AlpineImage(t, true) }, []string{
+			"CVE-2023-42363 busybox 1.36.1-r15",
+			"CVE-2024-0727 libcrypto3 3.1.4-r2", "CVE-2024-0727 libssl3 3.1.4-r2",
+			"CVE-2024-5535 libcrypto3 3.1.4-r2", "CVE-2024-5535 libssl3 3.1.4-r2",
+			"CVE-2024-6119 libcrypto3 3.1.4-r2", "CVE-2024-6119 libssl3 3.1.4-r2",
+		}},
+		{"wolfi", scannertest.WolfiImage, []string{
+			"CVE-2023-5363 libcrypto3 3.1.3-r0", "CVE-2023-5363 libssl3 3.1.3-r0",
+		}},
+		{"debian", func(t testing.TB) v1.Image { return scannertest.DebianImage(t, false) }, []string{
+			"CVE-2023-4911 libc6 2.36-9+deb12u1", "CVE-2024-6119 libssl3 3.0.11-1~deb12u2",
+		}},
+		{"distroless", func(t testing.TB) v1.Image { return scannertest.DebianImage(t, true) }, []string{
+			"CVE-2023-4911 libc6 2.36-9+deb12u1", "CVE-2024-6119 libssl3 3.0.11-1~deb12u2",
+		}},
+		// No content manifest: Trivy's default content sets for RHEL 9 (baseos, appstream).
+		{"rpm", scannertest.UBIImage, []string{"CVE-2023-5678 openssl-libs 1:3.0.7-24.el9"}},
+		// The same packages from the 9.2 EUS repositories: only the EUS advisory applies.
+		{"rpm-content-sets", func(t testing.TB) v1.Image {
+			return scannertest.UBIContentSetsImage(t, "rhel-9-for-x86_64-baseos-eus-rpms__9_DOT_2", "rhel-9-for-x86_64-appstream-eus-rpms__9_DOT_2")
+		}, []string{"CVE-2022-3715 bash 5.1.8-6.el9_1"}},
+		// The main stream named by a content manifest, with the __9 suffix Red Hat's
+		// builds leave on content sets.
+		{"rpm-content-sets-main", func(t testing.TB) v1.Image {
+			return scannertest.UBIContentSetsImage(t, "rhel-9-for-x86_64-baseos-rpms__9", "rhel-9-for-x86_64-appstream-rpms__9")
+		}, []string{"CVE-2023-5678 openssl-libs 1:3.0.7-24.el9"}},
+		{"npm-pip", scannertest.AppImage, []string{
+			"CVE-2021-23337 lodash 4.17.20", "CVE-2023-32681 requests 2.28.0",
+		}},
+		{"go-binary", func(t testing.TB) v1.Image { return scannertest.GoToolchainBinaryImage(t, "go1.22.12") }, []string{
+			"CVE-2021-38561 golang.org/x/text v0.3.6", "CVE-2022-32149 golang.org/x/text v0.3.6",
+			"CVE-2025-22871 stdlib v1.22.12",
+		}},
+		{"rust-auditable", scannertest.RustImage, []string{"CVE-2021-25900 smallvec 1.6.0"}},
+		{"gems", scannertest.GemImage, []string{"CVE-2022-30123 rack 2.2.3"}},
+		{"dotnet", scannertest.DotNetImage, []string{"CVE-2024-21907 Newtonsoft.Json 12.0.3"}},
+		{"embedded-sbom", scannertest.BitnamiImage, []string{"CVE-2024-31449 redis 7.2.4"}},
+		{"layers-whiteouts-upgrades", scannertest.LayeredImage, []string{
+			"CVE-2023-32681 requests 2.30.0", "CVE-2023-4911 libc6 2.36-9+deb12u1",
+		}},
+	}
+}
+
+// triples is a scan's (VulnerabilityID, PkgName, InstalledVersion) set, sorted.
+func triples(res *scanner.Result) []string {
+	var out []string
+	for _, r := range res.Report.Results {
+		for _, v := range r.Vulnerabilities {
+			out = append(out, v.VulnerabilityID+" "+v.PkgName+" "+v.InstalledVersion)
+		}
+	}
+	slices.Sort(out)
+	return slices.Compact(out)
+}
+
+// TestParity scans one image of each family the gate handles and checks the findings
+// are exactly those the test DB's advisories give for the versions installed: nothing
+// missed, nothing extra, no package at a version a later layer replaced.
+// bench/parity.sh runs it with -export and checks the same images with `trivy image`.
+func TestParity(t *testing.T) {
+	dbDir := filepath.Join(t.TempDir(), "db")
+	if *exportDir != "" {
+		dbDir = filepath.Join(*exportDir, "cache", "db")
+	}
+	scannertest.BuildDB(t, dbDir, time.Now().UTC().Truncate(time.Second))
+	db := scanner.NewDB()
+	if _, err := db.Load(dbDir, "test"); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { db.Close() })
+	s, err := scanner.New(filepath.Join(t.TempDir(), "cache"), db)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close() })
+	for _, f := range families() {
+		t.Run(f.name, func(t *testing.T) {
+			img := f.img(t)
+			ref := "goldproxy.test/parity/" + f.name + ":1"
+			res, err := s.Scan(context.Background(), img, ref)
+			if err != nil {
+				t.Fatal(err)
+			}
+			got := triples(res)
+			want := slices.Sorted(slices.Values(f.want))
+			if !slices.Equal(got, want) {
+				t.Errorf("found:\n  %s\nwant:\n  %s", strings.Join(got, "\n  "), strings.Join(want, "\n  "))
+			}
+			if *exportDir != "" {
+				export(t, *exportDir, f.name, ref, img, got)
+			}
+		})
+	}
+}
+
+func export(t *testing.T, dir, family, ref string, img v1.Image, found []string) {
+	t.Helper()
+	tag, err := name.NewTag(ref)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := tarball.WriteToFile(filepath.Join(dir, family+".tar"), tag, img); err != nil {
+		t.Fatal(err)
+	}
+	var b strings.Builder
+	for _, f := range found {
+		b.WriteString(f + "\n")
+	}
+	if err := os.WriteFile(filepath.Join(dir, family+".gate"), []byte(b.String()), 0o644); err != nil {
+		t.Fatal(err)
+	}
+}
