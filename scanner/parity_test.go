@@ -60,6 +60,8 @@ func families() []family {
 		{"rpm-content-sets-main", func(t testing.TB) v1.Image {
 			return scannertest.UBIContentSetsImage(t, "rhel-9-for-x86_64-baseos-rpms__9", "rhel-9-for-x86_64-appstream-rpms__9")
 		}, []string{"CVE-2023-5678 openssl-libs 1:3.0.7-24.el9"}},
+		// No content manifest, but an NVR (root/buildinfo/Dockerfile-*) of a 9.2 EUS build.
+		{"rpm-nvr", scannertest.UBIBuildInfoImage, []string{"CVE-2022-3715 bash 5.1.8-6.el9_1"}},
 		{"npm-pip", scannertest.AppImage, []string{
 			"CVE-2021-23337 lodash 4.17.20", "CVE-2023-32681 requests 2.28.0",
 		}},

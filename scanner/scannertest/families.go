@@ -105,6 +105,23 @@ func UBIContentSetsImage(t testing.TB, contentSets ...string) v1.Image {
 	return ubiImage(t, map[string][]byte{"root/buildinfo/content_manifests/ubi9-container-9.2-755.json": []byte(manifest)})
 }
 
+// UBIBuildInfoImage is UBIImage with no content manifest but the Dockerfile Red Hat's
+// builds leave in root/buildinfo/ (Dockerfile-<component>-<version>-<release>), as older
+// images have: Trivy then finds the CPEs by the image's NVR and architecture labels
+// (ubi9-container-9.2-755-x86_64, a 9.2 EUS build).
+func UBIBuildInfoImage(t testing.TB) v1.Image {
+	dockerfile := `FROM sha256:3c7bb8a8a4bcf8b8fd1a6c5e06f62e5c3b5cce0ee4f6d5a1c0e2c0f07f6bd1a0
+
+LABEL maintainer="Red Hat, Inc."
+LABEL com.redhat.component="ubi9-container" \
+      name="ubi9" \
+      version="9.2"
+LABEL "release"="755" "architecture"="x86_64"
+CMD ["/bin/bash"]
+`
+	return ubiImage(t, map[string][]byte{"root/buildinfo/Dockerfile-ubi9-container-9.2-755": []byte(dockerfile)})
+}
+
 func ubiImage(t testing.TB, extra map[string][]byte) v1.Image {
 	t.Helper()
 	rpmdb, err := os.ReadFile(filepath.Join(fixturesDir(), "..", "rpm", "rpmdb.sqlite"))
