@@ -24,18 +24,27 @@ echo "building the parity images, the test DB and the gate's findings..." >&2
 rm -rf "$work/export" && mkdir -p "$work/export"
 flock "$lock" go test -count=1 -timeout 20m -run '^TestParity$' ./scanner/ -args -export "$work/export" >&2
 
+# What is compared: the (VulnerabilityID, PkgName, InstalledVersion) set, which TestParity
+# also pins; and, as a note, each finding's fixed version, severity and status.
+triples='.Results[]?.Vulnerabilities[]? | "\(.VulnerabilityID) \(.PkgName) \(.InstalledVersion)"'
+details='.Results[]?.Vulnerabilities[]? | "\(.VulnerabilityID) \(.PkgName) \(.InstalledVersion) fixed=\(.FixedVersion // "") \(.Severity) \(.Status // "")"'
 differ=0
 for tar in "$work"/export/*.tar; do
   family=$(basename "$tar" .tar)
   cache="$work/cli-cache-$family" # the DB shared, the layer cache not
   rm -rf "$cache" && mkdir -p "$cache" && cp -r "$work/export/cache/db" "$cache/db"
   "$trivy" image --quiet --input "$tar" --cache-dir "$cache" --skip-db-update --skip-java-db-update \
-    --offline-scan --scanners vuln --format json --output "$work/$family.json"
-  jq -r '.Results[]?.Vulnerabilities[]? | "\(.VulnerabilityID) \(.PkgName) \(.InstalledVersion)"' \
-    "$work/$family.json" | LC_ALL=C sort -u > "$work/$family.cli"
-  LC_ALL=C sort -u "$work/export/$family.gate" > "$work/$family.gate"
+    --offline-scan --scanners vuln --format json --output "$work/$family.cli.json"
+  for side in gate cli; do
+    in="$work/$family.$side.json"
+    [[ $side == gate ]] && in="$work/export/$family.gate.json"
+    jq -r "$triples" "$in" | LC_ALL=C sort -u > "$work/$family.$side"
+    jq -r "$details" "$in" | LC_ALL=C sort -u > "$work/$family.$side.details"
+  done
   if cmp -s "$work/$family.gate" "$work/$family.cli"; then
-    printf '%-28s same (%d findings)\n' "$family" "$(wc -l < "$work/$family.cli")"
+    note=""
+    cmp -s "$work/$family.gate.details" "$work/$family.cli.details" || note=" (fixed version, severity or status differ: diff $work/$family.{gate,cli}.details)"
+    printf '%-28s same (%d findings)%s\n' "$family" "$(wc -l < "$work/$family.cli")" "$note"
   else
     differ=1
     printf '%-28s DIFFERS (< gate only, > trivy only)\n' "$family"

@@ -2,6 +2,7 @@ package scanner_test
 
 import (
 	"context"
+	"encoding/json"
 	"flag"
 	"os"
 	"path/filepath"
@@ -20,7 +21,7 @@ import (
 
 // exportDir, when set, is where TestParity writes what bench/parity.sh checks against
 // the trivy CLI: the test DB as a Trivy cache (cache/db/trivy.db), each family's image
-// as a docker tarball (<family>.tar) and the gate's findings (<family>.gate).
+// as a docker tarball (<family>.tar) and the gate's report (<family>.gate.json).
 var exportDir = flag.String("export", "", "write the parity images, their findings and the test DB under this directory")
 
 // family is an image family the gate must judge as `trivy image` does: the image and
@@ -125,13 +126,13 @@ func TestParity(t *testing.T) {
 				t.Errorf("found:\n  %s\nwant:\n  %s", strings.Join(got, "\n  "), strings.Join(want, "\n  "))
 			}
 			if *exportDir != "" {
-				export(t, *exportDir, f.name, ref, img, got)
+				export(t, *exportDir, f.name, ref, img, res)
 			}
 		})
 	}
 }
 
-func export(t *testing.T, dir, family, ref string, img v1.Image, found []string) {
+func export(t *testing.T, dir, family, ref string, img v1.Image, res *scanner.Result) {
 	t.Helper()
 	tag, err := name.NewTag(ref)
 	if err != nil {
@@ -140,11 +141,12 @@ func export(t *testing.T, dir, family, ref string, img v1.Image, found []string)
 	if err := tarball.WriteToFile(filepath.Join(dir, family+".tar"), tag, img); err != nil {
 		t.Fatal(err)
 	}
-	var b strings.Builder
-	for _, f := range found {
-		b.WriteString(f + "\n")
+	// The report as `trivy image --format json` writes one, so parity.sh reads both alike.
+	b, err := json.Marshal(res.Report)
+	if err != nil {
+		t.Fatal(err)
 	}
-	if err := os.WriteFile(filepath.Join(dir, family+".gate"), []byte(b.String()), 0o644); err != nil {
+	if err := os.WriteFile(filepath.Join(dir, family+".gate.json"), b, 0o644); err != nil {
 		t.Fatal(err)
 	}
 }
