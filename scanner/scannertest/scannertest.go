@@ -1,6 +1,9 @@
 // Package scannertest builds what scanner tests need: a Trivy vulnerability DB from the
 // YAML advisory records in scanner/testdata/db, and images carrying real package
-// databases (an apk installed file, a dpkg status file, a Go binary's build info).
+// databases in the formats their tools write (an apk installed file, a dpkg status file
+// or status.d, an rpm database and Red Hat build info, a Go binary's build info, a
+// cargo-auditable section, npm, pip, gem and .NET metadata, an SPDX document), one image
+// per family the gate must judge as `trivy image` does.
 // It does not import Trivy, so tests outside scanner/ can use it cheaply.
 package scannertest
 
