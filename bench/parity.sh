@@ -32,7 +32,7 @@ differ=0
 for tar in "$work"/export/*.tar; do
   family=$(basename "$tar" .tar)
   cache="$work/cli-cache-$family" # the DB shared, the layer cache not
-  rm -rf "$cache" && mkdir -p "$cache" && cp -r "$work/export/cache/db" "$cache/db"
+  rm -rf "$cache" && mkdir -p "$cache" && cp -r "$work/export/cache/db" "$work/export/cache/java-db" "$cache/"
   "$trivy" image --quiet --input "$tar" --cache-dir "$cache" --skip-db-update --skip-java-db-update \
     --offline-scan --scanners vuln --format json --output "$work/$family.cli.json"
   for side in gate cli; do

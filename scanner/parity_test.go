@@ -20,9 +20,9 @@ import (
 )
 
 // exportDir, when set, is where TestParity writes what bench/parity.sh checks against
-// the trivy CLI: the test DB as a Trivy cache (cache/db/trivy.db), each family's image
+// the trivy CLI: the test DB and Java DB as a Trivy cache (cache/db, cache/java-db), each family's image
 // as a docker tarball (<family>.tar) and the gate's report (<family>.gate.json).
-var exportDir = flag.String("export", "", "write the parity images, their findings and the test DB under this directory")
+var exportDir = flag.String("export", "", "write the parity images, the gate's reports and the test DBs under this directory")
 
 // family is an image family the gate must judge as `trivy image` does: the image and
 // the (VulnerabilityID, PkgName, InstalledVersion) set the test DB's advisories give
@@ -73,6 +73,8 @@ func families() []family {
 		{"rust-auditable", scannertest.RustImage, []string{"CVE-2021-25900 smallvec 1.6.0"}},
 		{"gems", scannertest.GemImage, []string{"CVE-2022-30123 rack 2.2.3"}},
 		{"dotnet", scannertest.DotNetImage, []string{"CVE-2024-21907 Newtonsoft.Json 12.0.3"}},
+		// Identified by its pom.properties with the Java DB TestParity loads.
+		{"jar", scannertest.JavaImage, []string{"CVE-2021-44228 org.apache.logging.log4j:log4j-core 2.14.1"}},
 		{"embedded-sbom", scannertest.BitnamiImage, []string{"CVE-2024-31449 redis 7.2.4"}},
 		{"layers-whiteouts-upgrades", scannertest.LayeredImage, []string{
 			"CVE-2023-32681 requests 2.30.0", "CVE-2023-4911 libc6 2.36-9+deb12u1",
@@ -97,13 +99,17 @@ func triples(res *scanner.Result) []string {
 // missed, nothing extra, no package at a version a later layer replaced.
 // bench/parity.sh runs it with -export and checks the same images with `trivy image`.
 func TestParity(t *testing.T) {
-	dbDir := filepath.Join(t.TempDir(), "db")
+	cacheDir := t.TempDir() // laid out as the CLI's --cache-dir: db/, java-db/
 	if *exportDir != "" {
-		dbDir = filepath.Join(*exportDir, "cache", "db")
+		cacheDir = filepath.Join(*exportDir, "cache")
 	}
-	scannertest.BuildDB(t, dbDir, time.Now().UTC().Truncate(time.Second))
+	scannertest.BuildDB(t, filepath.Join(cacheDir, "db"), time.Now().UTC().Truncate(time.Second))
+	scannertest.BuildJavaDB(t, cacheDir)
 	db := scanner.NewDB()
-	if _, err := db.Load(dbDir, "test"); err != nil {
+	if _, err := db.Load(filepath.Join(cacheDir, "db"), "test"); err != nil {
+		t.Fatal(err)
+	}
+	if err := db.LoadJava(cacheDir); err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { db.Close() })
