@@ -76,6 +76,10 @@ func families() []family {
 		// Identified by its pom.properties with the Java DB TestParity loads.
 		{"jar", scannertest.JavaImage, []string{"CVE-2021-44228 org.apache.logging.log4j:log4j-core 2.14.1"}},
 		{"embedded-sbom", scannertest.BitnamiImage, []string{"CVE-2024-31449 redis 7.2.4"}},
+		{"layers-before-upgrade", scannertest.LayeredImageBeforeUpgrade, []string{
+			"CVE-2021-23337 lodash 4.17.20", "CVE-2023-32681 requests 2.28.0",
+			"CVE-2023-4911 libc6 2.36-9+deb12u1", "CVE-2024-6119 libssl3 3.0.11-1~deb12u2",
+		}},
 		{"layers-whiteouts-upgrades", scannertest.LayeredImage, []string{
 			"CVE-2023-32681 requests 2.30.0", "CVE-2023-4911 libc6 2.36-9+deb12u1",
 		}},

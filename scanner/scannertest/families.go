@@ -148,23 +148,33 @@ func ubiImage(t testing.TB, extra map[string][]byte) v1.Image {
 // (a whiteout of its directory), upgrades libssl3 to the fixed 3.0.14-1~deb12u2 (a new
 // status file) and requests to 2.30.0, still vulnerable (a whiteout of the old
 // dist-info, the new one beside it). Only libc6 and requests 2.30.0 remain vulnerable.
-func LayeredImage(t testing.TB) v1.Image {
+func LayeredImage(t testing.TB) v1.Image { return layeredImage(t, true) }
+
+// LayeredImageBeforeUpgrade is LayeredImage without its third layer: every package at
+// its old version, lodash still there. The control that the third layer is what
+// changes the findings.
+func LayeredImageBeforeUpgrade(t testing.TB) v1.Image { return layeredImage(t, false) }
+
+func layeredImage(t testing.TB, upgraded bool) v1.Image {
 	t.Helper()
 	base := DebianImage(t, false)
 	libc := dpkgEntry("libc6", "glibc", "2.36-9+deb12u1")
-	img, err := mutate.AppendLayers(base,
+	layers := []v1.Layer{
 		Layer(t, map[string][]byte{
 			"app/node_modules/lodash/package.json":                                           []byte(`{"name":"lodash","version":"4.17.20","license":"MIT"}`),
 			"usr/local/lib/python3.11/site-packages/requests-2.28.0.dist-info/METADATA":      []byte("Metadata-Version: 2.1\nName: requests\nVersion: 2.28.0\nLicense: Apache 2.0\n"),
 			"usr/local/lib/python3.11/site-packages/requests-2.28.0.dist-info/top_level.txt": []byte("requests\n"),
 		}),
-		Layer(t, map[string][]byte{
+	}
+	if upgraded {
+		layers = append(layers, Layer(t, map[string][]byte{
 			"app/node_modules/.wh.lodash":                                               nil,
 			"usr/local/lib/python3.11/site-packages/.wh.requests-2.28.0.dist-info":      nil,
 			"usr/local/lib/python3.11/site-packages/requests-2.30.0.dist-info/METADATA": []byte("Metadata-Version: 2.1\nName: requests\nVersion: 2.30.0\nLicense: Apache 2.0\n"),
 			"var/lib/dpkg/status": []byte(libc + "\n" + dpkgEntry("libssl3", "openssl", "3.0.14-1~deb12u2")),
-		}),
-	)
+		}))
+	}
+	img, err := mutate.AppendLayers(base, layers...)
 	if err != nil {
 		t.Fatal(err)
 	}
