@@ -16,9 +16,10 @@ trivy=${TRIVY:-$work/bin/trivy}
 if [[ ! -x $trivy ]]; then
   echo "building trivy v0.74.0 (outside the module)..." >&2
   mkdir -p "$work/bin"
-  (cd / && GOFLAGS= GOBIN="$work/bin" flock "$lock" go install github.com/aquasecurity/trivy/cmd/trivy@v0.74.0)
+  (cd / && GOFLAGS= GOBIN="$work/bin" flock "$lock" nice go install github.com/aquasecurity/trivy/cmd/trivy@v0.74.0)
 fi
-"$trivy" --version | head -1 >&2
+# A go-installed CLI reports "Version: dev"; its module version says what it is.
+go version -m "$trivy" | awk '$1 == "mod" {print "trivy CLI:", $2, $3}' >&2
 
 echo "building the parity images, the test DB and the gate's findings..." >&2
 rm -rf "$work/export" && mkdir -p "$work/export"
