@@ -160,3 +160,46 @@ func export(t *testing.T, dir, family, ref string, img v1.Image, res *scanner.Re
 		t.Fatal(err)
 	}
 }
+
+// TestRedHatContentSets pins how a Red Hat advisory reaches an image: through the CPEs of
+// the repositories its content manifest names, else of its NVR, else of Trivy's RHEL 9
+// defaults; an entry for another stream's CPE is not reported, whatever the package; an
+// image from repositories the DB does not know gets no verdict.
+func TestRedHatContentSets(t *testing.T) {
+	s := newScanner(t)
+	eus := []string{"rhel-9-for-x86_64-baseos-eus-rpms__9_DOT_2", "rhel-9-for-x86_64-appstream-eus-rpms__9_DOT_2"}
+	for _, tc := range []struct {
+		name string
+		img  v1.Image
+		want string // "ID pkg installed fixed status", or "error: <what the scan error says>"
+	}{
+		{"defaults: main stream, fixed", scannertest.UBIImage(t), "CVE-2023-5678 openssl-libs 1:3.0.7-24.el9 1:3.0.7-27.el9 fixed"},
+		{"EUS content sets: unpatched there", scannertest.UBIContentSetsImage(t, eus...), "CVE-2022-3715 bash 5.1.8-6.el9_1  affected"},
+		{"EUS by NVR", scannertest.UBIBuildInfoImage(t), "CVE-2022-3715 bash 5.1.8-6.el9_1  affected"},
+		// Trivy cannot tell which advisories apply: the scan fails, as `trivy image` does
+		// ("unable to find CPE indices"), rather than finding nothing.
+		{"a content set the DB does not know: no verdict", scannertest.UBIContentSetsImage(t, "rhel-9-for-x86_64-sap-solutions-rpms"), "error: unable to find CPE indices"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			res, err := s.Scan(context.Background(), tc.img, "registry.access.redhat.com/ubi9/ubi:9")
+			if want, ok := strings.CutPrefix(tc.want, "error: "); ok {
+				if err == nil || !strings.Contains(err.Error(), want) {
+					t.Fatalf("scan error %v, want one saying %q", err, want)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			var got []string
+			for _, r := range res.Report.Results {
+				for _, v := range r.Vulnerabilities {
+					got = append(got, strings.Join([]string{v.VulnerabilityID, v.PkgName, v.InstalledVersion, v.FixedVersion, v.Status.String()}, " "))
+				}
+			}
+			if strings.Join(got, ",") != tc.want {
+				t.Fatalf("found %q, want %q", got, tc.want)
+			}
+		})
+	}
+}
