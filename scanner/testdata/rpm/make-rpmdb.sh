@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Regenerates rpmdb.sqlite: an RPM database (sqlite backend, as UBI 9 and RHEL 9 keep it)
 # holding three packages with real UBI 9 names, versions and releases. Needs Debian's
-# `rpm` package (rpmbuild). The packages are empty: only their headers matter.
+# `rpm` package (rpmbuild). The packages are empty: only their headers matter; their
+# Vendor is Red Hat's, without which Trivy takes them for third-party packages and
+# matches no Red Hat advisory.
 set -euo pipefail
 out=$(cd "$(dirname "$0")" && pwd)
 work=$(mktemp -d)
@@ -15,6 +17,8 @@ Version: $version
 Release: $release
 Summary: $name
 License: GPLv3+
+Vendor: Red Hat, Inc.
+Packager: Red Hat, Inc. <http://bugzilla.redhat.com/bugzilla>
 BuildArch: x86_64
 %description
 $name
