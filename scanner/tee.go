@@ -1,6 +1,7 @@
 package scanner
 
 import (
+	"bufio"
 	"errors"
 	"io"
 	"sync"
@@ -125,7 +126,13 @@ func (l *teeLayer) Uncompressed() (io.ReadCloser, error) {
 		}
 		l.t.mu.Unlock()
 	}()
-	return &teeReader{rc: rc, pw: pw}, nil
+	// Trivy's tar reader skips file contents 8 KiB at a time: buffered, the tee hands the
+	// walk large chunks instead of one per skip.
+	tr := &teeReader{rc: rc, pw: pw}
+	return struct {
+		io.Reader
+		io.Closer
+	}{bufio.NewReaderSize(tr, 256<<10), tr}, nil
 }
 
 type teeReader struct {

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"os"
 	"path"
 	"strings"
 	"time"
@@ -68,7 +69,17 @@ func (s *Store) ServeBlob(ctx context.Context, w http.ResponseWriter, r *http.Re
 	if h.Get("Content-Type") == "" {
 		h.Set("Content-Type", "application/octet-stream")
 	}
-	http.ServeContent(w, r, "", time.Time{}, b)
+	var content io.ReadSeeker = b
+	// The filesystem driver opens the blob's file: served as the file itself, the kernel
+	// copies it to the socket (sendfile), Ranges included.
+	if rc, err := b.driver.Reader(ctx, b.path, 0); err == nil {
+		if f, ok := rc.(*os.File); ok {
+			b.rc, content = f, f
+		} else {
+			b.rc = rc
+		}
+	}
+	http.ServeContent(w, r, "", time.Time{}, content)
 	return nil
 }
 
