@@ -118,8 +118,9 @@ func New(cfg *config.Config, store *storage.Store, opts ...Option) (*Server, err
 		return nil, err
 	}
 	if s.scanner != nil {
+		claims, _ := store.Metadata().(gate.Claims) // shared metadata: one scan across replicas
 		s.gate, err = gate.New(gate.Deps{Store: store, Scanner: s.scanner, Policy: s.policy, Scan: cfg.Scan, Webhooks: cfg.Webhooks,
-			Fetch: s.mirror, Life: s.life, Leases: s.mirror, Log: s.log, Registry: s.registry, External: cfg.External(), Limits: cfg.Limits})
+			Fetch: s.mirror, Life: s.life, Leases: s.mirror, Claims: claims, Log: s.log, Registry: s.registry, External: cfg.External(), Limits: cfg.Limits})
 		if err != nil {
 			return nil, err
 		}

@@ -77,7 +77,7 @@ func (g *Gate) Reevaluate(ctx context.Context) (ReevalStats, error) {
 			break
 		}
 		d := digest.Digest(f.Digest)
-		res, err, _ := g.sf.Do("scan\x00"+f.Digest, func() (any, error) { return g.scanFacts(ctx, f.Source, d, f.MediaType) })
+		res, err, _ := g.sf.Do("scan\x00"+f.Digest, func() (any, error) { return g.scanOnce(ctx, f.Source, d, f.MediaType, f) })
 		if err == nil && res.(*Facts).Final() {
 			rescanned[d] = true
 		} else {

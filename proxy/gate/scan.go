@@ -154,6 +154,9 @@ type Deps struct {
 	Fetch    Fetcher
 	Life     Lifetime
 	Leases   Leaser
+	// Claims decide which replica scans a digest when several share the store; nil:
+	// the store is this process's alone.
+	Claims   Claims
 	Log      *slog.Logger
 	Registry prometheus.Registerer
 	// External is the URL clients reach the proxy at: report links in denials use it.
@@ -172,6 +175,7 @@ type Gate struct {
 	fetch    Fetcher
 	life     Lifetime
 	leases   Leaser
+	claims   Claims
 	log      *slog.Logger
 	external string
 	limits   config.LimitsConfig
@@ -193,7 +197,13 @@ type Gate struct {
 // New builds the gate and starts what it does in the background: rescans of what a
 // restart interrupted, webhook deliveries.
 func New(d Deps) (*Gate, error) {
-	g := &Gate{store: d.Store, scanner: d.Scanner, cfg: d.Scan, fetch: d.Fetch, life: d.Life, leases: d.Leases, log: d.Log, now: time.Now, external: d.External, limits: d.Limits}
+	g := &Gate{store: d.Store, scanner: d.Scanner, cfg: d.Scan, fetch: d.Fetch, life: d.Life, leases: d.Leases, claims: d.Claims, log: d.Log, now: time.Now, external: d.External, limits: d.Limits}
+	if g.claims == nil {
+		g.claims = &localClaims{}
+	}
+	if g.cfg.Lease <= 0 {
+		g.cfg.Lease = 30 * time.Second
+	}
 	g.policy.Store(d.Policy)
 	var err error
 	if g.metrics, err = newMetrics(d.Registry, g); err != nil {
@@ -255,7 +265,7 @@ func (g *Gate) rescanPending(ctx context.Context) {
 		g.log.Info("rescanning an image whose scan did not finish", "repository", f.Source, "digest", f.Digest)
 		// Through the same singleflight as pulls: a pull arriving meanwhile joins this scan.
 		res := <-g.sf.DoChan("scan\x00"+f.Digest, func() (any, error) {
-			return g.scanFacts(ctx, f.Source, digest.Digest(f.Digest), f.MediaType)
+			return g.scanOnce(ctx, f.Source, digest.Digest(f.Digest), f.MediaType, f)
 		})
 		if res.Err != nil && ctx.Err() != nil {
 			return
@@ -295,7 +305,7 @@ func (g *Gate) Check(ctx context.Context, m Manifest) (Verdict, error) {
 	}
 	f, err := g.load(dgst)
 	if err != nil || !f.Final() {
-		if f, err = g.scanShared(ctx, m, dgst); err != nil {
+		if f, err = g.scanShared(ctx, m, dgst, f); err != nil {
 			return Verdict{}, err
 		}
 	}
@@ -334,12 +344,13 @@ func (g *Gate) judged(ctx context.Context, m Manifest, depth int) (Verdict, bool
 	return v.verdict, true
 }
 
-// scanShared waits for the one scan of dgst (starting it if none runs), up to scan.wait.
-func (g *Gate) scanShared(ctx context.Context, m Manifest, dgst digest.Digest) (*Facts, error) {
+// scanShared waits for the one scan of dgst (starting it if none runs), up to scan.wait;
+// prev is the digest's facts, if any, that the scan is to replace.
+func (g *Gate) scanShared(ctx context.Context, m Manifest, dgst digest.Digest, prev *Facts) (*Facts, error) {
 	ch := g.sf.DoChan("scan\x00"+dgst.String(), func() (any, error) {
 		bctx, done := g.life.Background(ctx)
 		defer done()
-		return g.scanFacts(bctx, m.Repository, dgst, string(m.Descriptor.MediaType))
+		return g.scanOnce(bctx, m.Repository, dgst, string(m.Descriptor.MediaType), prev)
 	})
 	timer := time.NewTimer(g.cfg.Wait)
 	defer timer.Stop()
