@@ -12,12 +12,13 @@ import (
 	"github.com/goldproxy/goldproxy/policy"
 	"github.com/goldproxy/goldproxy/proxy"
 	"github.com/goldproxy/goldproxy/proxy/config"
+	"github.com/goldproxy/goldproxy/proxy/gate"
 	"github.com/goldproxy/goldproxy/proxy/proxytest"
 )
 
 // replicas starts one proxy per scanner, all on one S3 bucket and PostgreSQL database,
 // each scanning with its own scanner under the default policy.
-func replicas(t *testing.T, up *proxytest.Upstream, mutate func(*config.Config), scanners ...*fakeScanner) []*proxytest.Proxy {
+func replicas(t *testing.T, up *proxytest.Upstream, mutate func(*config.Config), scanners ...gate.Scanner) []*proxytest.Proxy {
 	t.Helper()
 	var out []*proxytest.Proxy
 	for i, cfg := range proxytest.ReplicaConfigs(t, len(scanners), up) {

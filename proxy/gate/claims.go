@@ -56,7 +56,7 @@ func (c *localClaims) Release(_ context.Context, key string) error {
 }
 
 // pollFacts bounds how long a replica waiting for another's scan goes without looking
-// at the facts.
+// at the facts (the scanning replica's change notification wakes it sooner).
 const pollFacts = time.Second
 
 // scanOnce is the one scan of dgst across every replica sharing the store, run in this
@@ -86,6 +86,7 @@ func (g *Gate) scanOnce(ctx context.Context, source string, dgst digest.Digest, 
 		select {
 		case <-ctx.Done():
 			return nil, ctx.Err()
+		case <-g.wakeups.wait(dgst): // the scanning replica wrote them
 		case <-time.After(wait):
 		}
 		wait = min(2*wait, pollFacts)

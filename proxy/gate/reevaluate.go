@@ -175,5 +175,9 @@ func (g *Gate) redetect(ctx context.Context, rd Redetector, f *Facts) error {
 		return err
 	}
 	defer g.memo.forget(dgst)
-	return g.store.PutVerdictAndReport(dgst, b, res.Report)
+	if err := g.store.PutVerdictAndReport(dgst, b, res.Report); err != nil {
+		return err
+	}
+	g.announce(dgst)
+	return nil
 }

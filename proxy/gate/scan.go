@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"sync"
 	"sync/atomic"
 	"time"
 
@@ -156,7 +155,10 @@ type Deps struct {
 	Leases   Leaser
 	// Claims decide which replica scans a digest when several share the store; nil:
 	// the store is this process's alone.
-	Claims   Claims
+	Claims Claims
+	// Changed, when set, is told of every facts record the gate writes, for the other
+	// replicas sharing the store (see FactsChanged).
+	Changed  func(digest.Digest)
 	Log      *slog.Logger
 	Registry prometheus.Registerer
 	// External is the URL clients reach the proxy at: report links in denials use it.
@@ -176,6 +178,8 @@ type Gate struct {
 	life     Lifetime
 	leases   Leaser
 	claims   Claims
+	changed  func(digest.Digest)
+	wakeups  wakeups
 	log      *slog.Logger
 	external string
 	limits   config.LimitsConfig
@@ -197,7 +201,7 @@ type Gate struct {
 // New builds the gate and starts what it does in the background: rescans of what a
 // restart interrupted, webhook deliveries.
 func New(d Deps) (*Gate, error) {
-	g := &Gate{store: d.Store, scanner: d.Scanner, cfg: d.Scan, fetch: d.Fetch, life: d.Life, leases: d.Leases, claims: d.Claims, log: d.Log, now: time.Now, external: d.External, limits: d.Limits}
+	g := &Gate{store: d.Store, scanner: d.Scanner, cfg: d.Scan, fetch: d.Fetch, life: d.Life, leases: d.Leases, claims: d.Claims, changed: d.Changed, log: d.Log, now: time.Now, external: d.External, limits: d.Limits}
 	if g.claims == nil {
 		g.claims = &localClaims{}
 	}
@@ -408,11 +412,17 @@ func (g *Gate) save(f *Facts, report []byte) error {
 	if err != nil {
 		return err
 	}
-	defer g.memo.forget(digest.Digest(f.Digest))
+	d := digest.Digest(f.Digest)
+	defer g.memo.forget(d)
 	if report != nil {
-		return g.store.PutVerdictAndReport(digest.Digest(f.Digest), b, report)
+		err = g.store.PutVerdictAndReport(d, b, report)
+	} else {
+		err = g.store.PutVerdict(d, b)
 	}
-	return g.store.PutVerdict(digest.Digest(f.Digest), b)
+	if err == nil {
+		g.announce(d)
+	}
+	return err
 }
 
 // scanFacts ingests and scans one manifest, fetched through repository source, and
@@ -537,82 +547,4 @@ func (g *Gate) scanOne(ctx context.Context, source string, dgst digest.Digest) (
 	}
 	g.log.Debug("scan timings", "repository", source, "digest", dgst, "total", time.Since(start).Round(time.Millisecond))
 	return res, c, err
-}
-
-// fetchSet runs the fetches of an image's blobs concurrently and lets the scan wait for
-// any one of them.
-type fetchSet struct {
-	done    map[digest.Digest]chan struct{}
-	errs    map[digest.Digest]*error
-	streams map[digest.Digest]*layerStream // the layers' (blobs[1:])
-	wg      sync.WaitGroup
-}
-
-// newFetchSet fetches blobs (the config, then the layers), at most 4 at a time; each
-// layer's bytes are also streamed to the scan as they are stored.
-func newFetchSet(ctx context.Context, blobs []digest.Digest, fetch func(context.Context, digest.Digest, func([]byte) bool) error) *fetchSet {
-	fs := &fetchSet{done: map[digest.Digest]chan struct{}{}, errs: map[digest.Digest]*error{}, streams: map[digest.Digest]*layerStream{}}
-	for i, b := range blobs {
-		if _, dup := fs.streams[b]; i > 0 && !dup {
-			fs.streams[b] = newLayerStream()
-		}
-	}
-	sem := make(chan struct{}, 4)
-	for _, b := range blobs {
-		if _, dup := fs.done[b]; dup {
-			continue
-		}
-		done, errp := make(chan struct{}), new(error)
-		fs.done[b], fs.errs[b] = done, errp
-		stream := fs.streams[b]
-		var tap func([]byte) bool
-		if stream != nil {
-			tap = stream.tap
-		}
-		fs.wg.Add(1)
-		go func() {
-			defer fs.wg.Done()
-			defer close(done)
-			defer func() {
-				if stream != nil {
-					stream.finish(*errp)
-				}
-			}()
-			select {
-			case sem <- struct{}{}:
-			case <-ctx.Done():
-				*errp = ctx.Err()
-				return
-			}
-			defer func() { <-sem }()
-			if err := fetch(ctx, b, tap); err != nil {
-				*errp = fmt.Errorf("ingest %s: %w", b, err)
-			}
-		}()
-	}
-	return fs
-}
-
-// wait blocks until blob d is in the store (or failed to get there).
-func (fs *fetchSet) wait(ctx context.Context, d digest.Digest) error {
-	done, ok := fs.done[d]
-	if !ok {
-		return nil // not one of this image's fetches: already in the store
-	}
-	select {
-	case <-done:
-		return *fs.errs[d]
-	case <-ctx.Done():
-		return ctx.Err()
-	}
-}
-
-// all waits for every fetch and returns the first failure.
-func (fs *fetchSet) all(ctx context.Context) error {
-	for d := range fs.done {
-		if err := fs.wait(ctx, d); err != nil {
-			return err
-		}
-	}
-	return nil
 }
