@@ -109,4 +109,3 @@ func (s *Store) DeleteValues(ctx context.Context, namespace string, keys ...stri
 	}
 	return nil
 }
-
