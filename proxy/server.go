@@ -55,7 +55,8 @@ type Server struct {
 	metrics  *metrics
 	now      func() time.Time
 
-	peers peers // the other replicas sharing the store; nil: none
+	peers peers      // the other replicas sharing the store; nil: none
+	lead  leadership // the jobs one replica runs
 }
 
 // Option configures a Server.
@@ -150,7 +151,8 @@ func New(cfg *config.Config, store *storage.Store, opts ...Option) (*Server, err
 	}
 	s.startPeers()
 	s.goBackground(s.gc.FlushLoop)
-	s.goBackground(s.gc.Run)
+	s.Lead(s.gc.Run)
+	s.startLeading()
 	return s, nil
 }
 

@@ -109,6 +109,11 @@ func (a *app) updateDB(ctx context.Context) (any, error) {
 	if err := a.dbs.RefreshJava(ctx, true); err != nil {
 		a.log.Warn("Java DB refresh failed; JAR analysis keeps the loaded one (if any)", "err", err)
 	}
+	if !a.srv.Leading() {
+		// The shared facts are the leading replica's to re-evaluate.
+		out["reevaluation"] = "left to the leading replica"
+		return out, nil
+	}
 	st, err := a.srv.Reevaluate(ctx)
 	if err != nil {
 		return nil, err
