@@ -45,7 +45,12 @@ func newApp(ctx context.Context, cfg *config.Config, log *slog.Logger) (*app, er
 		return nil, err
 	}
 	db := scanner.NewDB()
-	sc, err := scanner.New(filepath.Join(cfg.DataDir, "trivy-cache"), db)
+	var scanOpts []scanner.Option
+	if v, ok := store.Metadata().(scanner.Values); ok {
+		// Replicas share the layer analyses: re-evaluation on any of them reads no layer.
+		scanOpts = append(scanOpts, scanner.WithSharedLayerCache(v))
+	}
+	sc, err := scanner.New(filepath.Join(cfg.DataDir, "trivy-cache"), db, scanOpts...)
 	if err != nil {
 		store.Close()
 		return nil, err

@@ -109,3 +109,11 @@ func (s *Store) DeleteValues(ctx context.Context, namespace string, keys ...stri
 	}
 	return nil
 }
+
+// ClearValues removes every key of namespace.
+func (s *Store) ClearValues(ctx context.Context, namespace string) error {
+	if _, err := s.pool.Exec(ctx, `DELETE FROM shared_values WHERE namespace = $1`, namespace); err != nil {
+		return fmt.Errorf("postgres: clear values: %w", err)
+	}
+	return nil
+}
