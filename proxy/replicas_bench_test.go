@@ -53,3 +53,45 @@ func BenchmarkReplicasWarmPull(b *testing.B) {
 		})
 	}
 }
+
+// BenchmarkReplicasColdPull is one new image (three 1 MiB layers, a scanner that finds
+// nothing) pulled at once through two replicas on S3 and PostgreSQL: one claims the scan,
+// the other waits for its facts; an op ends when both pulls have. It reports scans and
+// upstream GETs per blob, both 1 when the replicas share the work.
+func BenchmarkReplicasColdPull(b *testing.B) {
+	up := proxytest.NewUpstream(b)
+	scanners := []*fakeScanner{{}, {}}
+	var ps []*proxytest.Proxy
+	for i, cfg := range proxytest.ReplicaConfigs(b, 2, up) {
+		ps = append(ps, proxytest.Start(b, cfg, proxy.WithScanner(scanners[i], policy.DefaultSet())))
+	}
+	i, blobs := 0, 0
+	for b.Loop() {
+		b.StopTimer()
+		img, err := random.Image(1<<20, 3)
+		if err != nil {
+			b.Fatal(err)
+		}
+		tag := fmt.Sprintf("bench/cold:%d", i)
+		i++
+		up.Push(b, tag, img)
+		up.ResetCounts()
+		b.StartTimer()
+		errs := make(chan error, len(ps))
+		for _, p := range ps {
+			go func() { errs <- proxytest.PullAll(p.Host, up.Name+"/"+tag) }()
+		}
+		for range ps {
+			if err := <-errs; err != nil {
+				b.Fatal(err)
+			}
+		}
+		b.StopTimer()
+		for _, d := range blobsOf(b, img) {
+			blobs += up.BlobGETs("bench/cold", d)
+		}
+		b.StartTimer()
+	}
+	b.ReportMetric(float64(scanners[0].calls.Load()+scanners[1].calls.Load())/float64(i), "scans/image")
+	b.ReportMetric(float64(blobs)/float64(4*i), "upstream-GETs/blob")
+}
