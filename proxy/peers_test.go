@@ -62,7 +62,8 @@ func TestReplicasPolicyReload(t *testing.T) {
 }
 
 // TestReplicasRobots: a robot created on replica A works on replica B, which also stops
-// letting anonymous clients pull now that robots exist; revoked on A, it fails on B.
+// letting anonymous clients pull now that robots exist; revoked on A, it fails on B, and
+// once the last robot is revoked B lets anonymous clients pull again.
 func TestReplicasRobots(t *testing.T) {
 	up := proxytest.NewUpstream(t)
 	up.Push(t, "team/app:1", randomImage(t, 1))
@@ -82,11 +83,19 @@ func TestReplicasRobots(t *testing.T) {
 	waitFor(t, propagation, "replica B still lets anonymous clients pull after a robot was created on A", func() bool {
 		return pullAs(b, up.Name+"/team/app:1", authn.Anonymous) != nil
 	})
+	// A second robot keeps credentials required while the first is revoked: once none is
+	// left, anonymous pulls (and so any credentials) are allowed again.
+	if _, err := a.Gold.AddRobot("deploy", nil, 0); err != nil {
+		t.Fatal(err)
+	}
 	if err := a.Gold.RevokeRobot("ci"); err != nil {
 		t.Fatal(err)
 	}
 	if err := pullAs(b, up.Name+"/team/app:1", robot); err == nil {
 		t.Fatal("a robot revoked on A still pulls on B")
+	}
+	if err := a.Gold.RevokeRobot("deploy"); err != nil {
+		t.Fatal(err)
 	}
 	waitFor(t, propagation, "replica B does not let anonymous clients pull again after the last robot was revoked on A", func() bool {
 		return pullAs(b, up.Name+"/team/app:1", authn.Anonymous) == nil
