@@ -49,14 +49,22 @@ func (l *leadership) start(ctx context.Context, fn func(context.Context)) {
 
 // serve is one term: it starts the jobs and returns when ctx ends and they stopped.
 func (l *leadership) serve(ctx context.Context) {
+	l.begin(ctx)
+	<-ctx.Done()
+	l.end()
+}
+
+func (l *leadership) begin(ctx context.Context) {
 	l.mu.Lock()
+	defer l.mu.Unlock()
 	l.term = ctx
 	l.leading.Store(true)
 	for _, fn := range l.jobs {
 		l.start(ctx, fn)
 	}
-	l.mu.Unlock()
-	<-ctx.Done()
+}
+
+func (l *leadership) end() {
 	l.mu.Lock()
 	l.term = nil
 	l.leading.Store(false)
@@ -64,15 +72,21 @@ func (l *leadership) serve(ctx context.Context) {
 	l.wg.Wait()
 }
 
-// startLeading campaigns for leadership until the server closes (or leads at once when
-// the store is this process's alone).
+// startLeading campaigns for leadership until the server closes; a process whose store
+// is its alone leads from now on (before New returns).
 func (s *Server) startLeading() {
 	el, ok := s.store.Metadata().(leader)
+	if !ok {
+		ctx, done := s.life.Background(context.Background())
+		s.lead.begin(ctx)
+		go func() {
+			defer done()
+			<-ctx.Done()
+			s.lead.end()
+		}()
+		return
+	}
 	s.goBackground(func(ctx context.Context) {
-		if !ok {
-			s.lead.serve(ctx)
-			return
-		}
 		_ = el.Lead(ctx, leaderRetry, func(ctx context.Context) {
 			s.log.Info("leading the replicas: re-evaluation, prefetch and garbage collection run here")
 			s.lead.serve(ctx)
