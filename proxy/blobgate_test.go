@@ -12,7 +12,7 @@ import (
 )
 
 // blobsOf are an image's config and layer digests.
-func blobsOf(t *testing.T, img v1.Image) []v1.Hash {
+func blobsOf(t testing.TB, img v1.Image) []v1.Hash {
 	t.Helper()
 	cfg, _ := img.ConfigName()
 	out := []v1.Hash{cfg}

@@ -4,10 +4,7 @@ import (
 	"context"
 	"errors"
 	"io"
-	"io/fs"
 	"net/http"
-	"os"
-	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
@@ -231,38 +228,39 @@ func TestFaultyUpstream(t *testing.T) {
 			if r3.StatusCode != http.StatusOK || digest.FromBytes(b3).String() != ld.String() {
 				t.Fatalf("good fetch after fault: %d %.300s", r3.StatusCode, b3)
 			}
-			if n := checkStoredBlobs(t, cfg.DataDir); n < 1 {
+			if n := checkStoredBlobs(t, p.Store); n < 1 {
 				t.Fatalf("%d blobs stored after the healed pull, want the layer", n)
 			}
 		})
 	}
 }
 
-// checkStoredBlobs hashes every blob the store holds (distribution's filesystem layout,
-// blobs/sha256/xx/<hex>/data): each must match the digest it is kept under. It returns
+// checkStoredBlobs hashes every blob the store holds, through the store's own driver
+// (the filesystem or S3): each must match the digest it is stored under. It returns
 // how many there are.
-func checkStoredBlobs(t *testing.T, dataDir string) int {
+func checkStoredBlobs(t *testing.T, store *storage.Store) int {
 	t.Helper()
-	root := filepath.Join(dataDir, "registry", "docker", "registry", "v2", "blobs", "sha256")
-	n := 0
-	err := filepath.WalkDir(root, func(p string, d fs.DirEntry, err error) error {
-		if err != nil || d.IsDir() || d.Name() != "data" {
-			return err
-		}
-		b, err := os.ReadFile(p)
-		if err != nil {
-			return err
-		}
-		if want := filepath.Base(filepath.Dir(p)); digest.FromBytes(b).Encoded() != want {
-			t.Errorf("blob stored as %s hashes to %s", want, digest.FromBytes(b))
-		}
-		n++
-		return nil
-	})
-	if err != nil && !os.IsNotExist(err) {
+	ctx := context.Background()
+	blobs, err := store.Blobs(ctx)
+	if err != nil {
 		t.Fatal(err)
 	}
-	return n
+	for _, bi := range blobs {
+		rc, err := store.OpenBlob(ctx, bi.Digest)
+		if err != nil {
+			t.Fatal(err)
+		}
+		v := bi.Digest.Verifier()
+		_, err = io.Copy(v, rc)
+		rc.Close()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !v.Verified() {
+			t.Errorf("blob stored as %s does not hash to it", bi.Digest)
+		}
+	}
+	return len(blobs)
 }
 
 func TestFaultyManifest(t *testing.T) {

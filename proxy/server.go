@@ -14,6 +14,7 @@ import (
 
 	"github.com/google/go-containerregistry/pkg/name"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
+	"github.com/opencontainers/go-digest"
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/goldproxy/goldproxy/policy"
@@ -54,6 +55,9 @@ type Server struct {
 	registry prometheus.Registerer
 	metrics  *metrics
 	now      func() time.Time
+
+	peers peers      // the other replicas sharing the store; nil: none
+	lead  leadership // the jobs one replica runs
 }
 
 // Option configures a Server.
@@ -112,6 +116,7 @@ func New(cfg *config.Config, store *storage.Store, opts ...Option) (*Server, err
 		s.registry = prometheus.NewRegistry()
 	}
 	s.metrics = newMetrics(s.registry)
+	s.peers, _ = store.Metadata().(peers)
 	if s.mirror, err = mirror.New(cfg, store, s.life, s.log, s.registry, s.now); err != nil {
 		return nil, err
 	}
@@ -127,8 +132,9 @@ func New(cfg *config.Config, store *storage.Store, opts ...Option) (*Server, err
 		if err != nil {
 			return nil, fmt.Errorf("config: trust.trusted_root: %w", err)
 		}
+		claims, _ := store.Metadata().(gate.Claims) // shared metadata: one scan across replicas
 		s.gate, err = gate.New(gate.Deps{Store: store, Scanner: s.scanner, Policy: s.policy, Scan: cfg.Scan, Webhooks: cfg.Webhooks,
-			Fetch: s.mirror, Life: s.life, Leases: s.mirror, Log: s.log, Registry: s.registry, External: cfg.External(), Limits: cfg.Limits,
+			Fetch: s.mirror, Life: s.life, Leases: s.mirror, Claims: claims, Changed: s.factsChanged, Log: s.log, Registry: s.registry, External: cfg.External(), Limits: cfg.Limits,
 			Signatures: s.mirror, Verifier: verifier, Discover: cfg.Trust.Discover})
 		if err != nil {
 			return nil, err
@@ -156,9 +162,18 @@ func New(cfg *config.Config, store *storage.Store, opts ...Option) (*Server, err
 	if s.api, err = registry.New(s.mirror, s.check, s.auth, allow, s.gc.Pulls(), s.now, s.registry); err != nil {
 		return nil, err
 	}
+	s.startPeers()
 	s.goBackground(s.gc.FlushLoop)
-	s.goBackground(s.gc.Run)
+	s.Lead(s.gc.Run)
+	s.startLeading()
 	return s, nil
+}
+
+// factsChanged is the gate's Changed: the other replicas are told.
+func (s *Server) factsChanged(d digest.Digest) {
+	if s.peers != nil {
+		s.tell(topicFacts, d.String())
+	}
 }
 
 // Close cancels everything the server started — scans, ingests, upstream fetches,
@@ -232,7 +247,11 @@ func (s *Server) SetPolicy(pol *policy.Set) (int, error) {
 	if s.gate == nil {
 		return 0, fmt.Errorf("no scanning gate")
 	}
-	return s.gate.SetPolicy(pol)
+	flipped, err := s.gate.SetPolicy(pol)
+	if err != nil {
+		return flipped, err
+	}
+	return flipped, s.publishPolicy(pol)
 }
 
 // TrustChanged re-reads the trusted root and the key files the policies name and, when

@@ -5,7 +5,8 @@
 // and reports what it found. It never pulls anything, never makes a network call during
 // a scan (no analyzer that calls out is compiled in, none that is compiled in is asked
 // to), and knows nothing of HTTP or policy. Layer analysis is cached by layer in Trivy's
-// bbolt FS cache, so a base layer shared by many images is analysed once.
+// bbolt FS cache, or in the replicas' shared store (WithSharedLayerCache), so a base
+// layer shared by many images is analysed once.
 //
 // The Trivy DB is a package-level global in trivy-db; DB is the one type that opens,
 // swaps and closes it, so a swap never races a running scan.

@@ -43,9 +43,9 @@ type Scanner struct {
 	walks atomic.Int64
 }
 
-// New returns a Scanner whose layer analysis cache (Trivy's bbolt FS cache) lives in
-// cacheDir, scanning against db.
-func New(cacheDir string, db *DB) (*Scanner, error) {
+// New returns a Scanner whose layer analysis cache (Trivy's bbolt FS cache, unless
+// WithSharedLayerCache) lives in cacheDir, scanning against db.
+func New(cacheDir string, db *DB, opts ...Option) (*Scanner, error) {
 	tlog.InitLogger(false, true) // Trivy's own logger: quiet; goldproxy logs each scan
 	if err := os.MkdirAll(cacheDir, 0o755); err != nil {
 		return nil, err
@@ -72,7 +72,14 @@ func New(cacheDir string, db *DB) (*Scanner, error) {
 		facts.Close()
 		return nil, err
 	}
-	return &Scanner{db: db, cache: c, facts: facts}, nil
+	s := &Scanner{db: db, cache: c, facts: facts}
+	for _, o := range opts {
+		if err := o(s); err != nil {
+			s.Close()
+			return nil, err
+		}
+	}
+	return s, nil
 }
 
 // Close closes the layer caches.

@@ -216,6 +216,11 @@ func (o *options) driver(ctx context.Context) (storagedriver.StorageDriver, erro
 	return d, nil
 }
 
+// Metadata is the metadata store itself, for capabilities beyond Metadata that only a
+// shared implementation has (claims, change notifications: storage/postgres). The
+// package that needs one declares it and checks for it by type assertion.
+func (s *Store) Metadata() Metadata { return s.metadata }
+
 // BlobReads is how many times a blob was opened for reading (layer reads by scans).
 func (s *Store) BlobReads() int64 { return s.reads.Load() }
 

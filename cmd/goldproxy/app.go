@@ -45,7 +45,12 @@ func newApp(ctx context.Context, cfg *config.Config, log *slog.Logger) (*app, er
 		return nil, err
 	}
 	db := scanner.NewDB()
-	sc, err := scanner.New(filepath.Join(cfg.DataDir, "trivy-cache"), db)
+	var scanOpts []scanner.Option
+	if v, ok := store.Metadata().(scanner.Values); ok {
+		// Replicas share the layer analyses: re-evaluation on any of them reads no layer.
+		scanOpts = append(scanOpts, scanner.WithSharedLayerCache(v))
+	}
+	sc, err := scanner.New(filepath.Join(cfg.DataDir, "trivy-cache"), db, scanOpts...)
 	if err != nil {
 		store.Close()
 		return nil, err
@@ -108,6 +113,11 @@ func (a *app) updateDB(ctx context.Context) (any, error) {
 	out := map[string]any{"swapped": swapped}
 	if err := a.dbs.RefreshJava(ctx, true); err != nil {
 		a.log.Warn("Java DB refresh failed; JAR analysis keeps the loaded one (if any)", "err", err)
+	}
+	if !a.srv.Leading() {
+		// The shared facts are the leading replica's to re-evaluate.
+		out["reevaluation"] = "left to the leading replica"
+		return out, nil
 	}
 	st, err := a.srv.Reevaluate(ctx)
 	if err != nil {

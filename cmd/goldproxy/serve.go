@@ -79,22 +79,33 @@ func serve(ctx context.Context, cfg *config.Config) error {
 		return err
 	}
 	defer a.Close()
-	go func() {
+	dbLoaded := make(chan struct{})
+	// Facts and judgements are shared by the replicas on one store: the leading one
+	// brings them to the policy and the DB, and prefetches (a lone replica always leads).
+	a.srv.Lead(func(ctx context.Context) {
 		if _, err := a.srv.Rejudge(); err != nil {
 			log.Error("judging recorded verdicts under the current policy", "err", err)
 		}
-	}()
+		select {
+		case <-dbLoaded:
+		case <-ctx.Done():
+			return
+		}
+		// Facts made with another DB (a swap the last run did not finish re-evaluating)
+		// are brought up to this one; judgements made under another policy follow.
+		if _, err := a.srv.Reevaluate(ctx); err != nil {
+			log.Error("re-evaluation did not finish; the next refresh resumes it", "err", err)
+		}
+		a.prefetchLoop(ctx) // warm after the DB, so the warm-up is judged
+	})
 	go func() {
 		// Without a DB every new image is denied: retry soon rather than at the next refresh.
+		// Every replica loads one: each scans.
 		for wait := 30 * time.Second; ; wait = min(2*wait, cfg.DB.Refresh) {
 			err := a.dbs.Load(ctx)
 			if err == nil {
-				// Facts made with another DB (a swap the last run did not finish re-evaluating)
-				// are brought up to this one; judgements made under another policy follow.
-				if _, err := a.srv.Reevaluate(ctx); err != nil {
-					log.Error("re-evaluation at start did not finish; the next refresh resumes it", "err", err)
-				}
-				break
+				close(dbLoaded)
+				return
 			}
 			log.Error("no vulnerability DB: every new image is denied until one loads", "err", err, "retry_in", wait)
 			select {
@@ -103,7 +114,6 @@ func serve(ctx context.Context, cfg *config.Config) error {
 			case <-time.After(wait):
 			}
 		}
-		a.prefetchLoop(ctx) // warm after the DB, so the warm-up is judged
 	}()
 	srv := a.srv
 	hup := make(chan os.Signal, 1)

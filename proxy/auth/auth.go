@@ -99,6 +99,8 @@ type Authenticator struct {
 	// "<upstream>/<repository>" names it may stand for.
 	candidates func(name string) []string
 	robotMu    sync.Mutex // robot add and revoke, one at a time
+	// robotsChanged, when set, is told after this replica added or revoked a robot.
+	robotsChanged func()
 
 	globMu sync.Mutex
 	globs  map[string]*regexp.Regexp
@@ -253,7 +255,30 @@ func (a *Authenticator) AddRobot(name string, scopes []string, ttl time.Duration
 		return "", err
 	}
 	a.robots.Add(1)
+	a.announceRobots()
 	return tok, nil
+}
+
+// OnRobotsChange sets fn, told after a robot is added or revoked here: the other
+// replicas sharing the store are told through it (see RobotsChanged).
+func (a *Authenticator) OnRobotsChange(fn func()) { a.robotsChanged = fn }
+
+func (a *Authenticator) announceRobots() {
+	if a.robotsChanged != nil {
+		a.robotsChanged()
+	}
+}
+
+// RobotsChanged is told that another replica added or revoked a robot. Credentials are
+// checked against the store on every request already; what is read again is how many
+// robots exist, which decides whether anonymous pulls are still allowed.
+func (a *Authenticator) RobotsChanged() error {
+	rs, err := a.store.Robots()
+	if err != nil {
+		return err
+	}
+	a.robots.Store(int64(len(rs)))
+	return nil
 }
 
 // Robots lists the robots (never their tokens).
@@ -276,6 +301,7 @@ func (a *Authenticator) RevokeRobot(name string) error {
 		return err
 	}
 	a.robots.Add(-1)
+	a.announceRobots()
 	return nil
 }
 

@@ -267,6 +267,9 @@ func (c *Config) setDefaults() {
 	if c.Scan.Timeout == 0 {
 		c.Scan.Timeout = 30 * time.Minute
 	}
+	if c.Scan.Lease == 0 {
+		c.Scan.Lease = 30 * time.Second
+	}
 	if c.Scan.OnScanError == "" {
 		c.Scan.OnScanError = "deny"
 	}
@@ -417,6 +420,9 @@ func (c *Config) Validate() error {
 	}
 	if c.Scan.Wait < 0 || c.Scan.Timeout < 0 {
 		return fmt.Errorf("config: scan.wait and scan.timeout must not be negative")
+	}
+	if c.Scan.Lease < 0 || (c.Scan.Lease > 0 && c.Scan.Lease < 300*time.Millisecond) {
+		return fmt.Errorf("config: scan.lease: %s is too short to renew (at least 300ms)", c.Scan.Lease)
 	}
 	switch c.Scan.OnScanError {
 	case "deny", "allow":

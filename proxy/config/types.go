@@ -16,6 +16,9 @@ type ScanConfig struct {
 	Timeout time.Duration `yaml:"timeout"`
 	// OnScanError is "deny" (default: fail closed) or "allow" (explicit, logged opt-in).
 	OnScanError string `yaml:"on_scan_error"`
+	// Lease is how long a replica's claim on a scan lasts unrenewed, with metadata shared
+	// by replicas (PostgreSQL): a replica that dies mid-scan is taken over after it.
+	Lease time.Duration `yaml:"lease"`
 }
 
 // WebhookConfig lists the endpoints told when a stored verdict flips.

@@ -1,5 +1,6 @@
 // Package gate decides whether a manifest may be served, for one request. It scans
-// every new image digest once (however many pulls wait for it) into facts about the
+// every new image digest once (however many pulls, on however many replicas sharing the
+// store, wait for it: the replica holding its claim scans) into facts about the
 // content — OS, packages, vulnerabilities, user, executables — that never depend on who
 // asked, and judges those facts per request with the policy, the repository and the
 // reference asked for, and the time. It keeps the facts, records the judgements per

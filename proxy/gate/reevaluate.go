@@ -77,7 +77,7 @@ func (g *Gate) Reevaluate(ctx context.Context) (ReevalStats, error) {
 			break
 		}
 		d := digest.Digest(f.Digest)
-		res, err, _ := g.sf.Do("scan\x00"+f.Digest, func() (any, error) { return g.scanFacts(ctx, f.Source, d, f.MediaType) })
+		res, err, _ := g.sf.Do("scan\x00"+f.Digest, func() (any, error) { return g.scanOnce(ctx, f.Source, d, f.MediaType, f) })
 		if err == nil && res.(*Facts).Final() {
 			rescanned[d] = true
 		} else {
@@ -175,5 +175,9 @@ func (g *Gate) redetect(ctx context.Context, rd Redetector, f *Facts) error {
 		return err
 	}
 	defer g.memo.forget(dgst)
-	return g.store.PutVerdictAndReport(dgst, b, res.Report)
+	if err := g.store.PutVerdictAndReport(dgst, b, res.Report); err != nil {
+		return err
+	}
+	g.announce(dgst)
+	return nil
 }

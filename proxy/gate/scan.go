@@ -156,6 +156,12 @@ type Deps struct {
 	Fetch    Fetcher
 	Life     Lifetime
 	Leases   Leaser
+	// Claims decide which replica scans a digest when several share the store; nil:
+	// the store is this process's alone.
+	Claims Claims
+	// Changed, when set, is told of every facts record the gate writes, for the other
+	// replicas sharing the store (see FactsChanged).
+	Changed  func(digest.Digest)
 	Log      *slog.Logger
 	Registry prometheus.Registerer
 	// External is the URL clients reach the proxy at: report links in denials use it.
@@ -179,6 +185,9 @@ type Gate struct {
 	fetch    Fetcher
 	life     Lifetime
 	leases   Leaser
+	claims   Claims
+	changed  func(digest.Digest)
+	wakeups  wakeups
 	log      *slog.Logger
 	external string
 	limits   config.LimitsConfig
@@ -206,8 +215,14 @@ type Gate struct {
 // New builds the gate and starts what it does in the background: rescans of what a
 // restart interrupted, webhook deliveries.
 func New(d Deps) (*Gate, error) {
-	g := &Gate{store: d.Store, scanner: d.Scanner, cfg: d.Scan, fetch: d.Fetch, life: d.Life, leases: d.Leases, log: d.Log, now: time.Now, external: d.External, limits: d.Limits,
+	g := &Gate{store: d.Store, scanner: d.Scanner, cfg: d.Scan, fetch: d.Fetch, life: d.Life, leases: d.Leases, claims: d.Claims, changed: d.Changed, log: d.Log, now: time.Now, external: d.External, limits: d.Limits,
 		signatures: d.Signatures, verifier: d.Verifier, discover: d.Discover}
+	if g.claims == nil {
+		g.claims = &localClaims{}
+	}
+	if g.cfg.Lease <= 0 {
+		g.cfg.Lease = 30 * time.Second
+	}
 	g.policy.Store(d.Policy)
 	var err error
 	if g.metrics, err = newMetrics(d.Registry, g); err != nil {
@@ -269,7 +284,7 @@ func (g *Gate) rescanPending(ctx context.Context) {
 		g.log.Info("rescanning an image whose scan did not finish", "repository", f.Source, "digest", f.Digest)
 		// Through the same singleflight as pulls: a pull arriving meanwhile joins this scan.
 		res := <-g.sf.DoChan("scan\x00"+f.Digest, func() (any, error) {
-			return g.scanFacts(ctx, f.Source, digest.Digest(f.Digest), f.MediaType)
+			return g.scanOnce(ctx, f.Source, digest.Digest(f.Digest), f.MediaType, f)
 		})
 		if res.Err != nil && ctx.Err() != nil {
 			return
@@ -310,7 +325,7 @@ func (g *Gate) Check(ctx context.Context, m Manifest) (Verdict, error) {
 	}
 	f, err := g.load(dgst)
 	if err != nil || !f.Final() {
-		if f, err = g.scanShared(ctx, m, dgst); err != nil {
+		if f, err = g.scanShared(ctx, m, dgst, f); err != nil {
 			return Verdict{}, err
 		}
 	}
@@ -350,12 +365,13 @@ func (g *Gate) judged(ctx context.Context, m Manifest, depth int) (Verdict, bool
 	return v.verdict, true
 }
 
-// scanShared waits for the one scan of dgst (starting it if none runs), up to scan.wait.
-func (g *Gate) scanShared(ctx context.Context, m Manifest, dgst digest.Digest) (*Facts, error) {
+// scanShared waits for the one scan of dgst (starting it if none runs), up to scan.wait;
+// prev is the digest's facts, if any, that the scan is to replace.
+func (g *Gate) scanShared(ctx context.Context, m Manifest, dgst digest.Digest, prev *Facts) (*Facts, error) {
 	ch := g.sf.DoChan("scan\x00"+dgst.String(), func() (any, error) {
 		bctx, done := g.life.Background(ctx)
 		defer done()
-		return g.scanFacts(bctx, m.Repository, dgst, string(m.Descriptor.MediaType))
+		return g.scanOnce(bctx, m.Repository, dgst, string(m.Descriptor.MediaType), prev)
 	})
 	timer := time.NewTimer(g.cfg.Wait)
 	defer timer.Stop()
@@ -413,11 +429,17 @@ func (g *Gate) save(f *Facts, report []byte) error {
 	if err != nil {
 		return err
 	}
-	defer g.memo.forget(digest.Digest(f.Digest))
+	d := digest.Digest(f.Digest)
+	defer g.memo.forget(d)
 	if report != nil {
-		return g.store.PutVerdictAndReport(digest.Digest(f.Digest), b, report)
+		err = g.store.PutVerdictAndReport(d, b, report)
+	} else {
+		err = g.store.PutVerdict(d, b)
 	}
-	return g.store.PutVerdict(digest.Digest(f.Digest), b)
+	if err == nil {
+		g.announce(d)
+	}
+	return err
 }
 
 // scanFacts ingests and scans one manifest, fetched through repository source, and
@@ -545,82 +567,4 @@ func (g *Gate) scanOne(ctx context.Context, source string, dgst digest.Digest) (
 	}
 	g.log.Debug("scan timings", "repository", source, "digest", dgst, "total", time.Since(start).Round(time.Millisecond))
 	return res, c, err
-}
-
-// fetchSet runs the fetches of an image's blobs concurrently and lets the scan wait for
-// any one of them.
-type fetchSet struct {
-	done    map[digest.Digest]chan struct{}
-	errs    map[digest.Digest]*error
-	streams map[digest.Digest]*layerStream // the layers' (blobs[1:])
-	wg      sync.WaitGroup
-}
-
-// newFetchSet fetches blobs (the config, then the layers), at most 4 at a time; each
-// layer's bytes are also streamed to the scan as they are stored.
-func newFetchSet(ctx context.Context, blobs []digest.Digest, fetch func(context.Context, digest.Digest, func([]byte) bool) error) *fetchSet {
-	fs := &fetchSet{done: map[digest.Digest]chan struct{}{}, errs: map[digest.Digest]*error{}, streams: map[digest.Digest]*layerStream{}}
-	for i, b := range blobs {
-		if _, dup := fs.streams[b]; i > 0 && !dup {
-			fs.streams[b] = newLayerStream()
-		}
-	}
-	sem := make(chan struct{}, 4)
-	for _, b := range blobs {
-		if _, dup := fs.done[b]; dup {
-			continue
-		}
-		done, errp := make(chan struct{}), new(error)
-		fs.done[b], fs.errs[b] = done, errp
-		stream := fs.streams[b]
-		var tap func([]byte) bool
-		if stream != nil {
-			tap = stream.tap
-		}
-		fs.wg.Add(1)
-		go func() {
-			defer fs.wg.Done()
-			defer close(done)
-			defer func() {
-				if stream != nil {
-					stream.finish(*errp)
-				}
-			}()
-			select {
-			case sem <- struct{}{}:
-			case <-ctx.Done():
-				*errp = ctx.Err()
-				return
-			}
-			defer func() { <-sem }()
-			if err := fetch(ctx, b, tap); err != nil {
-				*errp = fmt.Errorf("ingest %s: %w", b, err)
-			}
-		}()
-	}
-	return fs
-}
-
-// wait blocks until blob d is in the store (or failed to get there).
-func (fs *fetchSet) wait(ctx context.Context, d digest.Digest) error {
-	done, ok := fs.done[d]
-	if !ok {
-		return nil // not one of this image's fetches: already in the store
-	}
-	select {
-	case <-done:
-		return *fs.errs[d]
-	case <-ctx.Done():
-		return ctx.Err()
-	}
-}
-
-// all waits for every fetch and returns the first failure.
-func (fs *fetchSet) all(ctx context.Context) error {
-	for d := range fs.done {
-		if err := fs.wait(ctx, d); err != nil {
-			return err
-		}
-	}
-	return nil
 }

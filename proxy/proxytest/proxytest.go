@@ -156,6 +156,16 @@ func (u *Upstream) PushIndex(t testing.TB, repoTag string, idx v1.ImageIndex) v1
 // that allows every repository, with data under a fresh temp dir.
 func Config(t testing.TB, ups ...*Upstream) *config.Config {
 	t.Helper()
+	cfg := localConfig(t, ups...)
+	if os.Getenv(SharedStorageEnv) == "1" {
+		SharedStorage(t, cfg)
+	}
+	return cfg
+}
+
+// localConfig is Config on the filesystem and bbolt.
+func localConfig(t testing.TB, ups ...*Upstream) *config.Config {
+	t.Helper()
 	var b strings.Builder
 	fmt.Fprintf(&b, "listen: 127.0.0.1:0\ndata_dir: %s\nupstreams:\n", t.TempDir())
 	for _, u := range ups {
@@ -165,9 +175,6 @@ func Config(t testing.TB, ups ...*Upstream) *config.Config {
 	cfg, err := config.Parse([]byte(b.String()), "")
 	if err != nil {
 		t.Fatal(err)
-	}
-	if os.Getenv(SharedStorageEnv) == "1" {
-		SharedStorage(t, cfg)
 	}
 	return cfg
 }
@@ -196,6 +203,21 @@ func SharedStorage(t testing.TB, cfg *config.Config) {
 	if err := cfg.Validate(); err != nil {
 		t.Fatal(err)
 	}
+}
+
+// ReplicaConfigs returns configs for n replicas of one proxy over ups: each its own
+// data_dir, all on one fresh S3 bucket and PostgreSQL database (see SharedStorage).
+func ReplicaConfigs(t testing.TB, n int, ups ...*Upstream) []*config.Config {
+	t.Helper()
+	first := localConfig(t, ups...)
+	SharedStorage(t, first)
+	cfgs := []*config.Config{first}
+	for range n - 1 {
+		c := localConfig(t, ups...)
+		c.Storage = first.Storage
+		cfgs = append(cfgs, c)
+	}
+	return cfgs
 }
 
 // Proxy is a running goldproxy in a test.

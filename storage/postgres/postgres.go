@@ -37,7 +37,8 @@ const opTimeout = 30 * time.Second
 
 // Store is storage.Metadata on PostgreSQL.
 type Store struct {
-	pool *pgxpool.Pool
+	pool  *pgxpool.Pool
+	owner string // who this Store is in claims
 }
 
 var _ storage.Metadata = (*Store)(nil)
@@ -60,7 +61,7 @@ func Open(ctx context.Context, dsn string) (*Store, error) {
 		pool.Close()
 		return nil, err
 	}
-	return &Store{pool: pool}, nil
+	return &Store{pool: pool, owner: newOwner()}, nil
 }
 
 // Close closes the connection pool.

@@ -62,13 +62,15 @@ func TestHelmChart(t *testing.T) {
 			kinds := keys(objs)
 			want := []string{"ConfigMap", "Deployment", "NetworkPolicy", "PersistentVolumeClaim", "PodDisruptionBudget", "Service", "ServiceAccount"}
 			if name == "ha" {
+				// The replicas share S3 and PostgreSQL, not a volume.
+				want = slices.DeleteFunc(want, func(k string) bool { return k == "PersistentVolumeClaim" })
 				want = append(want, "PrometheusRule", "ServiceMonitor")
 				sort.Strings(want)
 			}
 			if !slices.Equal(kinds, want) {
 				t.Fatalf("kinds %v, want %v", kinds, want)
 			}
-			checkConfig(t, objs["ConfigMap"])
+			checkConfig(t, objs["ConfigMap"], name)
 			checkDeployment(t, objs["Deployment"], name)
 			checkNetworkPolicy(t, objs["NetworkPolicy"], name)
 			if name == "ha" {
@@ -101,7 +103,7 @@ func keys(m map[string]map[string]any) []string {
 }
 
 // checkConfig parses the ConfigMap's goldproxy.yaml and policy.yaml as goldproxy does.
-func checkConfig(t *testing.T, cm map[string]any) {
+func checkConfig(t *testing.T, cm map[string]any, name string) {
 	t.Helper()
 	cfgText, _ := dig(cm, "data", "goldproxy.yaml").(string)
 	pol, _ := dig(cm, "data", "policy.yaml").(string)
@@ -119,6 +121,9 @@ func checkConfig(t *testing.T, cm map[string]any) {
 		"run/secrets/upstreams/dockerhub/token": "dckr_pat_test",
 		"run/secrets/tls/tls.crt":               "certificate",
 		"run/secrets/tls/tls.key":               "key",
+		"run/secrets/storage/s3/access-key":     "AKIATEST",
+		"run/secrets/storage/s3/secret-key":     "secret",
+		"run/secrets/storage/postgres/dsn":      "postgres://goldproxy@pg:5432/goldproxy",
 	} {
 		if err := os.MkdirAll(filepath.Dir(filepath.Join(dir, p)), 0o755); err != nil {
 			t.Fatal(err)
@@ -134,6 +139,10 @@ func checkConfig(t *testing.T, cm map[string]any) {
 	}
 	if cfg.DataDir != "/data" || cfg.Policy != dir+"/etc/goldproxy/policy.yaml" || cfg.Listen != ":5000" {
 		t.Errorf("config: data_dir %q policy %q listen %q", cfg.DataDir, cfg.Policy, cfg.Listen)
+	}
+	if name == "ha" && (cfg.Storage.Driver != "s3" || cfg.Storage.Metadata.Driver != "postgres" || cfg.Auth.TokenKeyFile == "") {
+		t.Errorf("HA config: blobs on %q, metadata on %q, token key file %q; want s3, postgres and a shared key",
+			cfg.Storage.Driver, cfg.Storage.Metadata.Driver, cfg.Auth.TokenKeyFile)
 	}
 	set, err := policy.Parse([]byte(pol))
 	if err != nil {
@@ -169,11 +178,18 @@ func checkDeployment(t *testing.T, d map[string]any, name string) {
 		t.Errorf("pod securityContext: %v", ps)
 	}
 	vols := fmt.Sprint(dig(d, "spec", "template", "spec", "volumes"))
-	if !strings.Contains(vols, "persistentVolumeClaim") {
+	if name != "ha" && !strings.Contains(vols, "persistentVolumeClaim") {
 		t.Errorf("no PVC for the data dir: %s", vols)
 	}
-	if name == "ha" && (!strings.Contains(vols, "goldproxy-htpasswd") || !strings.Contains(vols, "goldproxy-dockerhub") || !strings.Contains(vols, "goldproxy-token-key")) {
-		t.Errorf("HA: the htpasswd, upstream and token-key Secrets are not mounted: %s", vols)
+	if name == "ha" {
+		if strings.Contains(vols, "persistentVolumeClaim") || dig(d, "spec", "strategy", "type") == "Recreate" {
+			t.Errorf("HA: the replicas share a volume or are recreated one at a time: %s %v", vols, dig(d, "spec", "strategy"))
+		}
+		for _, s := range []string{"goldproxy-htpasswd", "goldproxy-dockerhub", "goldproxy-token-key", "goldproxy-s3", "goldproxy-postgres"} {
+			if !strings.Contains(vols, s) {
+				t.Errorf("HA: Secret %s is not mounted: %s", s, vols)
+			}
+		}
 	}
 }
 
@@ -188,7 +204,7 @@ func checkNetworkPolicy(t *testing.T, np map[string]any, name string) {
 	}
 	want := []string{"53/UDP", "53/TCP", "443/TCP"}
 	if name == "ha" {
-		want = append(want, "8443/TCP") // harbor.internal:8443
+		want = append(want, "8443/TCP", "5432/TCP") // harbor.internal:8443, PostgreSQL
 	}
 	if !slices.Equal(ports, want) {
 		t.Errorf("egress ports %v, want %v (DNS and the upstreams' ports only)", ports, want)
