@@ -35,6 +35,11 @@ func (m *Mirror) ResolveTagTTL(ctx context.Context, rt *Route, tag string, ttl t
 		return known.Digest, nil
 	}
 	v, err, _ := m.sf.Do("tag\x00"+rt.Key+"\x00"+tag, func() (any, error) {
+		// A flight that ended between the read above and this one has stored the tag:
+		// look again rather than ask the upstream a second time.
+		if again, err := m.store.Tag(rt.Key, tag); err == nil && (kerr != nil || again.FetchedAt.After(known.FetchedAt)) && m.now().Sub(again.FetchedAt) < ttl {
+			return again.Digest, nil
+		}
 		uctx, cancel := m.detach(ctx)
 		defer cancel()
 		if kerr != nil {
@@ -98,6 +103,9 @@ func (m *Mirror) Manifest(ctx context.Context, rt *Route, dgst digest.Digest) (s
 		raw []byte
 	}
 	v, err, _ := m.sf.Do("manifest\x00"+rt.Key+"\x00"+dgst.String(), func() (any, error) {
+		if rec, raw, err := m.store.Manifest(rt.Key, dgst); err == nil {
+			return result{rec, raw}, nil // stored by a flight that ended a moment ago
+		}
 		uctx, cancel := m.detach(ctx)
 		defer cancel()
 		desc, err := rt.up.puller.Get(uctx, rt.up.repo(rt.Repo).Digest(dgst.String()))
