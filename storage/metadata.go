@@ -47,6 +47,9 @@ type Metadata interface {
 	Judgements(fn func(repo string, dgst digest.Digest, rec []byte) error) error
 
 	PutRobot(r Robot) error
+	// AddRobot creates a robot whose name is not taken, or returns ErrExists: of
+	// concurrent adds of one name (from any replica) exactly one succeeds.
+	AddRobot(r Robot) error
 	Robot(name string) (Robot, error)
 	Robots() ([]Robot, error)
 	DeleteRobot(name string) error

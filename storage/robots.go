@@ -2,6 +2,7 @@ package storage
 
 import (
 	"encoding/json"
+	"fmt"
 	"sort"
 	"time"
 
@@ -26,6 +27,21 @@ func (s *boltMeta) PutRobot(r Robot) error {
 		return err
 	}
 	return s.db.Update(func(tx *bolt.Tx) error { return tx.Bucket(bucketRobots).Put([]byte(r.Name), b) })
+}
+
+// AddRobot creates a robot whose name is not taken, or returns ErrExists.
+func (s *boltMeta) AddRobot(r Robot) error {
+	b, err := json.Marshal(r)
+	if err != nil {
+		return err
+	}
+	return s.db.Update(func(tx *bolt.Tx) error {
+		bk := tx.Bucket(bucketRobots)
+		if bk.Get([]byte(r.Name)) != nil {
+			return fmt.Errorf("robot %q: %w", r.Name, ErrExists)
+		}
+		return bk.Put([]byte(r.Name), b)
+	})
 }
 
 // Robot returns a robot by name, or ErrNotFound.

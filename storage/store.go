@@ -34,6 +34,8 @@ var (
 	ErrDigestMismatch = errors.New("content does not match its digest")
 	// ErrTooManyRanges is returned for a Range header with more than MaxRanges ranges.
 	ErrTooManyRanges = errors.New("too many ranges")
+	// ErrExists is returned by AddRobot for a name that is taken.
+	ErrExists = errors.New("exists")
 	// ErrNotBolt is returned by DB when the metadata is not in an embedded bbolt database.
 	ErrNotBolt = errors.New("the metadata is not in a bbolt database (back up PostgreSQL with pg_dump)")
 )

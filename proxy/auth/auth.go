@@ -98,7 +98,7 @@ type Authenticator struct {
 	// candidates maps a repository name as a client writes it (in a token scope) to the
 	// "<upstream>/<repository>" names it may stand for.
 	candidates func(name string) []string
-	robotMu    sync.Mutex // robot add and revoke, one at a time
+	robotMu    sync.Mutex // robot revokes, one at a time (adds are atomic in the store)
 	// robotsChanged, when set, is told after this replica added or revoked a robot.
 	robotsChanged func()
 
@@ -241,17 +241,16 @@ func (a *Authenticator) AddRobot(name string, scopes []string, ttl time.Duration
 			return "", fmt.Errorf("scope %d: %w", i, err)
 		}
 	}
-	a.robotMu.Lock()
-	defer a.robotMu.Unlock()
-	if _, err := a.store.Robot(name); err == nil {
-		return "", fmt.Errorf("robot %q exists: revoke it first", name)
-	}
 	tok, hash := NewRobotToken()
 	r := storage.Robot{Name: name, Hash: hash, Scopes: scopes, Created: a.now().UTC()}
 	if ttl > 0 {
 		r.Expires = r.Created.Add(ttl)
 	}
-	if err := a.store.PutRobot(r); err != nil {
+	// The store decides, atomically and for every replica sharing it, which of
+	// concurrent adds of one name wins.
+	if err := a.store.AddRobot(r); errors.Is(err, storage.ErrExists) {
+		return "", fmt.Errorf("robot %q exists: revoke it first", name)
+	} else if err != nil {
 		return "", err
 	}
 	a.robots.Add(1)

@@ -156,6 +156,27 @@ func (s *Store) PutRobot(r storage.Robot) error {
 	return s.exec(`INSERT INTO robots (name, record) VALUES ($1, $2) ON CONFLICT (name) DO UPDATE SET record = excluded.record`, r.Name, b)
 }
 
+// AddRobot creates a robot whose name is not taken, or returns storage.ErrExists.
+func (s *Store) AddRobot(r storage.Robot) error {
+	if r.Name == "" {
+		return fmt.Errorf("postgres: a robot needs a name")
+	}
+	b, err := json.Marshal(r)
+	if err != nil {
+		return err
+	}
+	ctx, cancel := opCtx()
+	defer cancel()
+	tag, err := s.pool.Exec(ctx, `INSERT INTO robots (name, record) VALUES ($1, $2) ON CONFLICT (name) DO NOTHING`, r.Name, b)
+	if err != nil {
+		return fmt.Errorf("postgres: %w", err)
+	}
+	if tag.RowsAffected() == 0 {
+		return fmt.Errorf("robot %q: %w", r.Name, storage.ErrExists)
+	}
+	return nil
+}
+
 // Robot returns a robot by name, or storage.ErrNotFound.
 func (s *Store) Robot(name string) (storage.Robot, error) {
 	var r storage.Robot

@@ -324,3 +324,39 @@ func manyJudgements(t *testing.T, m storage.Metadata) {
 		t.Fatalf("judgements: %d listed (%v), want %d in (repository, digest) order", len(got), err, n)
 	}
 }
+
+func robotAdds(t *testing.T, m storage.Metadata) {
+	const n = 20
+	errs := make(chan error, n)
+	var wg sync.WaitGroup
+	for i := range n {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			errs <- m.AddRobot(storage.Robot{Name: "ci", Hash: fmt.Sprintf("h%d", i), Created: time.Now().UTC()})
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	won := 0
+	for err := range errs {
+		switch {
+		case err == nil:
+			won++
+		case !errors.Is(err, storage.ErrExists):
+			t.Fatalf("add of a taken name: %v", err)
+		}
+	}
+	if won != 1 {
+		t.Fatalf("%d of %d concurrent adds of one robot succeeded, want 1", won, n)
+	}
+	if err := m.AddRobot(storage.Robot{Name: "ci"}); !errors.Is(err, storage.ErrExists) {
+		t.Fatalf("add after the add: %v", err)
+	}
+	if err := m.DeleteRobot("ci"); err != nil {
+		t.Fatal(err)
+	}
+	if err := m.AddRobot(storage.Robot{Name: "ci", Hash: "again"}); err != nil {
+		t.Fatalf("add after a revoke: %v", err)
+	}
+}

@@ -46,6 +46,7 @@ func Conformance(t *testing.T, open func(t *testing.T) storage.Metadata) {
 		{"keys that are not pull keys are refused", badPullKeys},
 		{"records keep their exact bytes", exactBytes},
 		{"robots are listed by name and replaced", robotDetails},
+		{"of concurrent adds of one robot exactly one succeeds", robotAdds},
 		{"baselines: the newest by time, even within a second", baselineOrder},
 		{"times keep microseconds", timePrecision},
 		{"concurrent writers", concurrentWriters},
