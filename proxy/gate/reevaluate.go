@@ -4,6 +4,8 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -60,7 +62,10 @@ func (g *Gate) Reevaluate(ctx context.Context) (ReevalStats, error) {
 			rescan = append(rescan, f)
 			return nil
 		}
-		if current != "" && f.DBVersion == current {
+		if current != "" && (f.DBVersion == current || newerDB(f.DBVersion, current)) {
+			// Made with this DB, or (by another replica sharing the store, which loaded
+			// its refresh first) with a newer one: detecting it again with ours would
+			// flip it back.
 			st.Current++
 			return nil
 		}
@@ -180,4 +185,25 @@ func (g *Gate) redetect(ctx context.Context, rd Redetector, f *Facts) error {
 	}
 	g.announce(dgst)
 	return nil
+}
+
+// newerDB reports whether DB version a ("v2@2026-03-01T06:00:00Z", scanner.DBInfo.ID)
+// names a newer DB than b: a later schema version, or the same one updated later. Names
+// that do not parse are never newer.
+func newerDB(a, b string) bool {
+	parse := func(s string) (int, time.Time, bool) {
+		v, at, ok := strings.Cut(s, "@")
+		n, err := strconv.Atoi(strings.TrimPrefix(v, "v"))
+		if !ok || err != nil || !strings.HasPrefix(v, "v") {
+			return 0, time.Time{}, false
+		}
+		t, err := time.Parse(time.RFC3339, at)
+		return n, t, err == nil
+	}
+	av, at, aok := parse(a)
+	bv, bt, bok := parse(b)
+	if !aok || !bok {
+		return false
+	}
+	return av > bv || av == bv && at.After(bt)
 }
