@@ -3,6 +3,7 @@ package proxy_test
 import (
 	"fmt"
 	"net/http"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -128,4 +129,57 @@ func TestReplicaTakesOverAbandonedScan(t *testing.T) {
 		t.Errorf("%d scans on B, want 1 (it took A's over)", n)
 	}
 	t.Logf("B took the scan over and served the image in %s (lease 1s)", time.Since(start).Round(time.Millisecond))
+}
+
+// TestReplicasRestartedKeepEverything: both replicas stop and start again on the shared
+// bucket and database; with the upstream gone, both still serve the allowed image whole
+// and deny the vulnerable one with its CVE, and nothing is scanned again.
+func TestReplicasRestartedKeepEverything(t *testing.T) {
+	up := proxytest.NewUpstream(t)
+	vuln, clean := randomImage(t, 2), randomImage(t, 2)
+	up.Push(t, "team/vuln:1", vuln)
+	up.Push(t, "team/clean:1", clean)
+	cfgName, _ := vuln.ConfigName()
+	vulns := map[v1.Hash][]policy.Vulnerability{cfgName: opensslVulns}
+	cfgs := proxytest.ReplicaConfigs(t, 2, up)
+	start := func() ([]*proxytest.Proxy, []*fakeScanner) {
+		var ps []*proxytest.Proxy
+		var scs []*fakeScanner
+		for _, cfg := range cfgs {
+			sc := &fakeScanner{vulns: vulns}
+			scs = append(scs, sc)
+			ps = append(ps, proxytest.Start(t, cfg, proxy.WithScanner(sc, policy.DefaultSet())))
+		}
+		return ps, scs
+	}
+	ps, _ := start()
+	if resp, body := get(t, http.MethodGet, ps[0].URL+"/v2/"+up.Name+"/team/vuln/manifests/1", nil); resp.StatusCode != http.StatusForbidden {
+		t.Fatalf("vulnerable image on A: %d %s", resp.StatusCode, body)
+	}
+	if err := pullAll(up.Name+"/team/clean:1", ps[1]); err != nil {
+		t.Fatalf("clean image on B: %v", err)
+	}
+	for _, p := range ps {
+		p.Close()
+	}
+
+	up.SetFault(func(w http.ResponseWriter, r *http.Request) bool {
+		w.WriteHeader(http.StatusServiceUnavailable) // the upstream is gone
+		return true
+	})
+	ps, scs := start()
+	for i, p := range ps {
+		resp, body := get(t, http.MethodGet, p.URL+"/v2/"+up.Name+"/team/vuln/manifests/1", nil)
+		if resp.StatusCode != http.StatusForbidden || !strings.Contains(string(body), "CVE-2023-5363") {
+			t.Fatalf("replica %d after the restart, vulnerable image: %d %s", i, resp.StatusCode, body)
+		}
+		if err := pullAll(up.Name+"/team/clean:1", p); err != nil {
+			t.Fatalf("replica %d after the restart, clean image: %v", i, err)
+		}
+	}
+	for i, sc := range scs {
+		if n := sc.calls.Load(); n != 0 {
+			t.Errorf("replica %d scanned %d times after the restart, want 0", i, n)
+		}
+	}
 }
