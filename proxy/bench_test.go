@@ -165,16 +165,23 @@ func BenchmarkColdPullOne(b *testing.B) {
 	i := 0
 	for b.Loop() {
 		b.StopTimer()
-		img, err := random.Image(1<<20, 3)
-		if err != nil {
-			b.Fatal(err)
-		}
-		tag := fmt.Sprintf("bench/cold:%d", i)
+		tag, _ := pushColdImage(b, up, i)
 		i++
-		up.Push(b, tag, img)
 		b.StartTimer()
 		if err := proxytest.PullAll(p.Host, up.Name+"/"+tag); err != nil {
 			b.Fatal(err)
 		}
 	}
+}
+
+// pushColdImage pushes the i-th never-seen image of a cold-pull benchmark (a config and
+// three 1 MiB layers) and returns its repository:tag and the image.
+func pushColdImage(b *testing.B, up *proxytest.Upstream, i int) (string, v1.Image) {
+	img, err := random.Image(1<<20, 3)
+	if err != nil {
+		b.Fatal(err)
+	}
+	tag := fmt.Sprintf("bench/cold:%d", i)
+	up.Push(b, tag, img)
+	return tag, img
 }

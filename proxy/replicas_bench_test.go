@@ -68,13 +68,8 @@ func BenchmarkReplicasColdPull(b *testing.B) {
 	i, blobs := 0, 0
 	for b.Loop() {
 		b.StopTimer()
-		img, err := random.Image(1<<20, 3)
-		if err != nil {
-			b.Fatal(err)
-		}
-		tag := fmt.Sprintf("bench/cold:%d", i)
+		tag, img := pushColdImage(b, up, i)
 		i++
-		up.Push(b, tag, img)
 		up.ResetCounts()
 		b.StartTimer()
 		errs := make(chan error, len(ps))
