@@ -14,10 +14,11 @@ trap cleanup EXIT
 wait_for() { for _ in $(seq 200); do curl -fsS "http://$1/v2/" >/dev/null 2>&1 && return 0; sleep 0.1; done; echo "no registry at $1" >&2; exit 1; }
 
 # build_tools builds goldproxy and pullbench into $work and installs distribution's
-# registry v3.1.2 (outside the module) into $BIN.
+# registry v3.1.2 (outside the module) into $BIN. GOLDPROXY_BIN names a goldproxy
+# binary to run instead of building one (to compare two builds).
 build_tools() {
   echo "building goldproxy and pullbench; distribution registry v3.1.2 in $BIN..." >&2
-  go build -o "$work/goldproxy" ./cmd/goldproxy
+  if [ -n "${GOLDPROXY_BIN:-}" ]; then cp "$GOLDPROXY_BIN" "$work/goldproxy"; else go build -o "$work/goldproxy" ./cmd/goldproxy; fi
   go build -o "$work/pullbench" ./bench/pullbench
   [ -x "$BIN/registry" ] || (cd / && GOFLAGS= GOBIN="$BIN" go install github.com/distribution/distribution/v3/cmd/registry@v3.1.2)
   "$work/pullbench" mkdb --fixtures scanner/testdata/db --out "$work/trivy-db"
@@ -50,6 +51,7 @@ start_gold() {
 listen: $1
 data_dir: $work/goldproxy-data
 log: {level: warn}
+metrics: {listen: ${GOLD_METRICS:-127.0.0.1:5199}}
 db: {dir: $work/trivy-db}
 upstreams:
   - name: bench.local

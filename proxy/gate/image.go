@@ -15,6 +15,7 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/types"
 	"github.com/klauspost/compress/gzip"
 	"github.com/klauspost/compress/zstd"
+	"github.com/klauspost/readahead"
 	"github.com/opencontainers/go-digest"
 
 	"github.com/goldproxy/goldproxy/proxy/config"
@@ -235,7 +236,10 @@ func (l *storedLayer) Uncompressed() (io.ReadCloser, error) {
 		}
 		r, closeDec = zr, zr.Close
 	}
-	return &limitedLayer{r: r, l: l, close: func() error { closeDec(); return rc.Close() }}, nil
+	lr := &limitedLayer{r: r, l: l, close: func() error { closeDec(); return rc.Close() }}
+	// Decompression runs ahead of its reader in a goroutine of its own (up to 4 × 1 MiB):
+	// inflating a layer and Trivy's walk of it use two cores, not one after the other.
+	return readahead.NewReadCloserSize(lr, 4, 1<<20)
 }
 
 // limitedLayer counts a layer's decompressed bytes against the image's limits.
