@@ -5,6 +5,27 @@
 //
 // It never deletes a blob a request or a scan is using, nor an image pulled within the
 // grace period, and never runs two collections at once.
+//
+// On a store replicas share (PostgreSQL), what "in use" means must hold across them: the
+// leases and buffered pulls a collection can see are its own process's only. So every
+// replica publishes its holds — the digests its requests and scans hold, and the images
+// pulled within the grace period whose pull times it has not flushed yet — under its own
+// holder name, every heartbeat (5 s) and within 100 ms of a digest becoming newly held;
+// a set expires after three heartbeats. A collection is then two-phase: it chooses its
+// candidates, waits until every other replica published twice since (the second set was
+// taken after the candidates were, so it shows what that replica used then) or let its
+// set expire, flushes its own pulls, reads last pulls and holds again, and removes only
+// the candidates not used or held since. A blob no stored manifest references is kept
+// while it is younger than the grace period by its stored modification time: another
+// replica may be ingesting it, its manifest not stored yet. A dry run is the first phase.
+//
+// What remains open is the window one process has too (a pull between a collection's
+// last read and its deletes), widened by the publish delay (~100 ms): such a pull finds
+// content gone. A blob whose manifest is still stored is then a miss that proxy/mirror
+// fetches from the upstream again; a manifest is fetched and scanned again; a client
+// that got its manifest just before it went is answered BLOB_UNKNOWN for its blobs and
+// its retry pulls the image anew. Expiry compares the replicas' wall clocks: they must
+// agree to well within a set's life.
 package gc
 
 import (
