@@ -218,16 +218,13 @@ func mapErr(err error) error {
 	return err
 }
 
-// BlobInfo is a stored blob, its size and when it was stored.
+// BlobInfo is a stored blob and its size.
 type BlobInfo struct {
 	Digest digest.Digest
 	Size   int64
-	// Modified is when the blob was written, by the storage backend's clock (the file's
-	// modification time, the S3 object's Last-Modified).
-	Modified time.Time
 }
 
-// Blobs lists every blob in the blob store with its size and modification time.
+// Blobs lists every blob in the blob store with its size.
 func (s *Store) Blobs(ctx context.Context) ([]BlobInfo, error) {
 	var out []BlobInfo
 	root := "/docker/registry/v2/blobs"
@@ -242,7 +239,7 @@ func (s *Store) Blobs(ctx context.Context) ([]BlobInfo, error) {
 		}
 		d := digest.NewDigestFromEncoded(digest.Algorithm(parts[0]), parts[2])
 		if d.Validate() == nil {
-			out = append(out, BlobInfo{Digest: d, Size: fi.Size(), Modified: fi.ModTime()})
+			out = append(out, BlobInfo{Digest: d, Size: fi.Size()})
 		}
 		return nil
 	})
