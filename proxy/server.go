@@ -58,6 +58,7 @@ type Server struct {
 
 	peers peers      // the other replicas sharing the store; nil: none
 	lead  leadership // the jobs one replica runs
+	beat  time.Duration
 }
 
 // Option configures a Server.
@@ -87,6 +88,10 @@ func WithDBUpdater(f func(context.Context) (any, error)) Option {
 
 // WithLogger sets the logger.
 func WithLogger(l *slog.Logger) Option { return func(s *Server) { s.log = l } }
+
+// WithHoldsHeartbeat sets how often a replica on a shared store tells the others which
+// digests it uses (default 5 s; tests).
+func WithHoldsHeartbeat(d time.Duration) Option { return func(s *Server) { s.beat = d } }
 
 // WithClock sets the clock used for tag TTLs (tests).
 func WithClock(now func() time.Time) Option { return func(s *Server) { s.now = now } }
@@ -149,12 +154,20 @@ func New(cfg *config.Config, store *storage.Store, opts ...Option) (*Server, err
 	if s.check == nil {
 		s.check = allow
 	}
-	gd := gc.Deps{Store: store, Config: &cfg.Storage.GC, InUse: s.mirror, Life: s.life, Log: s.log, Now: s.now}
+	// Replicas that elect a leader share the store: its collections must spare what the
+	// others use.
+	_, shared := store.Metadata().(leader)
+	gd := gc.Deps{Store: store, Config: &cfg.Storage.GC, InUse: s.mirror, Life: s.life, Log: s.log, Now: s.now,
+		Shared: shared, Heartbeat: s.beat}
 	if s.gate != nil {
 		gd.Verdicts = s.gate
 		gd.Cache, _ = s.gate.Scanner().(gc.CacheForgetter)
 	}
 	s.gc = gc.New(gd)
+	if shared {
+		s.mirror.OnNewHold(s.gc.NewlyHeld)
+		s.goBackground(s.gc.Publish)
+	}
 	s.admin = admin.New(store, s.gate, s.auth, s.gc, s.dbUpdate, s.now).WithVersion(s.version).WithBackup(s.backup)
 	if err := s.registry.Register(s.admin.Collector()); err != nil {
 		return nil, err

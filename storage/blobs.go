@@ -218,13 +218,16 @@ func mapErr(err error) error {
 	return err
 }
 
-// BlobInfo is a stored blob and its size.
+// BlobInfo is a stored blob, its size and when it was stored.
 type BlobInfo struct {
 	Digest digest.Digest
 	Size   int64
+	// Modified is when the blob was written, by the storage backend's clock (the file's
+	// modification time, the S3 object's Last-Modified).
+	Modified time.Time
 }
 
-// Blobs lists every blob in the blob store with its size.
+// Blobs lists every blob in the blob store with its size and modification time.
 func (s *Store) Blobs(ctx context.Context) ([]BlobInfo, error) {
 	var out []BlobInfo
 	root := "/docker/registry/v2/blobs"
@@ -239,7 +242,7 @@ func (s *Store) Blobs(ctx context.Context) ([]BlobInfo, error) {
 		}
 		d := digest.NewDigestFromEncoded(digest.Algorithm(parts[0]), parts[2])
 		if d.Validate() == nil {
-			out = append(out, BlobInfo{Digest: d, Size: fi.Size()})
+			out = append(out, BlobInfo{Digest: d, Size: fi.Size(), Modified: fi.ModTime()})
 		}
 		return nil
 	})

@@ -25,7 +25,7 @@ var (
 
 func initBuckets(db *bolt.DB) error {
 	return db.Update(func(tx *bolt.Tx) error {
-		for _, b := range [][]byte{bucketManifests, bucketTags, bucketLinks, bucketReferrers, bucketManifestContent, bucketVerdicts, bucketReports, bucketJudgements, bucketOwners, bucketPulled, bucketRobots, bucketBaselines} {
+		for _, b := range [][]byte{bucketManifests, bucketTags, bucketLinks, bucketReferrers, bucketManifestContent, bucketVerdicts, bucketReports, bucketJudgements, bucketOwners, bucketPulled, bucketRobots, bucketBaselines, bucketHolds} {
 			if _, err := tx.CreateBucketIfNotExists(b); err != nil {
 				return fmt.Errorf("storage: create bucket %s: %w", b, err)
 			}

@@ -9,8 +9,9 @@ import (
 // Metadata is everything the store keeps beside blob content: manifests and their
 // exact bytes, tags with fetch times, links (which repository may see which digest),
 // referrers, scan facts and reports by digest, judgements by repository and digest,
-// last pulls, robots and baselines. bbolt implements it embedded (the default), the
-// storage/postgres package on a shared database; each must pass storagetest.Conformance.
+// last pulls, robots, baselines and the digests each replica holds in use. bbolt
+// implements it embedded (the default), the storage/postgres package on a shared
+// database; each must pass storagetest.Conformance.
 //
 // Keys given to PutJudgements and MarkPulled are PullKey(repository, digest). Times are
 // kept to the microsecond at least. Listings come in byte order of their keys.
@@ -56,6 +57,12 @@ type Metadata interface {
 
 	PutBaseline(at time.Time, b []byte) error
 	LatestBaseline() (time.Time, []byte, error)
+
+	// PublishHolds replaces holder's set of digests in use with ds, held until until; a
+	// collection on any replica spares what Holds lists.
+	PublishHolds(holder string, ds []digest.Digest, until time.Time) error
+	// Holds are the sets of every holder not expired at now, by holder.
+	Holds(now time.Time) (map[string]HoldSet, error)
 
 	// Writable checks that the metadata accepts writes (readiness).
 	Writable() error

@@ -5,20 +5,39 @@
 //
 // It never deletes a blob a request or a scan is using, nor an image pulled within the
 // grace period, and never runs two collections at once.
+//
+// On a store replicas share (PostgreSQL), what "in use" means must hold across them: the
+// leases and buffered pulls a collection can see are its own process's only. So every
+// replica publishes its holds — the digests its requests and scans hold, and the images
+// pulled within the grace period whose pull times it has not flushed yet — under its own
+// holder name, every heartbeat (5 s) and within 100 ms of a digest becoming newly held;
+// a set expires after three heartbeats. A collection is then two-phase: it chooses its
+// candidates, waits until every other replica published twice since (the second set was
+// taken after the candidates were, so it shows what that replica used then) or let its
+// set expire, flushes its own pulls, reads last pulls and holds again, and removes only
+// the candidates not used or held since. A blob no stored manifest references is kept
+// while it is younger than the grace period by its stored modification time: another
+// replica may be ingesting it, its manifest not stored yet. A dry run is the first phase.
+//
+// What remains open is the window one process has too (a pull between a collection's
+// last read and its deletes), widened by the publish delay (~100 ms): such a pull finds
+// content gone. A blob whose manifest is still stored is then a miss that proxy/mirror
+// fetches from the upstream again; a manifest is fetched and scanned again; a client
+// that got its manifest just before it went is answered BLOB_UNKNOWN for its blobs and
+// its retry pulls the image anew. Expiry compares the replicas' wall clocks: they must
+// agree to well within a set's life.
 package gc
 
 import (
 	"context"
 	"encoding/json"
 	"log/slog"
-	"slices"
 	"sync"
 	"time"
 
 	"github.com/opencontainers/go-digest"
 
 	"github.com/goldproxy/goldproxy/proxy/config"
-	"github.com/goldproxy/goldproxy/proxy/mirror"
 	"github.com/goldproxy/goldproxy/storage"
 )
 
@@ -42,16 +61,24 @@ type Result struct {
 type Pulls struct {
 	mu sync.Mutex
 	m  map[string]time.Time
+	// onNew, on a shared store, is told of a pull not buffered yet: the replica publishes
+	// it among its holds (holds.go) until it is flushed. It must not block.
+	onNew func()
 }
 
 // Mark records that repo's manifest d was pulled at t.
 func (p *Pulls) Mark(repo string, d digest.Digest, t time.Time) {
+	k := storage.PullKey(repo, d)
 	p.mu.Lock()
 	if p.m == nil {
 		p.m = map[string]time.Time{}
 	}
-	p.m[storage.PullKey(repo, d)] = t
+	_, seen := p.m[k]
+	p.m[k] = t
 	p.mu.Unlock()
+	if !seen && p.onNew != nil {
+		p.onNew()
+	}
 }
 
 // Snapshot copies the buffered pulls (repo\x00digest → time).
@@ -73,9 +100,24 @@ func (p *Pulls) take() map[string]time.Time {
 	return m
 }
 
+// restore puts pulls that could not be flushed back, unless pulled again since.
+func (p *Pulls) restore(m map[string]time.Time) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.m == nil {
+		p.m = map[string]time.Time{}
+	}
+	for k, t := range m {
+		if t.After(p.m[k]) {
+			p.m[k] = t
+		}
+	}
+}
+
 // InUse says which blobs and manifests a request or a scan is using.
 type InUse interface {
 	Held(d digest.Digest) bool
+	Holding() []digest.Digest
 }
 
 // Verdicts is what the gate keeps per digest: a collection finds the analysis key of
@@ -101,23 +143,47 @@ type Deps struct {
 	Life     Lifetime
 	Log      *slog.Logger
 	Now      func() time.Time
+	// Shared says other replicas use the store: each publishes what it holds (Publish),
+	// and a collection waits for them to and spares it.
+	Shared bool
+	// Heartbeat is how often Publish publishes on a shared store; 0: every 5 s.
+	Heartbeat time.Duration
 }
 
 // Collector enforces storage.gc.
 type Collector struct {
 	Deps
-	mu    sync.Mutex // one collection at a time
-	pulls Pulls
+	mu      sync.Mutex // one collection at a time
+	pulls   Pulls
+	flushMu sync.Mutex // a flush's pulls are in the buffer or in the store, never in neither
+	holder  string     // this replica in the store's holds
+	poke    chan struct{}
 }
 
-// New returns a collector; Run and FlushLoop are its background loops.
-func New(d Deps) *Collector { return &Collector{Deps: d} }
+// New returns a collector; Run and FlushLoop (and on a shared store Publish) are its
+// background loops.
+func New(d Deps) *Collector {
+	c := &Collector{Deps: d, holder: newHolder(), poke: make(chan struct{}, 1)}
+	if d.Shared {
+		c.pulls.onNew = c.NewlyHeld
+	}
+	return c
+}
 
 // Pulls is the buffer of last-pull times.
 func (c *Collector) Pulls() *Pulls { return &c.pulls }
 
 // FlushPulls writes buffered last-pull times to the store.
-func (c *Collector) FlushPulls() error { return c.Store.MarkPulled(c.pulls.take()) }
+func (c *Collector) FlushPulls() error {
+	c.flushMu.Lock()
+	defer c.flushMu.Unlock()
+	m := c.pulls.take()
+	if err := c.Store.MarkPulled(m); err != nil {
+		c.pulls.restore(m)
+		return err
+	}
+	return nil
+}
 
 // FlushLoop writes last-pull times every 30 s until ctx ends, then once more.
 func (c *Collector) FlushLoop(ctx context.Context) {
@@ -140,7 +206,8 @@ func (c *Collector) FlushLoop(ctx context.Context) {
 // then blobs no kept manifest references) with their verdicts and cached analysis,
 // until the store is under max_size and nothing is older than max_age. An index goes
 // with its platform manifests (it owns no blobs itself). Blobs in use by
-// a request and images pulled within the grace period are never removed.
+// a request and images pulled within the grace period are never removed. On a shared
+// store a collection that is not a dry run is two-phase (see the package comment).
 func (c *Collector) Collect(ctx context.Context, dryRun bool) (Result, error) {
 	c.mu.Lock() // the loop and the API never collect at once
 	defer c.mu.Unlock()
@@ -165,93 +232,32 @@ func (c *Collector) Collect(ctx context.Context, dryRun bool) (Result, error) {
 		res.SizeBefore += b.Size
 	}
 	res.BlobsBefore = len(blobs)
-
-	// What each image holds: its blobs, and for an index, its platform manifests (the
-	// stored ones of the same repository), and how many stored indexes hold each of those.
-	refs := make([][]digest.Digest, len(images))
-	children := map[digest.Digest]bool{}
-	at := make(map[string]int, len(images))
-	for i, img := range images {
-		at[storage.PullKey(img.Repository, img.Digest)] = i
+	held, others, err := c.holds()
+	if err != nil {
+		return res, err
 	}
-	kids := make([][]int, len(images))
-	parents := make([]int, len(images))
-	for i, img := range images {
-		var m mirror.ManifestFields
-		_ = json.Unmarshal(img.Raw, &m)
-		if m.Config != nil {
-			refs[i] = append(refs[i], m.Config.Digest)
-		}
-		for _, l := range m.Layers {
-			refs[i] = append(refs[i], l.Digest)
-		}
-		for _, c := range m.Manifests {
-			children[c.Digest] = true
-			if j, ok := at[storage.PullKey(img.Repository, c.Digest)]; ok && j != i {
-				kids[i] = append(kids[i], j)
-				parents[j]++
-			}
-		}
-	}
-	count := map[digest.Digest]int{}
-	for i := range images {
-		for _, d := range refs[i] {
-			count[d]++
-		}
-	}
-	total := res.SizeBefore
-	for d, n := range size { // blobs no manifest references are not worth keeping
-		if count[d] == 0 {
-			total -= n
-		}
-	}
-	order := make([]int, len(images))
-	for i := range order {
-		order[i] = i
-	}
-	slices.SortFunc(order, func(a, b int) int { return images[a].Used().Compare(images[b].Used()) })
 	now := c.Now()
-	evicted := map[int]bool{}
-	evict := func(i int) {
-		evicted[i] = true
-		for _, d := range refs[i] {
-			if count[d]--; count[d] == 0 {
-				total -= size[d]
-			}
+	spare := func(img storage.Image) bool { return now.Sub(img.Used()) < cfg.Grace || held(img.Digest) }
+	p := choose(cfg, images, size, res.SizeBefore, now, spare)
+	first := p
+	keepBlob := func(b storage.BlobInfo) bool { return held(b.Digest) }
+	if c.Shared {
+		// A blob no manifest references may be one another replica is ingesting, its
+		// manifest not stored yet: young, it stays. The store's clock says how young.
+		keepBlob = func(b storage.BlobInfo) bool {
+			return held(b.Digest) || (first.orphan[b.Digest] && time.Since(b.Modified) < cfg.Grace)
 		}
 	}
-	for _, i := range order {
-		img := images[i]
-		if evicted[i] {
-			continue // went with its index
-		}
-		tooOld := cfg.MaxAge > 0 && now.Sub(img.Used()) > cfg.MaxAge
-		tooBig := cfg.MaxSize > 0 && total > int64(cfg.MaxSize)
-		if !tooOld && !tooBig {
-			continue
-		}
-		if now.Sub(img.Used()) < cfg.Grace || c.InUse.Held(img.Digest) {
-			continue
-		}
-		if children[img.Digest] && !tooOld {
-			continue // a platform manifest goes with its index (or by age)
-		}
-		evict(i)
-		// An index owns no blobs: its platform manifests go with it (unless another
-		// kept index holds them, or they are in use), or evicting it frees nothing.
-		for _, j := range kids[i] {
-			if parents[j]--; parents[j] > 0 || evicted[j] {
-				continue
-			}
-			if now.Sub(images[j].Used()) < cfg.Grace || c.InUse.Held(images[j].Digest) {
-				continue
-			}
-			evict(j)
+	if c.Shared && !dryRun {
+		// Phase two: once every replica published what it used when the candidates were
+		// chosen, choose again from what is stored and held now, among the candidates only.
+		if p, keepBlob, err = c.again(ctx, cfg, first, others, size, res.SizeBefore, keepBlob); err != nil {
+			return res, err
 		}
 	}
 	var gone, kept []json.RawMessage
-	for i, img := range images {
-		if !evicted[i] {
+	for i, img := range p.images {
+		if !p.evicted[i] {
 			if k := c.scanKey(img.Digest); k != nil {
 				kept = append(kept, k)
 			}
@@ -274,7 +280,7 @@ func (c *Collector) Collect(ctx context.Context, dryRun bool) (Result, error) {
 	var layers []string
 	res.SizeAfter = res.SizeBefore
 	for _, b := range blobs {
-		if count[b.Digest] > 0 || c.InUse.Held(b.Digest) {
+		if p.count[b.Digest] > 0 || keepBlob(b) {
 			continue
 		}
 		res.DeletedBlobs++

@@ -142,6 +142,13 @@ func (m *Mirror) Hold(d digest.Digest) func() { return m.leases.Hold(d) }
 // Held reports whether blob d is in use by a request or a scan.
 func (m *Mirror) Held(d digest.Digest) bool { return m.leases.Held(d) }
 
+// Holding lists the digests in use by a request or a scan.
+func (m *Mirror) Holding() []digest.Digest { return m.leases.Holding() }
+
+// OnNewHold has fn told, without blocking, each time a digest becomes held. It must be
+// called before the mirror serves.
+func (m *Mirror) OnNewHold(fn func()) { m.leases.onNew = fn }
+
 // detach is a background context bounded by the upstream timeout, for upstream round
 // trips shared by several requests.
 func (m *Mirror) detach(ctx context.Context) (context.Context, context.CancelFunc) {

@@ -1,8 +1,9 @@
 // Package postgres keeps goldproxy's metadata (storage.Metadata) in PostgreSQL, so that
 // several goldproxy replicas share manifests, tags, links, referrers, scan facts,
-// judgements, reports, robots, last pulls and baselines. The schema is versioned: the
-// embedded migrations are applied at Open, in one transaction, under an advisory lock so
-// replicas starting together do not race.
+// judgements, reports, robots, last pulls, baselines and what each replica holds in use
+// (for garbage collection on the leader). The schema is versioned: the embedded
+// migrations are applied at Open, in one transaction, under an advisory lock so replicas
+// starting together do not race.
 //
 // It holds no state of its own beyond the connection pool: everything it answers comes
 // from the database. It never interprets the gate's records and never stores a

@@ -10,6 +10,7 @@ import (
 	"net/http/httptest"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/opencontainers/go-digest"
 
@@ -126,6 +127,10 @@ func Blobs(t *testing.T, s *storage.Store, uploads func() []string) {
 		for _, bi := range bs {
 			if (bi.Digest == digest.FromBytes(small) && bi.Size != int64(len(small))) || (bi.Digest == digest.FromBytes(large) && bi.Size != int64(len(large))) {
 				t.Fatalf("listed size: %+v", bi)
+			}
+			// Garbage collection spares blobs younger than its grace by this time.
+			if age := time.Since(bi.Modified); age < -time.Minute || age > time.Hour {
+				t.Fatalf("listed modification time %s: not when the blob was written", bi.Modified)
 			}
 		}
 	})

@@ -51,6 +51,7 @@ func Conformance(t *testing.T, open func(t *testing.T) storage.Metadata) {
 		{"times keep microseconds", timePrecision},
 		{"concurrent writers", concurrentWriters},
 		{"many judgements: one batch, each listed once in order", manyJudgements},
+		{"holds: replaced per holder, expire at their time", holds},
 	} {
 		t.Run(tc.name, func(t *testing.T) { tc.fn(t, open(t)) })
 	}
