@@ -155,3 +155,21 @@ func TestCollectKeepsYoungUnreferencedBlobsOnASharedStore(t *testing.T) {
 		}
 	}
 }
+
+// TestCollectIsNotHeldBackByItsOwnPublishedSet: what this replica published a heartbeat
+// ago (a pull's manifest and layer) is a stale copy of its own leases, which it reads
+// live: a collection after the pull ended evicts the image although the published set
+// still names both.
+func TestCollectIsNotHeldBackByItsOwnPublishedSet(t *testing.T) {
+	old := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	cfg := &config.GCConfig{MaxAge: time.Hour, Grace: time.Minute}
+	c := collector(t, true, cfg, func() time.Time { return old.Add(24 * time.Hour) })
+	m, layer := putImage(t, c.Store, "r.test/app", old)
+	if err := c.Store.PublishHolds(c.holder, []digest.Digest{m, layer}, time.Now().Add(time.Hour)); err != nil {
+		t.Fatal(err)
+	}
+	res, err := c.Collect(context.Background(), false)
+	if err != nil || len(res.Evicted) != 1 || res.DeletedBlobs != 1 {
+		t.Fatalf("collection with only its own stale set published: %+v %v", res, err)
+	}
+}

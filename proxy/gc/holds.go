@@ -100,7 +100,7 @@ func (c *Collector) publish() error {
 }
 
 // holds says what a collection must spare as in use: this process's leases and, on a
-// shared store, every replica's published holds (the sets also returned).
+// shared store, every other replica's published holds (the sets also returned).
 func (c *Collector) holds() (func(digest.Digest) bool, map[string]storage.HoldSet, error) {
 	if !c.Shared {
 		return c.InUse.Held, nil, nil
@@ -110,7 +110,12 @@ func (c *Collector) holds() (func(digest.Digest) bool, map[string]storage.HoldSe
 		return nil, nil, err
 	}
 	shared := map[digest.Digest]bool{}
-	for _, s := range sets {
+	for h, s := range sets {
+		if h == c.holder {
+			// This replica's own set is a snapshot of what its leases and buffered pulls
+			// said up to a heartbeat ago: they are read live instead.
+			continue
+		}
 		for _, d := range s.Digests {
 			shared[d] = true
 		}
