@@ -76,6 +76,15 @@ func (fs *fetchSet) wait(ctx context.Context, d digest.Digest) error {
 	}
 }
 
+// close waits for every fetch and lets go of the layers' streams (their spill files):
+// the scan is over.
+func (fs *fetchSet) close() {
+	fs.wg.Wait()
+	for _, s := range fs.streams {
+		s.release()
+	}
+}
+
 // all waits for every fetch and returns the first failure.
 func (fs *fetchSet) all(ctx context.Context) error {
 	for d := range fs.done {

@@ -548,7 +548,7 @@ func (g *Gate) scanOne(ctx context.Context, source string, dgst digest.Digest) (
 	fetches := newFetchSet(ctx, blobs, func(ctx context.Context, d digest.Digest, tap func([]byte) bool) error {
 		return g.fetch.EnsureBlob(ctx, source, d, tap)
 	})
-	defer fetches.wg.Wait() // nothing of this scan runs on after it returned
+	defer fetches.close() // nothing of this scan runs on after it returned
 	if err := fetches.wait(ctx, blobs[0]); err != nil {
 		return nil, c, err
 	}
