@@ -7,6 +7,7 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
@@ -139,7 +140,7 @@ func New(cfg *config.Config, store *storage.Store, opts ...Option) (*Server, err
 		}
 		claims, _ := store.Metadata().(gate.Claims) // shared metadata: one scan across replicas
 		s.gate, err = gate.New(gate.Deps{Store: store, Scanner: s.scanner, Policy: s.policy, Scan: cfg.Scan, Webhooks: cfg.Webhooks,
-			Fetch: s.mirror, Life: s.life, Leases: s.mirror, Claims: claims, Changed: s.factsChanged, Log: s.log, Registry: s.registry, External: cfg.External(), Limits: cfg.Limits,
+			Fetch: s.mirror, Life: s.life, Leases: s.mirror, Claims: claims, Changed: s.factsChanged, Log: s.log, Registry: s.registry, External: cfg.External(), Limits: cfg.Limits, SpillDir: filepath.Join(cfg.DataDir, "tmp"),
 			Signatures: s.mirror, Verifier: verifier, Discover: cfg.Trust.Discover})
 		if err != nil {
 			return nil, err

@@ -18,12 +18,12 @@ type fetchSet struct {
 }
 
 // newFetchSet fetches blobs (the config, then the layers), at most 4 at a time; each
-// layer's bytes are also streamed to the scan as they are stored.
-func newFetchSet(ctx context.Context, blobs []digest.Digest, fetch func(context.Context, digest.Digest, func([]byte) bool) error) *fetchSet {
+// layer's bytes are also streamed to the scan as they are stored (spilling in spillDir).
+func newFetchSet(ctx context.Context, blobs []digest.Digest, spillDir string, fetch func(context.Context, digest.Digest, func([]byte) bool) error) *fetchSet {
 	fs := &fetchSet{done: map[digest.Digest]chan struct{}{}, errs: map[digest.Digest]*error{}, streams: map[digest.Digest]*layerStream{}}
 	for i, b := range blobs {
 		if _, dup := fs.streams[b]; i > 0 && !dup {
-			fs.streams[b] = newLayerStream()
+			fs.streams[b] = newLayerStream(spillDir)
 		}
 	}
 	sem := make(chan struct{}, 4)

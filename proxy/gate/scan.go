@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"os"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -174,6 +175,10 @@ type Deps struct {
 	Signatures SignatureFinder
 	Verifier   TrustVerifier
 	Discover   bool
+	// SpillDir is where a layer's bytes the scan has not read yet spill past the memory
+	// queue (unlinked files, gone with the scan): the server's <data_dir>/tmp, on disk
+	// (a tmpfs /tmp would hold them in memory). "": the temp dir.
+	SpillDir string
 }
 
 // Gate scans every new image manifest once, keeps the facts, and judges them for every
@@ -195,6 +200,7 @@ type Gate struct {
 	signatures SignatureFinder
 	verifier   TrustVerifier
 	discover   bool
+	spillDir   string
 	// indexes are the index digests whose signatures were mirrored since start.
 	indexes sync.Map
 	metrics *metrics
@@ -216,7 +222,12 @@ type Gate struct {
 // restart interrupted, webhook deliveries.
 func New(d Deps) (*Gate, error) {
 	g := &Gate{store: d.Store, scanner: d.Scanner, cfg: d.Scan, fetch: d.Fetch, life: d.Life, leases: d.Leases, claims: d.Claims, changed: d.Changed, log: d.Log, now: time.Now, external: d.External, limits: d.Limits,
-		signatures: d.Signatures, verifier: d.Verifier, discover: d.Discover}
+		signatures: d.Signatures, verifier: d.Verifier, discover: d.Discover, spillDir: d.SpillDir}
+	if g.spillDir != "" {
+		if err := os.MkdirAll(g.spillDir, 0o700); err != nil {
+			return nil, fmt.Errorf("gate: spill dir: %w", err)
+		}
+	}
 	if g.claims == nil {
 		g.claims = &localClaims{}
 	}
@@ -545,7 +556,7 @@ func (g *Gate) scanOne(ctx context.Context, source string, dgst digest.Digest) (
 	// layer is analysed as it downloads (its stream), or from the store once its fetch is
 	// done; a cached layer is not waited for. The scanner keeps an analysis only once its
 	// layer is verified, and the facts wait for every blob.
-	fetches := newFetchSet(ctx, blobs, func(ctx context.Context, d digest.Digest, tap func([]byte) bool) error {
+	fetches := newFetchSet(ctx, blobs, g.spillDir, func(ctx context.Context, d digest.Digest, tap func([]byte) bool) error {
 		return g.fetch.EnsureBlob(ctx, source, d, tap)
 	})
 	defer fetches.close() // nothing of this scan runs on after it returned

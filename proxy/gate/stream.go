@@ -12,7 +12,7 @@ import (
 
 // A layer's bytes reach the scan as the ingest writes them to the store. The first
 // maxStreamed bytes the scan has not read yet are queued in memory; past that, what
-// follows is appended to a spill file (unlinked, in the temp dir) that the scan reads on
+// follows is appended to a spill file (unlinked, in the gate's spill dir) that the scan reads on
 // from, so a download faster than the analysis never leaves the scan waiting for the
 // whole layer to be stored. Past maxSpilled on disk (or if the spill file cannot be
 // written) the stream is dropped and the scan reads the rest from the store once the
@@ -40,10 +40,11 @@ type layerStream struct {
 	done      bool
 	err       error
 	claimed   bool
+	dir       string // of the spill file; "": the temp dir
 }
 
-func newLayerStream() *layerStream {
-	s := &layerStream{}
+func newLayerStream(dir string) *layerStream {
+	s := &layerStream{dir: dir}
 	s.cond = sync.NewCond(&s.mu)
 	return s
 }
@@ -69,7 +70,7 @@ func (s *layerStream) tap(b []byte) bool {
 		return false
 	}
 	if s.spill == nil {
-		f, err := os.CreateTemp("", "goldproxy-layer-*")
+		f, err := os.CreateTemp(s.dir, "layer-*")
 		if err != nil {
 			s.dropLocked()
 			s.mu.Unlock()

@@ -49,10 +49,10 @@ func readWithin(t *testing.T, r io.Reader, n int) []byte {
 // fetch is still running (not from the store after it), byte for byte, and the spill
 // file is gone from the temp dir while in use and closed with the reader.
 func TestLayerStreamSpillsWhatTheScanHasNotRead(t *testing.T) {
-	t.Setenv("TMPDIR", t.TempDir())
+	dir := t.TempDir()
 	data := make([]byte, 3*maxStreamed+12345)
 	_, _ = rand.Read(data)
-	s := newLayerStream()
+	s := newLayerStream(dir)
 	for off := 0; off < len(data); off += 32 << 10 {
 		if !s.tap(data[off:min(off+32<<10, len(data))]) {
 			t.Fatalf("tap at %d dropped the stream", off)
@@ -61,8 +61,8 @@ func TestLayerStreamSpillsWhatTheScanHasNotRead(t *testing.T) {
 	if s.queued > maxStreamed || s.spilled != int64(len(data)-s.queued) {
 		t.Fatalf("queued %d in memory, %d spilled", s.queued, s.spilled)
 	}
-	if left, _ := os.ReadDir(os.Getenv("TMPDIR")); len(left) != 0 {
-		t.Fatalf("the spill file is visible in the temp dir: %v", left)
+	if left, _ := os.ReadDir(dir); len(left) != 0 {
+		t.Fatalf("the spill file is visible in the spill dir: %v", left)
 	}
 	if !s.claim() {
 		t.Fatal("not claimed")
@@ -97,7 +97,7 @@ func TestLayerStreamDroppedPastTheSpillLimit(t *testing.T) {
 	t.Cleanup(func() { maxSpilled = old })
 	data := make([]byte, maxStreamed+3<<20)
 	_, _ = rand.Read(data)
-	s := newLayerStream()
+	s := newLayerStream(t.TempDir())
 	s.claim()
 	opens := 0
 	r := &streamReader{ctx: context.Background(), s: s, open: storeOf(data, &opens)}
@@ -138,7 +138,7 @@ func TestLayerStreamDroppedPastTheSpillLimit(t *testing.T) {
 // TestLayerStreamFetchFailure: a failed fetch fails the read once the tapped bytes are
 // read; nothing comes from the store.
 func TestLayerStreamFetchFailure(t *testing.T) {
-	s := newLayerStream()
+	s := newLayerStream(t.TempDir())
 	s.claim()
 	s.tap([]byte("partial"))
 	s.finish(io.ErrUnexpectedEOF)
