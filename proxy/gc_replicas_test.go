@@ -5,7 +5,6 @@ import (
 	"crypto/rand"
 	"errors"
 	"io"
-	"net/http"
 	"sync"
 	"testing"
 	"time"
@@ -92,15 +91,7 @@ func TestReplicasGCSparesABlobAFollowerServes(t *testing.T) {
 		t.Fatal(err)
 	}
 	layer := layerOf(t, img)
-	resp, err := http.Get(follower.URL + "/v2/" + up.Name + "/team/app/blobs/" + layer.String())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	first := make([]byte, 10)
-	if _, err := io.ReadFull(resp.Body, first); err != nil {
-		t.Fatal(err)
-	}
+	resp, first := blobReadInProgress(t, follower.URL+"/v2/"+up.Name+"/team/app/blobs/"+layer.String())
 
 	leader.Config.Storage.GC.MaxSize = 1 // evict everything it can
 	res, err := leader.Gold.GC(context.Background(), false)

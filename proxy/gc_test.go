@@ -40,6 +40,22 @@ func layerOf(t *testing.T, img v1.Image) digest.Digest {
 	return digest.Digest(d.String())
 }
 
+// blobReadInProgress starts a GET of the blob at url and reads its first bytes: the
+// response is still being sent (the caller reads the rest and closes it).
+func blobReadInProgress(t *testing.T, url string) (*http.Response, []byte) {
+	t.Helper()
+	resp, err := http.Get(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { resp.Body.Close() })
+	first := make([]byte, 10)
+	if _, err := io.ReadFull(resp.Body, first); err != nil {
+		t.Fatal(err)
+	}
+	return resp, first
+}
+
 func TestGCKeepsMostRecentlyPulled(t *testing.T) {
 	up := proxytest.NewUpstream(t)
 	imgs := map[string]v1.Image{"a": bigImage(t), "b": bigImage(t), "c": bigImage(t)}
@@ -135,15 +151,7 @@ func TestGCNeverBreaksAPullInProgress(t *testing.T) {
 		t.Fatal(err)
 	}
 	layer := layerOf(t, img)
-	resp, err := http.Get(p.URL + "/v2/" + up.Name + "/team/app/blobs/" + layer.String())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	first := make([]byte, 10)
-	if _, err := io.ReadFull(resp.Body, first); err != nil {
-		t.Fatal(err)
-	}
+	resp, first := blobReadInProgress(t, p.URL+"/v2/"+up.Name+"/team/app/blobs/"+layer.String())
 	cfg.Storage.GC.MaxSize = 1 // evict everything it can
 	res, err := p.Gold.GC(context.Background(), false)
 	if err != nil {

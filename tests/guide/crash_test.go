@@ -29,7 +29,9 @@ import (
 	"github.com/goldproxy/goldproxy/scanner/scannertest"
 )
 
-// crashRounds is how many times the crash test kills the proxy mid-pull.
+// crashRounds is how many times the crash test kills the proxy mid-pull; a kill that
+// comes after the round's pulls ended does not count, and the test gives up after
+// twice as many rounds.
 const crashRounds = 20
 
 // TestSIGKILLDuringIngestAndScan runs the real binary, kills it with SIGKILL at random
@@ -56,7 +58,7 @@ func TestSIGKILLDuringIngestAndScan(t *testing.T) {
 		return out
 	}
 	// Each round pulls images never seen: every kill lands in a cold ingest or scan.
-	for round := range crashRounds + 1 {
+	push := func(round int) {
 		up.Push(t, fmt.Sprintf("team/vuln:%d", round), extra(scannertest.AlpineImage(t, true)))
 		up.Push(t, fmt.Sprintf("team/clean:%d", round), extra(scannertest.AlpineImage(t, false)))
 	}
@@ -126,8 +128,10 @@ allow:
 		return resp.StatusCode
 	}
 
-	killedMidPull := 0
-	for round := range crashRounds {
+	killedMidPull, rounds := 0, 0
+	for ; killedMidPull < crashRounds && rounds < 2*crashRounds; rounds++ {
+		round := rounds
+		push(round)
 		cmd, out := start()
 		checkBlobs(t, data, round)
 		var wg sync.WaitGroup
@@ -138,7 +142,7 @@ allow:
 		pulled := make(chan struct{})
 		go func() { wg.Wait(); close(pulled) }()
 		select {
-		case <-time.After(time.Duration(50+randN(t, 1500)) * time.Millisecond):
+		case <-time.After(time.Duration(50+randN(t, 1200)) * time.Millisecond):
 			killedMidPull++
 		case <-pulled:
 		}
@@ -153,17 +157,18 @@ allow:
 			}
 		}
 	}
-	t.Logf("%d rounds; %d killed while a pull was in progress", crashRounds, killedMidPull)
-	if killedMidPull < crashRounds/2 {
-		t.Fatalf("only %d of %d kills landed during a pull: the test exercised too little", killedMidPull, crashRounds)
+	t.Logf("%d rounds; %d killed while a pull was in progress", rounds, killedMidPull)
+	if killedMidPull < crashRounds {
+		t.Fatalf("only %d of %d kills landed during a pull: the test exercised too little", killedMidPull, rounds)
 	}
+	push(rounds) // one round more, never pulled before the last start
 
 	// The last start: everything recovers and ends with its verdict.
 	cmd, out := start()
 	defer func() { cmd.Process.Signal(syscall.SIGTERM); cmd.Wait() }()
-	checkBlobs(t, data, crashRounds)
+	checkBlobs(t, data, rounds)
 	deadline := time.Now().Add(3 * time.Minute)
-	for round := range crashRounds + 1 {
+	for round := range rounds + 1 {
 		for {
 			v, c := pull(vulnURL(round)), pull(cleanURL(round))
 			if v == http.StatusForbidden && c == http.StatusOK {
@@ -187,7 +192,7 @@ allow:
 	if !strings.Contains(string(b), "CVE-") || !strings.Contains(string(b), "DENIED") {
 		t.Fatalf("the vulnerable image's denial names no CVE: %s", b)
 	}
-	checkBlobs(t, data, crashRounds+1)
+	checkBlobs(t, data, rounds+1)
 }
 
 // syncBuffer is a process's output, read while it is written.
