@@ -179,16 +179,13 @@ func (r *streamReader) Read(p []byte) (int, error) {
 		// closes (or the scan ends, when nothing reads any more).
 		n, err := f.ReadAt(p, at)
 		if n == len(p) {
-			err = nil
+			err = nil // ReadAt may say EOF with the last byte written so far
 		}
 		s.mu.Lock()
 		s.spillRead += int64(n)
 		s.mu.Unlock()
 		r.off += int64(n)
-		if err != nil {
-			return n, err
-		}
-		return n, nil
+		return n, err
 	}
 	// Dropped, or done with nothing left: the rest is read from the store.
 	for !s.done {
